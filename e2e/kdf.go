@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// The primitives of DESIGN §5 and §6. Each function is a straight call into
+// the standard library or x/crypto, so that BenchmarkFloor can be built from
+// exactly the same calls.
+
+const (
+	infoPQXDH   = "p2pmsg/v1/pqxdh"
+	infoRoot    = "p2pmsg/v1/root"
+	infoMessage = "p2pmsg/v1/message"
+)
+
+// kdfRK is KDF_RK: HKDF-SHA256 keyed by the root key over a DH output,
+// giving the next root key, a chain key and the next header key.
+func kdfRK(rk, dh *[32]byte) (newRK, ck, nhk [32]byte) {
+	out, err := hkdf.Key(sha256.New, dh[:], rk[:], infoRoot, 96)
+	if err != nil {
+		panic("e2e: hkdf: " + err.Error()) // only for lengths over 255 blocks
+	}
+	copy(newRK[:], out[0:32])
+	copy(ck[:], out[32:64])
+	copy(nhk[:], out[64:96])
+	clear(out)
+	return
+}
+
+// kdfCK is KDF_CK: the message key is HMAC(ck, 0x01), the next chain key
+// HMAC(ck, 0x02). One HMAC object serves both: Reset keeps the keyed state.
+func kdfCK(ck *[32]byte) (mk, next [32]byte) {
+	if testHookChainStep != nil {
+		testHookChainStep()
+	}
+	m := hmac.New(sha256.New, ck[:])
+	m.Write([]byte{0x01})
+	m.Sum(mk[:0])
+	m.Reset()
+	m.Write([]byte{0x02})
+	m.Sum(next[:0])
+	return
+}
+
+// testHookChainStep lets tests count chain-key derivations; nil otherwise.
+var testHookChainStep func()
+
+// messageKey stretches a ratchet message key into the AES-256-GCM key.
+func messageKey(mk *[32]byte) [32]byte {
+	out, err := hkdf.Key(sha256.New, mk[:], nil, infoMessage, 32)
+	if err != nil {
+		panic("e2e: hkdf: " + err.Error())
+	}
+	var k [32]byte
+	copy(k[:], out)
+	clear(out)
+	return k
+}
+
+// sealBody appends the AES-256-GCM sealing of plaintext to dst.
+func sealBody(dst []byte, mk *[32]byte, nonce, plaintext, ad []byte) []byte {
+	key := messageKey(mk)
+	aead := newGCM(&key)
+	clear(key[:])
+	return aead.Seal(dst, nonce, plaintext, ad)
+}
+
+// openBody appends the opened body to dst; ok is false on any failure.
+func openBody(dst []byte, mk *[32]byte, nonce, ciphertext, ad []byte) ([]byte, bool) {
+	key := messageKey(mk)
+	aead := newGCM(&key)
+	clear(key[:])
+	out, err := aead.Open(dst, nonce, ciphertext, ad)
+	return out, err == nil
+}
+
+func newGCM(key *[32]byte) cipher.AEAD {
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		panic("e2e: aes: " + err.Error()) // the key size is fixed
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic("e2e: gcm: " + err.Error())
+	}
+	return aead
+}
+
+// sealHeader appends the XChaCha20-Poly1305 sealing of a header to dst.
+func sealHeader(dst []byte, hk *[32]byte, nonce, header []byte) []byte {
+	aead, err := chacha20poly1305.NewX(hk[:])
+	if err != nil {
+		panic("e2e: xchacha20poly1305: " + err.Error())
+	}
+	return aead.Seal(dst, nonce, header, nil)
+}
+
+// openHeader opens a sealed header into dst; ok is false on any failure.
+func openHeader(dst []byte, hk *[32]byte, nonce, sealed []byte) ([]byte, bool) {
+	aead, err := chacha20poly1305.NewX(hk[:])
+	if err != nil {
+		panic("e2e: xchacha20poly1305: " + err.Error())
+	}
+	out, err := aead.Open(dst, nonce, sealed, nil)
+	return out, err == nil
+}

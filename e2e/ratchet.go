@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"math"
+	"time"
+)
+
+// ErrCannotSend: the session has no sending chain yet (a responder session
+// before its first message; Respond never returns one).
+var ErrCannotSend = errors.New("e2e: session cannot send yet")
+
+// EncryptRandom is the randomness one Encrypt draws. RatchetKey is used
+// only when a DH ratchet step is due.
+type EncryptRandom struct {
+	ID          MessageID
+	HeaderNonce [headerNonceSize]byte
+	BodyNonce   [bodyNonceSize]byte
+	RatchetKey  [32]byte
+}
+
+// Encrypt seals plaintext as the next message of the session and returns
+// the envelope and its id. The session advances: persist it before sending
+// the envelope, or a crash could make the same chain key encrypt twice
+// (the random nonce keeps even that safe for confidentiality).
+func (s *Session) Encrypt(plaintext []byte) (MessageID, []byte, error) {
+	var r EncryptRandom
+	rand.Read(r.ID[:])
+	rand.Read(r.HeaderNonce[:])
+	rand.Read(r.BodyNonce[:])
+	if s.sendStep {
+		rand.Read(r.RatchetKey[:])
+	}
+	id, env, err := s.EncryptWith(plaintext, &r)
+	clear(r.RatchetKey[:])
+	return id, env, err
+}
+
+// EncryptWith is the deterministic twin of Encrypt.
+func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []byte, error) {
+	if len(plaintext) > MaxPlaintextSize {
+		return MessageID{}, nil, ErrTooLarge
+	}
+	if !s.hasHKs || (!s.hasCKs && !s.sendStep) {
+		return MessageID{}, nil, ErrCannotSend
+	}
+	if s.ns == math.MaxUint32 {
+		return MessageID{}, nil, errors.New("e2e: sending chain exhausted")
+	}
+
+	// Compute everything first; the session changes only at the end.
+	rk, cks, nhks := s.rk, s.cks, s.nhks
+	dhsPub := s.dhsPub
+	var dhs *ecdh.PrivateKey
+	if s.sendStep {
+		dhs = mustX25519(r.RatchetKey[:])
+		dhsPub = dhPublic(dhs)
+		shared, err := dh(dhs, (*[32]byte)(&s.dhr))
+		if err != nil {
+			return MessageID{}, nil, err
+		}
+		rk, cks, nhks = kdfRK(&s.rk, &shared)
+		clear(shared[:])
+	}
+	mk, nextCK := kdfCK(&cks)
+	clear(cks[:])
+
+	kind := byte(kindMessage)
+	size := MessageOverhead + len(plaintext)
+	if s.prekeyMsg != nil {
+		kind = kindPrekey
+		size += prekeyBlockSize
+	}
+	// One allocation: the AD prefix of the body seal, then the envelope.
+	buf := make([]byte, len(s.ad), len(s.ad)+size)
+	copy(buf, s.ad)
+	buf = append(buf, envelopeVersion, kind)
+	buf = append(buf, r.ID[:]...)
+	buf = append(buf, s.prekeyMsg...)
+	buf = append(buf, r.HeaderNonce[:]...)
+	var hdr [headerSize]byte
+	h := header{dh: dhsPub, pn: s.pn, n: s.ns}
+	buf = sealHeader(buf, &s.hks, r.HeaderNonce[:], h.append(hdr[:0]))
+	buf = append(buf, r.BodyNonce[:]...)
+	buf = sealBody(buf, &mk, r.BodyNonce[:], plaintext, buf)
+	clear(mk[:])
+
+	if s.sendStep {
+		s.setDHs(dhs)
+		s.rk, s.nhks = rk, nhks
+		s.hasCKs = true
+		s.sendStep = false
+	}
+	s.cks = nextCK
+	s.ns++
+	return r.ID, buf[len(s.ad):], nil
+}
+
+// Decrypt opens an envelope at time now (used to age skipped keys). On any
+// error the session is exactly as it was: a forged, tampered or replayed
+// envelope cannot damage it. A prekey envelope is accepted only by the
+// responder session of the same handshake (ErrWrongSession otherwise).
+func (s *Session) Decrypt(data []byte, now time.Time) ([]byte, error) {
+	e, err := parseEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	if e.kind == kindPrekey {
+		if s.initiator || subtle.ConstantTimeCompare(e.prekey[prekeyBaseKeyOffset:prekeyBaseKeyOffset+32], s.baseKey[:]) != 1 {
+			return nil, ErrWrongSession
+		}
+	}
+	return s.decrypt(&e, now)
+}
+
+func (s *Session) decrypt(e *envelope, now time.Time) ([]byte, error) {
+	var buf [headerSize]byte
+	if s.hasHKr {
+		if h, ok := openHeader(buf[:0], &s.hkr, e.hdrNonce, e.sealedHdr); ok {
+			return s.decryptCurrent(e, h, now)
+		}
+	}
+	if h, ok := openHeader(buf[:0], &s.nhkr, e.hdrNonce, e.sealedHdr); ok {
+		return s.decryptNext(e, h, now)
+	}
+	for ci := range s.skipped {
+		c := &s.skipped[ci]
+		if s.hasHKr && subtle.ConstantTimeCompare(c.hk[:], s.hkr[:]) == 1 {
+			continue // tried above
+		}
+		if h, ok := openHeader(buf[:0], &c.hk, e.hdrNonce, e.sealedHdr); ok {
+			hd, err := parseHeader(h)
+			if err != nil {
+				return nil, err
+			}
+			return s.decryptSkipped(e, ci, hd.n, now)
+		}
+	}
+	return nil, ErrDecrypt
+}
+
+// decryptCurrent handles a message of the current receiving chain.
+func (s *Session) decryptCurrent(e *envelope, raw []byte, now time.Time) ([]byte, error) {
+	h, err := parseHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !h.dh.Equal(s.dhr) {
+		return nil, ErrDecrypt
+	}
+	if h.n < s.nr {
+		ci := s.chainIndex(&s.hkr)
+		if ci < 0 {
+			return nil, ErrReplay
+		}
+		return s.decryptSkipped(e, ci, h.n, now)
+	}
+	if h.n-s.nr > MaxSkip {
+		return nil, ErrTooManySkipped
+	}
+	ck := s.ckr
+	skipped := skipKeys(&ck, s.nr, h.n, now, nil)
+	mk, next := kdfCK(&ck)
+	clear(ck[:])
+	pt, ok := s.openBody(e, &mk)
+	clear(mk[:])
+	if !ok {
+		wipeKeys(skipped)
+		return nil, ErrDecrypt
+	}
+	s.addSkipped(&s.hkr, skipped)
+	wipeKeys(skipped)
+	s.ckr = next
+	s.nr = h.n + 1
+	s.pruneExpired(now)
+	return pt, nil
+}
+
+// decryptNext handles the first message of the peer's next sending chain:
+// the receiving half of a DH ratchet step.
+func (s *Session) decryptNext(e *envelope, raw []byte, now time.Time) ([]byte, error) {
+	h, err := parseHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	// The peer moves to a new chain only after it has seen our new ratchet
+	// key, which we have not yet made: only a misbehaving peer gets here.
+	if s.sendStep {
+		return nil, ErrDecrypt
+	}
+	if s.hasCKr && h.pn > s.nr && h.pn-s.nr > MaxSkip {
+		return nil, ErrTooManySkipped
+	}
+	if h.n > MaxSkip {
+		return nil, ErrTooManySkipped
+	}
+	shared, err := dh(s.dhs(), (*[32]byte)(&h.dh))
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	var oldSkipped []skippedKey
+	if s.hasCKr && h.pn > s.nr {
+		ck := s.ckr
+		oldSkipped = skipKeys(&ck, s.nr, h.pn, now, nil)
+		clear(ck[:])
+	}
+	rk, ck, nhkr := kdfRK(&s.rk, &shared)
+	clear(shared[:])
+	newSkipped := skipKeys(&ck, 0, h.n, now, nil)
+	mk, next := kdfCK(&ck)
+	clear(ck[:])
+	pt, ok := s.openBody(e, &mk)
+	clear(mk[:])
+	if !ok {
+		wipeKeys(oldSkipped)
+		wipeKeys(newSkipped)
+		return nil, ErrDecrypt
+	}
+
+	if s.hasHKr {
+		s.addSkipped(&s.hkr, oldSkipped)
+	}
+	wipeKeys(oldSkipped)
+	s.pn, s.ns, s.nr = s.ns, 0, h.n+1
+	s.hks, s.hasHKs = s.nhks, true
+	s.hkr, s.hasHKr = s.nhkr, true
+	s.nhkr = nhkr
+	s.dhr = h.dh
+	s.rk = rk
+	s.ckr, s.hasCKr = next, true
+	clear(s.cks[:])
+	s.hasCKs = false
+	s.clearDHs() // needed no more: forward secrecy
+	s.sendStep = true
+	s.addSkipped(&s.hkr, newSkipped)
+	wipeKeys(newSkipped)
+	s.prekeyMsg = nil // the responder has answered
+	s.pruneExpired(now)
+	return pt, nil
+}
+
+// decryptSkipped opens a message with a stored skipped key.
+func (s *Session) decryptSkipped(e *envelope, ci int, n uint32, now time.Time) ([]byte, error) {
+	j, ok := s.findSkipped(ci, n, now)
+	if !ok {
+		return nil, ErrReplay
+	}
+	mk := s.skipped[ci].keys[j].mk
+	pt, ok := s.openBody(e, &mk)
+	clear(mk[:])
+	if !ok {
+		return nil, ErrDecrypt
+	}
+	s.removeSkipped(ci, j)
+	s.prekeyMsg = nil
+	s.pruneExpired(now)
+	return pt, nil
+}
+
+// openBody opens the AES-256-GCM body; the AD is the session AD followed by
+// every envelope byte before the body.
+func (s *Session) openBody(e *envelope, mk *[32]byte) ([]byte, bool) {
+	var adBuf [256]byte
+	ad := append(append(adBuf[:0], s.ad...), e.authed...)
+	if len(e.body) < tagSize {
+		return nil, false
+	}
+	return openBody(make([]byte, 0, len(e.body)-tagSize), mk, e.bodyNonce, e.body, ad)
+}
+
+// skipKeys derives the message keys from..to-1 of the chain ck, advancing
+// ck, and appends them to dst.
+func skipKeys(ck *[32]byte, from, to uint32, now time.Time, dst []skippedKey) []skippedKey {
+	if to <= from {
+		return dst
+	}
+	if dst == nil {
+		dst = make([]skippedKey, 0, to-from)
+	}
+	for n := from; n < to; n++ {
+		mk, next := kdfCK(ck)
+		*ck = next
+		dst = append(dst, skippedKey{n: n, created: now.Unix(), mk: mk})
+	}
+	return dst
+}
+
+func wipeKeys(keys []skippedKey) {
+	for i := range keys {
+		clear(keys[i].mk[:])
+	}
+}
