@@ -35,19 +35,23 @@ func kdfRK(rk, dh *[32]byte) (newRK, ck, nhk [32]byte) {
 }
 
 // kdfCK is KDF_CK: the message key is HMAC(ck, 0x01), the next chain key
-// HMAC(ck, 0x02). One HMAC object serves both: Reset keeps the keyed state.
-func kdfCK(ck *[32]byte) (mk, next [32]byte) {
+// HMAC(ck, 0x02). One HMAC object serves both (Reset keeps the keyed
+// state), and both land in one block: mk = out[:32], next = out[32:].
+func kdfCK(ck *[32]byte) *[64]byte {
 	if testHookChainStep != nil {
 		testHookChainStep()
 	}
+	out := new([64]byte)
 	m := hmac.New(sha256.New, ck[:])
-	m.Write([]byte{0x01})
-	m.Sum(mk[:0])
+	m.Write(ckMessage)
+	m.Sum(out[:0])
 	m.Reset()
-	m.Write([]byte{0x02})
-	m.Sum(next[:0])
-	return
+	m.Write(ckNext)
+	m.Sum(out[32:32])
+	return out
 }
+
+var ckMessage, ckNext = []byte{0x01}, []byte{0x02}
 
 // testHookChainStep lets tests count chain-key derivations; nil otherwise.
 var testHookChainStep func()

@@ -12,12 +12,12 @@ import (
 
 // Key sizes of the wire formats.
 const (
-	KeySize        = 32                                // Ed25519 public, X25519 public and private
-	SignatureSize  = ed25519.SignatureSize             // 64
-	PQPublicSize   = mlkem.EncapsulationKeySize768     // 1184
-	PQCipherSize   = mlkem.CiphertextSize768           // 1088
-	PQSeedSize     = mlkem.SeedSize                    // 64
-	identityDomain = "p2pmsg/v1/ikdh"                  // certificate of IKdh by IK
+	KeySize        = 32                            // Ed25519 public, X25519 public and private
+	SignatureSize  = ed25519.SignatureSize         // 64
+	PQPublicSize   = mlkem.EncapsulationKeySize768 // 1184
+	PQCipherSize   = mlkem.CiphertextSize768       // 1088
+	PQSeedSize     = mlkem.SeedSize                // 64
+	identityDomain = "p2pmsg/v1/ikdh"              // certificate of IKdh by IK
 	identityBlob   = 1 + ed25519.SeedSize + KeySize + SignatureSize
 )
 

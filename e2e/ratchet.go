@@ -27,13 +27,19 @@ type EncryptRandom struct {
 // the envelope, or a crash could make the same chain key encrypt twice
 // (the random nonce keeps even that safe for confidentiality).
 func (s *Session) Encrypt(plaintext []byte) (MessageID, []byte, error) {
-	var r EncryptRandom
-	rand.Read(r.ID[:])
-	rand.Read(r.HeaderNonce[:])
-	rand.Read(r.BodyNonce[:])
+	// One read for all of it: each read is a system call.
+	var buf [idSize + headerNonceSize + bodyNonceSize + 32]byte
+	need := len(buf) - 32
 	if s.sendStep {
-		rand.Read(r.RatchetKey[:])
+		need = len(buf)
 	}
+	rand.Read(buf[:need])
+	var r EncryptRandom
+	copy(r.ID[:], buf[:])
+	copy(r.HeaderNonce[:], buf[idSize:])
+	copy(r.BodyNonce[:], buf[idSize+headerNonceSize:])
+	copy(r.RatchetKey[:], buf[idSize+headerNonceSize+bodyNonceSize:])
+	clear(buf[:])
 	id, env, err := s.EncryptWith(plaintext, &r)
 	clear(r.RatchetKey[:])
 	return id, env, err
@@ -52,7 +58,8 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 	}
 
 	// Compute everything first; the session changes only at the end.
-	rk, cks, nhks := s.rk, s.cks, s.nhks
+	rk, nhks := s.rk, s.nhks
+	cks := &s.cks
 	dhsPub := s.dhsPub
 	var dhs *ecdh.PrivateKey
 	if s.sendStep {
@@ -62,11 +69,13 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 		if err != nil {
 			return MessageID{}, nil, err
 		}
-		rk, cks, nhks = kdfRK(&s.rk, &shared)
+		var ck [32]byte
+		rk, ck, nhks = kdfRK(&s.rk, &shared)
 		clear(shared[:])
+		cks = &ck
 	}
-	mk, nextCK := kdfCK(&cks)
-	clear(cks[:])
+	k := kdfCK(cks)
+	mk := (*[32]byte)(k[:32])
 
 	kind := byte(kindMessage)
 	size := MessageOverhead + len(plaintext)
@@ -80,13 +89,17 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 	buf = append(buf, envelopeVersion, kind)
 	buf = append(buf, r.ID[:]...)
 	buf = append(buf, s.prekeyMsg...)
+	// The nonces are passed to the AEADs as slices of the envelope, so that
+	// r does not escape to the heap.
+	hn := len(buf)
 	buf = append(buf, r.HeaderNonce[:]...)
-	var hdr [headerSize]byte
 	h := header{dh: dhsPub, pn: s.pn, n: s.ns}
-	buf = sealHeader(buf, &s.hks, r.HeaderNonce[:], h.append(hdr[:0]))
+	hp := len(buf)
+	buf = h.append(buf) // sealed in place
+	buf = sealHeader(buf[:hp], &s.hks, buf[hn:hp], buf[hp:])
+	bn := len(buf)
 	buf = append(buf, r.BodyNonce[:]...)
-	buf = sealBody(buf, &mk, r.BodyNonce[:], plaintext, buf)
-	clear(mk[:])
+	buf = sealBody(buf, mk, buf[bn:], plaintext, buf)
 
 	if s.sendStep {
 		s.setDHs(dhs)
@@ -94,7 +107,8 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 		s.hasCKs = true
 		s.sendStep = false
 	}
-	s.cks = nextCK
+	s.cks = [32]byte(k[32:])
+	clear(k[:])
 	s.ns++
 	return r.ID, buf[len(s.ad):], nil
 }
@@ -117,7 +131,10 @@ func (s *Session) Decrypt(data []byte, now time.Time) ([]byte, error) {
 }
 
 func (s *Session) decrypt(e *envelope, now time.Time) ([]byte, error) {
-	var buf [headerSize]byte
+	if cap(s.scratch) < 256 {
+		s.scratch = make([]byte, 0, 256)
+	}
+	buf := s.scratch[:0:headerSize]
 	if s.hasHKr {
 		if h, ok := openHeader(buf[:0], &s.hkr, e.hdrNonce, e.sealedHdr); ok {
 			return s.decryptCurrent(e, h, now)
@@ -161,19 +178,25 @@ func (s *Session) decryptCurrent(e *envelope, raw []byte, now time.Time) ([]byte
 	if h.n-s.nr > MaxSkip {
 		return nil, ErrTooManySkipped
 	}
-	ck := s.ckr
-	skipped := skipKeys(&ck, s.nr, h.n, now, nil)
-	mk, next := kdfCK(&ck)
-	clear(ck[:])
-	pt, ok := s.openBody(e, &mk)
-	clear(mk[:])
+	ck := &s.ckr // only read: the session changes only on success
+	var skipped []skippedKey
+	if h.n > s.nr {
+		local := s.ckr
+		skipped = skipKeys(&local, s.nr, h.n, now, nil)
+		ck = &local
+		defer clear(local[:])
+	}
+	k := kdfCK(ck)
+	pt, ok := s.openBody(e, (*[32]byte)(k[:32]))
 	if !ok {
+		clear(k[:])
 		wipeKeys(skipped)
 		return nil, ErrDecrypt
 	}
 	s.addSkipped(&s.hkr, skipped)
 	wipeKeys(skipped)
-	s.ckr = next
+	s.ckr = [32]byte(k[32:])
+	clear(k[:])
 	s.nr = h.n + 1
 	s.pruneExpired(now)
 	return pt, nil
@@ -210,10 +233,11 @@ func (s *Session) decryptNext(e *envelope, raw []byte, now time.Time) ([]byte, e
 	rk, ck, nhkr := kdfRK(&s.rk, &shared)
 	clear(shared[:])
 	newSkipped := skipKeys(&ck, 0, h.n, now, nil)
-	mk, next := kdfCK(&ck)
+	k := kdfCK(&ck)
 	clear(ck[:])
-	pt, ok := s.openBody(e, &mk)
-	clear(mk[:])
+	pt, ok := s.openBody(e, (*[32]byte)(k[:32]))
+	next := [32]byte(k[32:])
+	clear(k[:])
 	if !ok {
 		wipeKeys(oldSkipped)
 		wipeKeys(newSkipped)
@@ -263,8 +287,8 @@ func (s *Session) decryptSkipped(e *envelope, ci int, n uint32, now time.Time) (
 // openBody opens the AES-256-GCM body; the AD is the session AD followed by
 // every envelope byte before the body.
 func (s *Session) openBody(e *envelope, mk *[32]byte) ([]byte, bool) {
-	var adBuf [256]byte
-	ad := append(append(adBuf[:0], s.ad...), e.authed...)
+	ad := append(append(s.scratch[:0], s.ad...), e.authed...)
+	s.scratch = ad[:0]
 	if len(e.body) < tagSize {
 		return nil, false
 	}
@@ -281,9 +305,10 @@ func skipKeys(ck *[32]byte, from, to uint32, now time.Time, dst []skippedKey) []
 		dst = make([]skippedKey, 0, to-from)
 	}
 	for n := from; n < to; n++ {
-		mk, next := kdfCK(ck)
-		*ck = next
-		dst = append(dst, skippedKey{n: n, created: now.Unix(), mk: mk})
+		k := kdfCK(ck)
+		*ck = [32]byte(k[32:])
+		dst = append(dst, skippedKey{n: n, created: now.Unix(), mk: [32]byte(k[:32])})
+		clear(k[:])
 	}
 	return dst
 }

@@ -49,6 +49,8 @@ type Session struct {
 	prekeyMsg []byte // initiator only: prefixed to every envelope until the first reply
 
 	skipped []skippedChain // oldest first
+
+	scratch []byte // reused buffer for opened headers and body AD: no secrets
 }
 
 type skippedChain struct {
