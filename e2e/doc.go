@@ -1,0 +1,133 @@
+// Package e2e is the cryptographic core of p2pmsg: identities, signed
+// prekey bundles, the PQXDH handshake (X3DH with ML-KEM-768, as Signal's
+// PQXDH) and the Double Ratchet with header encryption.
+//
+// It is pure: standard library and golang.org/x/crypto only, no I/O, no
+// goroutines, no clock (times are parameters). It works on values that the
+// caller persists: [Session.MarshalBinary] after every [Session.Encrypt]
+// and every successful [Session.Decrypt], in the same transaction as the
+// message. A Session is not safe for concurrent use.
+//
+// # Keys
+//
+// An [Identity] is an Ed25519 key (the libp2p peer key; the peer ID is the
+// address) and an X25519 identity DH key that the Ed25519 key certifies by
+// signing "p2pmsg/v1/ikdh" || IKdh. Go has no XEdDSA; a certified second key
+// is the simple, standard alternative. Prekeys: a [SignedPrekey] (X25519,
+// rotated weekly), a last-resort [PQPrekey] (ML-KEM-768), and one-time
+// X25519 and ML-KEM-768 prekeys, handed out once by their owner.
+//
+// Every function that draws randomness has a deterministic twin that takes
+// it as input (NewIdentity / NewIdentityFromSeeds, Initiate / InitiateWith,
+// Encrypt / EncryptWith, ...), so that known-answer tests pin every output.
+//
+// # Handshake
+//
+// Alice fetches Bob's bundle and checks it with [VerifyBundle]; [Initiate]
+// computes, with EK_A a fresh X25519 key,
+//
+//	DH1 = DH(IKdh_A, SPK_B)  DH2 = DH(EK_A, IKdh_B)  DH3 = DH(EK_A, SPK_B)  [DH4 = DH(EK_A, OPK_B)]
+//	(CT, SS) = ML-KEM-768.Encaps(PQOPK_B, or PQSPK_B without a one-time key)
+//	SK || HKa || NHKb = HKDF-SHA256(salt = 32 zero bytes, F || DH1 || DH2 || DH3 [|| DH4] || SS, "p2pmsg/v1/pqxdh", 96)
+//	AD = "p2pmsg/v1" || IK_A || IKdh_A || IK_B || IKdh_B
+//
+// with F 32 bytes of 0xFF. Alice's first ratchet step uses SPK_B as Bob's
+// ratchet key, so SK itself never encrypts. Until Bob answers, every
+// envelope Alice sends is a prekey message, so whichever arrives first can
+// start Bob's session. Bob routes a prekey message to the session with the
+// same base key (EK_A), or parses it with [ParsePrekeyMessage], looks up the
+// private prekeys it names and calls [Respond], which checks, cheapest
+// first: the prekeys were found (a used one-time key must not be), the
+// replay key (SPK id, EK_A) was not seen, Alice's certificate, then the
+// DHs, decapsulation and the first message. The caller then deletes the
+// one-time keys and records the replay key until that SPK expires.
+//
+// # Ratchet
+//
+// The Double Ratchet of the Signal specification with header encryption:
+//
+//	KDF_RK(rk, dh) = HKDF-SHA256(salt = rk, dh, "p2pmsg/v1/root", 96) -> rk, ck, nhk
+//	KDF_CK(ck):  mk = HMAC-SHA256(ck, 0x01), next ck = HMAC-SHA256(ck, 0x02)
+//	body key     = HKDF-SHA256(salt = none, mk, "p2pmsg/v1/message", 32), AES-256-GCM
+//	header       = DHs (32) || PN (4) || N (4), XChaCha20-Poly1305 under HKs
+//
+// The body AD is the session AD followed by every envelope byte before the
+// body, so the whole envelope is authenticated. Nonces are random and carried
+// in the envelope: a session rolled back by a crash never reuses a
+// key/nonce pair. The header key is reused along a chain, hence the 192-bit
+// nonce.
+//
+// The sending half of a DH ratchet step (a fresh ratchet key, KDF_RK) runs
+// at the next Encrypt rather than on receipt; the key schedule is the
+// specification's, Decrypt draws no randomness, and a private ratchet key
+// is deleted as soon as its last use is past.
+//
+// Decryption tries the current header key, then the next one, then those of
+// the chains that still hold skipped keys. At most [MaxSkip] keys are
+// skipped per chain jump, and the check is made before any key derivation;
+// at most [MaxSkippedKeys] are stored, in at most [MaxSkippedChains] chains
+// (each chain costs a header trial per forgery, so this bounds the cost of
+// rejecting one), oldest evicted first, each for [SkippedKeyMaxAge].
+// Decryption computes everything first and commits only on success:
+// whatever fails leaves the session exactly as it was.
+//
+// # Wire format
+//
+// An envelope, at most [MaxEnvelopeSize] bytes; integers big endian:
+//
+//	offset  size  field
+//	0       1     version = 1
+//	1       1     kind: 1 message, 2 prekey message
+//	2       16    message id (random; the same in a retransmission)
+//	              prekey messages only, 1261 bytes:
+//	18      32      IK_A (Ed25519)
+//	50      32      IKdh_A (X25519)
+//	82      64      certificate of IKdh_A by IK_A
+//	146     32      EK_A
+//	178     4       signed prekey id
+//	182     1       flags: bit 0 one-time X25519 prekey used, bit 1 one-time ML-KEM prekey used
+//	183     4       one-time X25519 prekey id (0 when unused)
+//	187     4       ML-KEM prekey id
+//	191     1088    ML-KEM-768 ciphertext
+//	then, at offset p = 18 (message) or 1279 (prekey message):
+//	p       24    header nonce
+//	p+24    56    sealed header (40 + 16)
+//	p+80    12    body nonce
+//	p+92    n+16  AES-256-GCM ciphertext of the n-byte plaintext
+//
+// A bundle, at most [MaxBundleSize] bytes, signed by IK over
+// "p2pmsg/v1/bundle" || every byte before the signature:
+//
+//	0     1     version = 1
+//	1     32    IK (Ed25519; the peer ID's key)
+//	33    32    IKdh
+//	65    8     seq (a newer bundle has a higher one)
+//	73    8     expires (unix seconds; at most 14 days ahead)
+//	81    4+32  signed prekey id, key
+//	117   4+1184  ML-KEM-768 last-resort prekey id, key
+//	1305  1     flags: bit 0 a one-time X25519 prekey follows, bit 1 a one-time ML-KEM prekey follows
+//	      4+32    one-time X25519 prekey id, key (only in a bundle fetched from its owner)
+//	      4+1184  one-time ML-KEM prekey id, key (likewise)
+//	      64    Ed25519 signature
+//
+// The session state encoding is documented in state.go.
+//
+// # Security
+//
+//   - Forward secrecy and post-compromise security as the Double Ratchet
+//     gives them; message keys are wiped once used, private ratchet keys
+//     once their last DH is done. Go's garbage collector may leave copies
+//     that clear() cannot reach: zeroing is best effort.
+//   - First contact resists a future quantum adversary that records
+//     traffic (ML-KEM-768), not an active one at the time.
+//   - X25519 goes through crypto/ecdh, which rejects low-order points;
+//     the deprecated curve25519.ScalarMult, which accepts them, is not used.
+//   - Every authentication failure is the one opaque [ErrDecrypt]; a header
+//     that authenticates under a chain whose key is gone is [ErrReplay].
+//   - A forgery costs at most a few header trials on a session, and at most
+//     one responder handshake as a prekey message.
+//   - Identity keys are compared in constant time; secret-holding types
+//     print only public parts.
+//   - The safety number ([SafetyNumber]) lets two users check that neither
+//     identity was substituted.
+package e2e
