@@ -50,9 +50,13 @@
 //	KDF_CK(ck):  mk = HMAC-SHA256(ck, 0x01), next ck = HMAC-SHA256(ck, 0x02)
 //	body key     = HKDF-SHA256(salt = none, mk, "p2pmsg/v1/message", 32), AES-256-GCM
 //	header       = DHs (32) || PN (4) || N (4), XChaCha20-Poly1305 under HKs
+//	body AD      = AD || version || kind || id || prekey block (if any)
+//	header AD    = SHA-256(version || kind || id || prekey block || body nonce || body)
 //
-// The body AD is the session AD followed by every envelope byte before the
-// body, so the whole envelope is authenticated. Nonces are random and carried
+// Every envelope byte is authenticated, and the header AD binds the header
+// to its body: a header captured from an undelivered envelope and put on a
+// forged body fails the header check, before the receiver derives a single
+// chain key for it (the body is sealed first). Nonces are random and carried
 // in the envelope: a session rolled back by a crash never reuses a
 // key/nonce pair. The header key is reused along a chain, hence the 192-bit
 // nonce.
@@ -112,6 +116,19 @@
 //
 // The session state encoding is documented in state.go.
 //
+// # What the caller must do
+//
+//   - Save the session after every Encrypt and successful Decrypt, in the
+//     transaction that stores the message; if that transaction fails, load
+//     the session again rather than keep the in-memory one, which is ahead.
+//   - Check that a bundle's Identity is the peer it was fetched for, and
+//     refuse one-time prekeys in bundles from the DHT (they belong only in
+//     bundles fetched from their owner).
+//   - Delete used one-time prekeys and record replay keys atomically with the
+//     new session, for as long as the signed prekey's private half is kept
+//     (see Respond and ReplayKey).
+//   - Call Prune on idle sessions now and then.
+//
 // # Security
 //
 //   - Forward secrecy and post-compromise security as the Double Ratchet
@@ -124,8 +141,10 @@
 //     the deprecated curve25519.ScalarMult, which accepts them, is not used.
 //   - Every authentication failure is the one opaque [ErrDecrypt]; a header
 //     that authenticates under a chain whose key is gone is [ErrReplay].
-//   - A forgery costs at most a few header trials on a session, and at most
-//     one responder handshake as a prekey message.
+//   - A forgery costs a hash and at most 2 + MaxSkippedChains header trials
+//     on a session, even one made from a captured header; a prekey message
+//     costs at most one responder handshake. Only the peer itself, who holds
+//     the keys, can make a receiver skip (up to MaxSkip keys per message).
 //   - Identity keys are compared in constant time; secret-holding types
 //     print only public parts.
 //   - The safety number ([SafetyNumber]) lets two users check that neither

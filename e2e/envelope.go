@@ -50,7 +50,8 @@ type envelope struct {
 	hdrNonce  []byte
 	sealedHdr []byte
 	bodyNonce []byte
-	authed    []byte // everything before the body: authenticated as AD
+	prefix    []byte // version, kind, id, prekey block: in both ADs
+	tail      []byte // body nonce and body: hashed into the header AD
 	body      []byte // AES-256-GCM ciphertext and tag
 }
 
@@ -76,14 +77,14 @@ func parseEnvelope(b []byte) (envelope, error) {
 	default:
 		return e, ErrMalformed
 	}
+	e.prefix = b[:off]
 	e.hdrNonce = b[off : off+headerNonceSize]
 	off += headerNonceSize
 	e.sealedHdr = b[off : off+sealedHeaderSize]
 	off += sealedHeaderSize
+	e.tail = b[off:]
 	e.bodyNonce = b[off : off+bodyNonceSize]
-	off += bodyNonceSize
-	e.authed = b[:off]
-	e.body = b[off:]
+	e.body = b[off+bodyNonceSize:]
 	return e, nil
 }
 

@@ -76,11 +76,7 @@ func FuzzHeader(f *testing.F) {
 		if next {
 			hk = &bob.nhkr
 		}
-		env := []byte{envelopeVersion, kindMessage}
-		env = append(env, make([]byte, idSize+headerNonceSize)...)
-		env = sealHeader(env, hk, make([]byte, headerNonceSize), hdr)
-		env = append(env, make([]byte, bodyNonceSize)...)
-		env = append(env, body...)
+		env := sealedWithHeader(hk, hdr, body)
 		_, err := bob.Decrypt(env, t0)
 		if err == nil {
 			t.Fatal("a body nobody sealed decrypted")

@@ -97,21 +97,33 @@ func newGCM(key *[32]byte) cipher.AEAD {
 	return aead
 }
 
+// headerAD is the associated data of a sealed header: SHA-256 of every
+// envelope byte but the header nonce and the header itself (prefix is the
+// version, kind, id and prekey block; tail the body nonce and body). It
+// binds the header to its body, so a captured header on a forged body is
+// rejected by the header trial, before any chain key is derived.
+func headerAD(prefix, tail []byte, out *[32]byte) {
+	h := sha256.New()
+	h.Write(prefix)
+	h.Write(tail)
+	h.Sum(out[:0])
+}
+
 // sealHeader appends the XChaCha20-Poly1305 sealing of a header to dst.
-func sealHeader(dst []byte, hk *[32]byte, nonce, header []byte) []byte {
+func sealHeader(dst []byte, hk *[32]byte, nonce, header, ad []byte) []byte {
 	aead, err := chacha20poly1305.NewX(hk[:])
 	if err != nil {
 		panic("e2e: xchacha20poly1305: " + err.Error())
 	}
-	return aead.Seal(dst, nonce, header, nil)
+	return aead.Seal(dst, nonce, header, ad)
 }
 
 // openHeader opens a sealed header into dst; ok is false on any failure.
-func openHeader(dst []byte, hk *[32]byte, nonce, sealed []byte) ([]byte, bool) {
+func openHeader(dst []byte, hk *[32]byte, nonce, sealed, ad []byte) ([]byte, bool) {
 	aead, err := chacha20poly1305.NewX(hk[:])
 	if err != nil {
 		panic("e2e: xchacha20poly1305: " + err.Error())
 	}
-	out, err := aead.Open(dst, nonce, sealed, nil)
+	out, err := aead.Open(dst, nonce, sealed, ad)
 	return out, err == nil
 }

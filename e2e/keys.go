@@ -94,9 +94,6 @@ func (id *Identity) Ed25519Seed() [32]byte {
 	return s
 }
 
-// Sign signs msg with the identity key.
-func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.sign, msg) }
-
 // MarshalBinary encodes the identity for storage: version 1, the Ed25519
 // seed, the X25519 private key and the certificate (kept so that loading
 // need not sign).
@@ -116,18 +113,19 @@ func (id *Identity) UnmarshalBinary(b []byte) error {
 	var seed, dh [32]byte
 	copy(seed[:], b[1:33])
 	copy(dh[:], b[33:65])
-	*id = *NewIdentityFromSeeds(seed, dh)
+	loaded := NewIdentityFromSeeds(seed, dh)
 	clear(seed[:])
 	clear(dh[:])
-	if subtle.ConstantTimeCompare(id.pub.Cert[:], b[65:]) != 1 {
+	if subtle.ConstantTimeCompare(loaded.pub.Cert[:], b[65:]) != 1 {
 		return fmt.Errorf("identity: certificate does not match the keys: %w", ErrMalformed)
 	}
+	*id = *loaded
 	return nil
 }
 
 // Format keeps secrets out of logs and error strings: only the public key
-// is ever printed.
-func (id *Identity) Format(f fmt.State, _ rune) {
+// is ever printed. Its receiver is a value, so that values print safely too.
+func (id Identity) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "e2e.Identity{%x}", id.pub.Key[:8])
 }
 
@@ -242,9 +240,14 @@ func (k *PQPrekey) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-func (k *SignedPrekey) Format(f fmt.State, _ rune)  { fmt.Fprintf(f, "e2e.SignedPrekey{%d}", k.ID) }
-func (k *OneTimePrekey) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "e2e.OneTimePrekey{%d}", k.ID) }
-func (k *PQPrekey) Format(f fmt.State, _ rune)      { fmt.Fprintf(f, "e2e.PQPrekey{%d}", k.ID) }
+// Format prints only the id.
+func (k SignedPrekey) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "e2e.SignedPrekey{%d}", k.ID) }
+
+// Format prints only the id.
+func (k OneTimePrekey) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "e2e.OneTimePrekey{%d}", k.ID) }
+
+// Format prints only the id.
+func (k PQPrekey) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "e2e.PQPrekey{%d}", k.ID) }
 
 func marshalDHPrekey(id uint32, priv *ecdh.PrivateKey) []byte {
 	return append(binary.BigEndian.AppendUint32(make([]byte, 0, 36), id), priv.Bytes()...)

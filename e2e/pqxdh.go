@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/mlkem"
@@ -9,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -48,6 +50,9 @@ type InitiatorRandom struct {
 	KEM       [32]byte // ML-KEM-768 encapsulation randomness (FIPS 203 m)
 }
 
+// Format keeps the ephemeral key out of logs.
+func (r InitiatorRandom) Format(f fmt.State, _ rune) { fmt.Fprint(f, "e2e.InitiatorRandom{}") }
+
 // InitiateWith is the deterministic twin of Initiate, for known-answer
 // tests only: it encapsulates with crypto/mlkem/mlkemtest.
 func InitiateWith(self *Identity, b *Bundle, r *InitiatorRandom) (*Session, error) {
@@ -57,6 +62,9 @@ func InitiateWith(self *Identity, b *Bundle, r *InitiatorRandom) (*Session, erro
 }
 
 func initiate(self *Identity, b *Bundle, ephemeral *[32]byte, encaps encapsulator) (*Session, error) {
+	if self == nil || self.dh == nil || b == nil || b.pqPrekey == nil || (b.HasPQOneTime && b.pqOneTime == nil) {
+		return nil, errors.New("e2e: Initiate needs a loaded identity and a bundle from VerifyBundle")
+	}
 	ek := mustX25519(ephemeral[:])
 	ekPub := dhPublic(ek)
 	spk, ikdh, opk := (*[32]byte)(&b.SignedPrekey), (*[32]byte)(&b.IdentityDH), (*[32]byte)(&b.OneTimePrekey)
@@ -163,8 +171,12 @@ type PrekeyMessage struct {
 }
 
 // ParsePrekeyMessage parses a prekey envelope. It checks only the framing.
+// The message keeps a copy of data, so the caller may reuse its buffer.
 func ParsePrekeyMessage(data []byte) (*PrekeyMessage, error) {
-	e, err := parseEnvelope(data)
+	if len(data) > MaxEnvelopeSize {
+		return nil, ErrTooLarge
+	}
+	e, err := parseEnvelope(bytes.Clone(data))
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +206,10 @@ func ParsePrekeyMessage(data []byte) (*PrekeyMessage, error) {
 }
 
 // ReplayKey names an initial message for replay protection: the signed
-// prekey id and EK_A. The responder remembers it until that prekey expires.
+// prekey id and EK_A. The responder must remember it for as long as it
+// keeps that signed prekey's private half (rotations included), or a
+// replayed prekey message without one-time keys would start a second
+// session and deliver its first message twice.
 type ReplayKey [4 + 32]byte
 
 // ReplayKey returns the message's replay key.
@@ -215,17 +230,25 @@ type ResponderKeys struct {
 }
 
 // Respond runs the responder side of PQXDH and decrypts the first message.
-// seen reports whether the message's ReplayKey was accepted before; the
-// caller records it, and deletes the used one-time prekeys, in the same
-// transaction as the new session. Respond costs at most one handshake,
-// whatever the input, and rejects cheap checks first.
+// seen reports whether the message's ReplayKey was accepted before. The
+// caller records the replay key, deletes the used one-time prekeys and
+// stores the new session in one transaction, and serialises Respond per
+// base key (a unique constraint on the replay key will do), so that two
+// copies of one prekey message arriving at once cannot both start a
+// session. Respond costs at most one handshake, whatever the input (the
+// first message may skip up to MaxSkip keys of its chain), and makes the
+// cheap checks first.
 func Respond(self *Identity, m *PrekeyMessage, keys ResponderKeys, seen func(ReplayKey) bool, now time.Time) (*Session, []byte, error) {
 	if seen == nil {
 		return nil, nil, errors.New("e2e: Respond needs a seen check")
 	}
+	if self == nil || self.dh == nil || m == nil {
+		return nil, nil, errors.New("e2e: Respond needs a loaded identity and a parsed message")
+	}
 	if keys.SignedPrekey == nil || keys.SignedPrekey.ID != m.SignedPrekeyID ||
 		keys.PQPrekey == nil || keys.PQPrekey.ID != m.PQPrekeyID || keys.PQPrekey.OneTime != m.PQOneTime ||
-		(m.HasOneTimePrekey && (keys.OneTimePrekey == nil || keys.OneTimePrekey.ID != m.OneTimePrekeyID)) {
+		(m.HasOneTimePrekey && (keys.OneTimePrekey == nil || keys.OneTimePrekey.ID != m.OneTimePrekeyID)) ||
+		keys.SignedPrekey.priv == nil || keys.PQPrekey.dk == nil || (m.HasOneTimePrekey && keys.OneTimePrekey.priv == nil) {
 		return nil, nil, ErrUnknownPrekey
 	}
 	if seen(m.ReplayKey()) {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 )
@@ -21,6 +22,9 @@ type EncryptRandom struct {
 	BodyNonce   [bodyNonceSize]byte
 	RatchetKey  [32]byte
 }
+
+// Format keeps RatchetKey out of logs.
+func (r EncryptRandom) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "e2e.EncryptRandom{%s}", r.ID) }
 
 // Encrypt seals plaintext as the next message of the session and returns
 // the envelope and its id. The session advances: persist it before sending
@@ -83,23 +87,28 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 		kind = kindPrekey
 		size += prekeyBlockSize
 	}
-	// One allocation: the AD prefix of the body seal, then the envelope.
+	// One allocation: the session AD (the start of the body's AD), then
+	// the envelope. The body is sealed first, for the header's AD hashes it.
 	buf := make([]byte, len(s.ad), len(s.ad)+size)
 	copy(buf, s.ad)
 	buf = append(buf, envelopeVersion, kind)
 	buf = append(buf, r.ID[:]...)
 	buf = append(buf, s.prekeyMsg...)
-	// The nonces are passed to the AEADs as slices of the envelope, so that
-	// r does not escape to the heap.
-	hn := len(buf)
+	pEnd := len(buf)
 	buf = append(buf, r.HeaderNonce[:]...)
-	h := header{dh: dhsPub, pn: s.pn, n: s.ns}
 	hp := len(buf)
-	buf = h.append(buf) // sealed in place
-	buf = sealHeader(buf[:hp], &s.hks, buf[hn:hp], buf[hp:])
+	buf = append(buf, make([]byte, sealedHeaderSize)...) // the header, sealed below
 	bn := len(buf)
 	buf = append(buf, r.BodyNonce[:]...)
-	buf = sealBody(buf, mk, buf[bn:], plaintext, buf)
+	buf = sealBody(buf, mk, buf[bn:], plaintext, buf[:pEnd])
+	nextCK := [32]byte(k[32:])
+	clear(k[:])
+
+	hdrAD := (*[32]byte)(s.hdrScratch[headerSize:])
+	headerAD(buf[len(s.ad):pEnd], buf[bn:], hdrAD)
+	h := header{dh: dhsPub, pn: s.pn, n: s.ns}
+	hdr := h.append(buf[hp:hp])                              // plaintext in place,
+	sealHeader(hdr[:0], &s.hks, buf[pEnd:hp], hdr, hdrAD[:]) // sealed over itself
 
 	if s.sendStep {
 		s.setDHs(dhs)
@@ -107,8 +116,7 @@ func (s *Session) EncryptWith(plaintext []byte, r *EncryptRandom) (MessageID, []
 		s.hasCKs = true
 		s.sendStep = false
 	}
-	s.cks = [32]byte(k[32:])
-	clear(k[:])
+	s.cks = nextCK
 	s.ns++
 	return r.ID, buf[len(s.ad):], nil
 }
@@ -131,16 +139,15 @@ func (s *Session) Decrypt(data []byte, now time.Time) ([]byte, error) {
 }
 
 func (s *Session) decrypt(e *envelope, now time.Time) ([]byte, error) {
-	if cap(s.scratch) < 256 {
-		s.scratch = make([]byte, 0, 256)
-	}
-	buf := s.scratch[:0:headerSize]
+	buf := s.hdrScratch[:0:headerSize]
+	ad := (*[32]byte)(s.hdrScratch[headerSize:])
+	headerAD(e.prefix, e.tail, ad)
 	if s.hasHKr {
-		if h, ok := openHeader(buf[:0], &s.hkr, e.hdrNonce, e.sealedHdr); ok {
+		if h, ok := openHeader(buf, &s.hkr, e.hdrNonce, e.sealedHdr, ad[:]); ok {
 			return s.decryptCurrent(e, h, now)
 		}
 	}
-	if h, ok := openHeader(buf[:0], &s.nhkr, e.hdrNonce, e.sealedHdr); ok {
+	if h, ok := openHeader(buf, &s.nhkr, e.hdrNonce, e.sealedHdr, ad[:]); ok {
 		return s.decryptNext(e, h, now)
 	}
 	for ci := range s.skipped {
@@ -148,7 +155,7 @@ func (s *Session) decrypt(e *envelope, now time.Time) ([]byte, error) {
 		if s.hasHKr && subtle.ConstantTimeCompare(c.hk[:], s.hkr[:]) == 1 {
 			continue // tried above
 		}
-		if h, ok := openHeader(buf[:0], &c.hk, e.hdrNonce, e.sealedHdr); ok {
+		if h, ok := openHeader(buf, &c.hk, e.hdrNonce, e.sealedHdr, ad[:]); ok {
 			hd, err := parseHeader(h)
 			if err != nil {
 				return nil, err
@@ -177,6 +184,9 @@ func (s *Session) decryptCurrent(e *envelope, raw []byte, now time.Time) ([]byte
 	}
 	if h.n-s.nr > MaxSkip {
 		return nil, ErrTooManySkipped
+	}
+	if h.n == math.MaxUint32 { // Encrypt never uses it; Nr would wrap
+		return nil, ErrDecrypt
 	}
 	ck := &s.ckr // only read: the session changes only on success
 	var skipped []skippedKey
@@ -285,9 +295,12 @@ func (s *Session) decryptSkipped(e *envelope, ci int, n uint32, now time.Time) (
 }
 
 // openBody opens the AES-256-GCM body; the AD is the session AD followed by
-// every envelope byte before the body.
+// the envelope's version, kind, id and prekey block.
 func (s *Session) openBody(e *envelope, mk *[32]byte) ([]byte, bool) {
-	ad := append(append(s.scratch[:0], s.ad...), e.authed...)
+	if cap(s.scratch) < 256 {
+		s.scratch = make([]byte, 0, 256)
+	}
+	ad := append(append(s.scratch[:0], s.ad...), e.prefix...)
 	s.scratch = ad[:0]
 	if len(e.body) < tagSize {
 		return nil, false

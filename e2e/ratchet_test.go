@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"math"
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -354,6 +355,34 @@ func TestCounterJumpPastMaxSkipIsRejectedBeforeDerivation(t *testing.T) {
 	}
 }
 
+// A header captured from an undelivered envelope (say by a relay), put on a
+// forged body or id, must be rejected by the header check alone: nothing
+// may make the receiver derive the keys of a gap for a forgery.
+func TestCapturedHeaderOnForgedBodyIsRejectedBeforeDerivation(t *testing.T) {
+	alice, bob := established(t)
+	lose(t, alice, MaxSkip-1)
+	genuine := encrypt(t, alice, "behind a gap")
+	steps := 0
+	testHookChainStep = func() { steps++ }
+	defer func() { testHookChainStep = nil }()
+	e, _ := parseEnvelope(genuine)
+	bodyAt := len(genuine) - len(e.body)
+	for name, at := range map[string]int{"id": 5, "body nonce": bodyAt - 1, "body": bodyAt + 3, "tag": len(genuine) - 1} {
+		bad := bytes.Clone(genuine)
+		bad[at] ^= 0x40
+		if err := mustFailUnchanged(t, bob, bad); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("%s: got %v", name, err)
+		}
+	}
+	if steps != 0 {
+		t.Fatalf("%d chain-key derivations for forgeries", steps)
+	}
+	testHookChainStep = nil
+	if decrypt(t, bob, genuine) != "behind a gap" {
+		t.Fatal("genuine message lost")
+	}
+}
+
 func TestSessionSerialisedMidConversationContinues(t *testing.T) {
 	alice, bob := established(t)
 	var pending [][]byte
@@ -587,15 +616,23 @@ func lose(t *testing.T, s *Session, n int) {
 // forgeWithHeaderKey builds an envelope with a header of the attacker's
 // choosing, sealed under hk, and a random body.
 func forgeWithHeaderKey(s *Session, hk *[32]byte, h header) []byte {
-	env := []byte{envelopeVersion, kindMessage}
-	env = append(env, make([]byte, idSize)...)
-	nonce := make([]byte, headerNonceSize)
-	rand.Read(nonce)
-	env = append(env, nonce...)
-	env = sealHeader(env, hk, nonce, h.append(nil))
-	body := make([]byte, bodyNonceSize+40)
+	body := make([]byte, 40)
 	rand.Read(body)
-	return append(env, body...)
+	return sealedWithHeader(hk, h.append(nil), body)
+}
+
+// sealedWithHeader builds a normal envelope around a header plaintext of any
+// length, sealed under hk as the sender would, and the given body bytes.
+func sealedWithHeader(hk *[32]byte, hdr, body []byte) []byte {
+	prefix := make([]byte, envelopePrefix)
+	prefix[0], prefix[1] = envelopeVersion, kindMessage
+	tail := append(make([]byte, bodyNonceSize), body...)
+	var ad [32]byte
+	headerAD(prefix, tail, &ad)
+	nonce := make([]byte, headerNonceSize)
+	env := append(prefix, nonce...)
+	env = sealHeader(env, hk, nonce, hdr, ad[:])
+	return append(env, tail...)
 }
 
 func TestSafetyNumber(t *testing.T) {
@@ -659,11 +696,52 @@ func TestSkippedKeyLimits(t *testing.T) {
 	}
 }
 
+func TestPruneDeletesExpiredKeysOfIdleSessions(t *testing.T) {
+	alice, bob := established(t)
+	lose(t, alice, 3)
+	decrypt(t, bob, encrypt(t, alice, "after a gap"))
+	if n := bob.Prune(t0.Add(SkippedKeyMaxAge - time.Second)); n != 0 || bob.SkippedKeys() != 3 {
+		t.Fatalf("pruned %d keys before their time", n)
+	}
+	if n := bob.Prune(t0.Add(SkippedKeyMaxAge)); n != 3 || bob.SkippedKeys() != 0 {
+		t.Fatalf("pruned %d, %d left", n, bob.SkippedKeys())
+	}
+	decrypt(t, bob, encrypt(t, alice, "still works"))
+}
+
+func TestCounterAtTheTopIsRejected(t *testing.T) {
+	alice, bob := established(t)
+	decrypt(t, bob, encrypt(t, alice, "start a chain"))
+	// A malicious peer that moved both counters to the top.
+	alice.ns, bob.nr = math.MaxUint32-1, math.MaxUint32-1
+	bob.ckr = alice.cks
+	decrypt(t, bob, encrypt(t, alice, "last usable"))
+	if _, _, err := alice.Encrypt([]byte("x")); err == nil {
+		t.Fatal("sender used the last counter")
+	}
+	// A header with N = MaxUint32 (Nr would wrap to 0) is refused before
+	// any key is derived for it.
+	steps := 0
+	testHookChainStep = func() { steps++ }
+	defer func() { testHookChainStep = nil }()
+	env := forgeWithHeaderKey(alice, &bob.hkr, header{dh: alice.dhsPub, pn: alice.pn, n: math.MaxUint32})
+	if err := mustFailUnchanged(t, bob, env); !errors.Is(err, ErrDecrypt) || steps != 0 {
+		t.Fatalf("got %v after %d derivations", err, steps)
+	}
+}
+
 func TestKeysAndSessionsNeverPrintSecrets(t *testing.T) {
 	alice, _ := established(t)
 	p := newParty("x")
 	seed := p.id.Ed25519Seed()
-	for _, v := range []any{alice, p.id, p.spk, p.pq} {
+	var loaded Session // as a caller holds it after loading from storage
+	if err := loaded.UnmarshalBinary(snapshot(t, alice)); err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ S Session } // a caller's struct holding a session
+	er := EncryptRandom{RatchetKey: alice.rk}
+	ir := InitiatorRandom{Ephemeral: alice.rk}
+	for _, v := range []any{alice, *alice, loaded, row{loaded}, p.id, *p.id, p.spk, *p.spk, p.pq, *p.pq, er, ir} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
 			out := fmt.Sprintf(verb, v)
 			if bytes.Contains([]byte(out), []byte(fmt.Sprintf("%x", seed[:4]))) ||
@@ -682,8 +760,12 @@ func TestIdentityAndPrekeysRoundTrip(t *testing.T) {
 		t.Fatalf("identity: %v", err)
 	}
 	blob[70] ^= 1
+	before := id.Public()
 	if err := id.UnmarshalBinary(blob); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("corrupted identity: %v", err)
+	}
+	if id.Public() != before {
+		t.Fatal("a failed load changed the identity")
 	}
 	spkBlob, _ := p.spk.MarshalBinary()
 	var spk SignedPrekey

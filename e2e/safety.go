@@ -8,9 +8,10 @@ import (
 )
 
 // Safety numbers follow Signal's NumericFingerprintGenerator (version 0):
-// for each party, h = SHA-512(0x0000 || IK || id), then 5200 times
-// h = SHA-512(h || IK); the first 30 bytes, in six 5-byte big-endian
-// chunks, each taken mod 100000, give 30 digits. Our id is the binary
+// for each party, h = 0x0000 || IK || id, then 5200 times
+// h = SHA-512(h || IK); the first 30 bytes of h, in six 5-byte big-endian
+// chunks, each taken mod 100000, give 30 digits. Signal's keys carry a
+// type byte (0x05); ours are the raw 32-byte Ed25519 keys. Our id is the binary
 // libp2p peer ID of IK (the identity multihash 0x00 0x24 of the protobuf
 // key 0x08 0x01 0x12 0x20 || IK), what the user knows the peer by. The
 // number is both halves, the smaller first, so both sides show the same 60
@@ -46,10 +47,8 @@ func PeerIDBytes(k IdentityKey) []byte {
 
 func fingerprint(k IdentityKey) string {
 	h := sha512.New()
-	h.Write([]byte{0, 0})
-	h.Write(k[:])
-	h.Write(PeerIDBytes(k))
-	sum := h.Sum(nil)
+	sum := append([]byte{0, 0}, k[:]...)
+	sum = append(sum, PeerIDBytes(k)...)
 	for range safetyIterations {
 		h.Reset()
 		h.Write(sum)

@@ -50,7 +50,10 @@ type Session struct {
 
 	skipped []skippedChain // oldest first
 
-	scratch []byte // reused buffer for opened headers and body AD: no secrets
+	// Reused buffers, so that decryption does not allocate them; they hold
+	// no secrets.
+	hdrScratch [headerSize + 32]byte // opened header, header AD
+	scratch    []byte                // body AD
 }
 
 type skippedChain struct {
@@ -87,8 +90,8 @@ func (s *Session) SkippedKeys() int {
 	return n
 }
 
-// Format keeps the ratchet state out of logs.
-func (s *Session) Format(f fmt.State, _ rune) {
+// Format keeps the ratchet state out of logs, for values and pointers.
+func (s Session) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "e2e.Session{remote: %x, ns: %d, nr: %d}", s.remote.Key[:8], s.ns, s.nr)
 }
 
@@ -205,13 +208,23 @@ func (s *Session) dropOldest() {
 	}
 }
 
-// pruneExpired drops keys older than SkippedKeyMaxAge. Keys are stored in
-// the order they were created, so only the front needs looking at.
-func (s *Session) pruneExpired(now time.Time) {
+// Prune deletes the skipped message keys that have expired at now and
+// reports how many it deleted. Decrypt prunes on success; a caller should
+// also prune idle sessions (say daily), so that expired keys for messages
+// that never came do not linger in storage.
+func (s *Session) Prune(now time.Time) int {
+	n := 0
 	for len(s.skipped) > 0 && expired(s.skipped[0].keys[0].created, now) {
 		s.dropOldest()
+		n++
 	}
+	return n
 }
+
+// pruneExpired is Prune after a successful decryption. Keys are stored in
+// the order they were created, so only the front needs looking at (a clock
+// set back only delays expiry).
+func (s *Session) pruneExpired(now time.Time) { s.Prune(now) }
 
 func cmpU32(a, b uint32) int {
 	switch {

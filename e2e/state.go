@@ -103,8 +103,8 @@ func (s *Session) UnmarshalBinary(data []byte) error {
 		copy(k, r.next(32))
 	}
 	t.ns, t.nr, t.pn = r.u32(), r.u32(), r.u32()
-	if t.sendStep && t.dhsPriv != [32]byte{} {
-		return fmt.Errorf("session state: ratchet key kept past its use: %w", ErrMalformed)
+	if t.sendStep != (t.dhsPriv == [32]byte{}) {
+		return fmt.Errorf("session state: ratchet key and pending step disagree: %w", ErrMalformed)
 	}
 	if flags&stPrekey != 0 {
 		if !t.initiator {
@@ -124,6 +124,9 @@ func (s *Session) UnmarshalBinary(data []byte) error {
 		if r.bad {
 			break
 		}
+		if t.chainIndex(&c.hk) >= 0 {
+			return fmt.Errorf("session state: two chains under one header key: %w", ErrMalformed)
+		}
 		n := int(binary.BigEndian.Uint16(count))
 		total += n
 		if n == 0 || total > MaxSkippedKeys {
@@ -137,6 +140,9 @@ func (s *Session) UnmarshalBinary(data []byte) error {
 			copy(k.mk[:], r.next(32))
 			if j > 0 && k.n <= c.keys[j-1].n {
 				return fmt.Errorf("session state: skipped keys out of order: %w", ErrMalformed)
+			}
+			if k.created < 0 {
+				return fmt.Errorf("session state: skipped key time: %w", ErrMalformed)
 			}
 		}
 		t.skipped = append(t.skipped, c)

@@ -139,12 +139,14 @@ func TestVectorsMessage(t *testing.T) {
 			t.Fatal("body does not open")
 		}
 		hn, h := unhex(t, v["header_nonce"]), unhex(t, v["header"])
-		sealed := sealHeader(nil, hk, hn, h)
-		if got, ok := openHeader(nil, hk, hn, sealed); !ok || !bytes.Equal(got, h) {
+		var hdrAD [32]byte
+		headerAD(unhex(t, v["ad"]), body, &hdrAD)
+		sealed := sealHeader(nil, hk, hn, h, hdrAD[:])
+		if got, ok := openHeader(nil, hk, hn, sealed, hdrAD[:]); !ok || !bytes.Equal(got, h) {
 			t.Fatal("header does not open")
 		}
 		aesKey := messageKey(mk)
-		return vector{"aes_key": hx(aesKey[:]), "ciphertext": hx(body), "sealed_header": hx(sealed)}
+		return vector{"aes_key": hx(aesKey[:]), "ciphertext": hx(body), "header_ad": hx(hdrAD[:]), "sealed_header": hx(sealed)}
 	})
 }
 
