@@ -192,7 +192,7 @@ func (s *Session) decryptCurrent(e *envelope, raw []byte, now time.Time) ([]byte
 	var skipped []skippedKey
 	if h.n > s.nr {
 		local := s.ckr
-		skipped = skipKeys(&local, s.nr, h.n, now, nil)
+		skipped = skipKeys(&local, s.nr, h.n, now)
 		ck = &local
 		defer clear(local[:])
 	}
@@ -237,12 +237,12 @@ func (s *Session) decryptNext(e *envelope, raw []byte, now time.Time) ([]byte, e
 	var oldSkipped []skippedKey
 	if s.hasCKr && h.pn > s.nr {
 		ck := s.ckr
-		oldSkipped = skipKeys(&ck, s.nr, h.pn, now, nil)
+		oldSkipped = skipKeys(&ck, s.nr, h.pn, now)
 		clear(ck[:])
 	}
 	rk, ck, nhkr := kdfRK(&s.rk, &shared)
 	clear(shared[:])
-	newSkipped := skipKeys(&ck, 0, h.n, now, nil)
+	newSkipped := skipKeys(&ck, 0, h.n, now)
 	k := kdfCK(&ck)
 	clear(ck[:])
 	pt, ok := s.openBody(e, (*[32]byte)(k[:32]))
@@ -309,14 +309,12 @@ func (s *Session) openBody(e *envelope, mk *[32]byte) ([]byte, bool) {
 }
 
 // skipKeys derives the message keys from..to-1 of the chain ck, advancing
-// ck, and appends them to dst.
-func skipKeys(ck *[32]byte, from, to uint32, now time.Time, dst []skippedKey) []skippedKey {
+// ck. The callers have bounded to-from by MaxSkip.
+func skipKeys(ck *[32]byte, from, to uint32, now time.Time) []skippedKey {
 	if to <= from {
-		return dst
+		return nil
 	}
-	if dst == nil {
-		dst = make([]skippedKey, 0, to-from)
-	}
+	dst := make([]skippedKey, 0, to-from)
 	for n := from; n < to; n++ {
 		k := kdfCK(ck)
 		*ck = [32]byte(k[32:])
