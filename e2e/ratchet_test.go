@@ -1,11 +1,11 @@
 package e2e
 
 import (
-	"math"
 	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 )
