@@ -28,6 +28,9 @@ var (
 	// ErrInvalidIdentity: an identity DH key whose certificate does not
 	// verify under the identity key.
 	ErrInvalidIdentity = errors.New("e2e: invalid identity certificate")
+	// ErrCannotSend: the session has no sending chain yet (a responder
+	// session before its first message; Respond never returns one).
+	ErrCannotSend = errors.New("e2e: session cannot send yet")
 	// ErrInvalidKey: a public key that is rejected, such as a low-order
 	// X25519 point or an invalid ML-KEM encapsulation key.
 	ErrInvalidKey = errors.New("e2e: invalid public key")

@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// ErrCannotSend: the session has no sending chain yet (a responder session
-// before its first message; Respond never returns one).
-var ErrCannotSend = errors.New("e2e: session cannot send yet")
-
 // EncryptRandom is the randomness one Encrypt draws. RatchetKey is used
 // only when a DH ratchet step is due.
 type EncryptRandom struct {

@@ -302,49 +302,25 @@ func TestForgedMessageLeavesSessionUsable(t *testing.T) {
 
 func TestCounterJumpPastMaxSkipIsRejectedBeforeDerivation(t *testing.T) {
 	alice, bob := established(t)
-	steps := 0
-	testHookChainStep = func() { steps++ }
-	defer func() { testHookChainStep = nil }()
 
 	// A genuine header from alice (who holds the header key) with N far
 	// ahead on the current chain: only the peer could do it, and it must
 	// still cost nothing.
 	decrypt(t, bob, encrypt(t, alice, "start a chain"))
 	alice.ns = bob.nr + MaxSkip + 1
-	env := encrypt(t, alice, "too far")
-	steps = 0
-	if err := mustFailUnchanged(t, bob, env); !errors.Is(err, ErrTooManySkipped) {
-		t.Fatalf("current chain: got %v", err)
-	}
-	if steps != 0 {
-		t.Fatalf("current chain: %d chain-key derivations before the rejection", steps)
-	}
+	rejectedBeforeDerivation(t, bob, encrypt(t, alice, "too far"), ErrTooManySkipped)
 
 	// N far ahead on a new chain.
 	decrypt(t, alice, encrypt(t, bob, "turn"))
 	alice.ns = MaxSkip + 1 // before the pending send step: the new chain's N
-	env = encrypt(t, alice, "new chain")
-	steps = 0
-	if err := mustFailUnchanged(t, bob, env); !errors.Is(err, ErrTooManySkipped) {
-		t.Fatalf("new chain: got %v", err)
-	}
-	if steps != 0 {
-		t.Fatalf("new chain: %d chain-key derivations before the rejection", steps)
-	}
+	rejectedBeforeDerivation(t, bob, encrypt(t, alice, "new chain"), ErrTooManySkipped)
 
 	// PN far ahead: alice claims a long previous chain.
 	alice2, bob2 := established(t)
 	decrypt(t, bob2, encrypt(t, alice2, "start a chain"))
 	alice2.ns = bob2.nr + MaxSkip + 1
 	decrypt(t, alice2, encrypt(t, bob2, "turn"))
-	env = encrypt(t, alice2, "new chain")
-	steps = 0
-	if err := mustFailUnchanged(t, bob2, env); !errors.Is(err, ErrTooManySkipped) {
-		t.Fatalf("previous chain: got %v", err)
-	}
-	if steps != 0 {
-		t.Fatalf("previous chain: %d chain-key derivations before the rejection", steps)
-	}
+	rejectedBeforeDerivation(t, bob2, encrypt(t, alice2, "new chain"), ErrTooManySkipped)
 
 	// A jump of exactly MaxSkip is allowed.
 	alice3, bob3 := established(t)
@@ -355,6 +331,21 @@ func TestCounterJumpPastMaxSkipIsRejectedBeforeDerivation(t *testing.T) {
 	}
 }
 
+// rejectedBeforeDerivation checks that env fails with want, leaves s as it
+// was, and made s derive no chain key.
+func rejectedBeforeDerivation(t *testing.T, s *Session, env []byte, want error) {
+	t.Helper()
+	steps := 0
+	testHookChainStep = func() { steps++ }
+	defer func() { testHookChainStep = nil }()
+	if err := mustFailUnchanged(t, s, env); !errors.Is(err, want) {
+		t.Fatalf("got %v, want %v", err, want)
+	}
+	if steps != 0 {
+		t.Fatalf("%d chain-key derivations before the rejection", steps)
+	}
+}
+
 // A header captured from an undelivered envelope (say by a relay), put on a
 // forged body or id, must be rejected by the header check alone: nothing
 // may make the receiver derive the keys of a gap for a forgery.
@@ -362,22 +353,13 @@ func TestCapturedHeaderOnForgedBodyIsRejectedBeforeDerivation(t *testing.T) {
 	alice, bob := established(t)
 	lose(t, alice, MaxSkip-1)
 	genuine := encrypt(t, alice, "behind a gap")
-	steps := 0
-	testHookChainStep = func() { steps++ }
-	defer func() { testHookChainStep = nil }()
 	e, _ := parseEnvelope(genuine)
 	bodyAt := len(genuine) - len(e.body)
-	for name, at := range map[string]int{"id": 5, "body nonce": bodyAt - 1, "body": bodyAt + 3, "tag": len(genuine) - 1} {
+	for _, at := range []int{5, bodyAt - 1, bodyAt + 3, len(genuine) - 1} { // id, body nonce, body, tag
 		bad := bytes.Clone(genuine)
 		bad[at] ^= 0x40
-		if err := mustFailUnchanged(t, bob, bad); !errors.Is(err, ErrDecrypt) {
-			t.Fatalf("%s: got %v", name, err)
-		}
+		rejectedBeforeDerivation(t, bob, bad, ErrDecrypt)
 	}
-	if steps != 0 {
-		t.Fatalf("%d chain-key derivations for forgeries", steps)
-	}
-	testHookChainStep = nil
 	if decrypt(t, bob, genuine) != "behind a gap" {
 		t.Fatal("genuine message lost")
 	}
@@ -721,13 +703,8 @@ func TestCounterAtTheTopIsRejected(t *testing.T) {
 	}
 	// A header with N = MaxUint32 (Nr would wrap to 0) is refused before
 	// any key is derived for it.
-	steps := 0
-	testHookChainStep = func() { steps++ }
-	defer func() { testHookChainStep = nil }()
 	env := forgeWithHeaderKey(alice, &bob.hkr, header{dh: alice.dhsPub, pn: alice.pn, n: math.MaxUint32})
-	if err := mustFailUnchanged(t, bob, env); !errors.Is(err, ErrDecrypt) || steps != 0 {
-		t.Fatalf("got %v after %d derivations", err, steps)
-	}
+	rejectedBeforeDerivation(t, bob, env, ErrDecrypt)
 }
 
 func TestKeysAndSessionsNeverPrintSecrets(t *testing.T) {
