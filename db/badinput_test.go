@@ -1,0 +1,123 @@
+package db
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// refused opens dir, expects err, and checks that no file changed.
+func refused(t *testing.T, dir string, want error) {
+	t.Helper()
+	before := fileBytes(t, dir)
+	s, err := Open(dir, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatalf("opened; want %v", want)
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("got %v, want %v", err, want)
+	}
+	t.Logf("error: %v", err)
+	if !bytes.Equal(before, fileBytes(t, dir)) {
+		t.Fatal("a refused file was changed")
+	}
+}
+
+func TestNonSQLiteFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, content := range [][]byte{[]byte("my notes, not a database\n"), bytes.Repeat([]byte("x"), 8192)} {
+		os.WriteFile(filepath.Join(dir, FileName), content, 0o600)
+		refused(t, dir, ErrNotP2PMsg)
+	}
+}
+
+func TestAnotherProgramsDatabaseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	other, err := sql.Open("sqlite3", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec("CREATE TABLE photos (name TEXT); INSERT INTO photos VALUES ('cat.jpg')"); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	refused(t, dir, ErrNotP2PMsg)
+}
+
+func TestNewerDatabaseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, "")
+	s.writer.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations())+1))
+	s.Close()
+	refused(t, dir, ErrTooNew)
+}
+
+func TestDamagedDatabaseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, "")
+	update(t, s, func(tx *Tx) error {
+		tx.EnsureContact("peer", t0)
+		for i := range 500 {
+			if _, err := receive(tx, "peer", i, bytes.Repeat([]byte{1}, 500), t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.Close()
+	path := filepath.Join(dir, FileName)
+	b, _ := os.ReadFile(path)
+	if len(b) < 40*4096 {
+		t.Fatalf("database of only %d bytes", len(b))
+	}
+	// Damage in many pages, then in the last two only (found by
+	// quick_check, not on the way in).
+	for _, r := range [][2]int{{10 * 4096, 30 * 4096}, {len(b) - 2*4096, len(b)}} {
+		bad := bytes.Clone(b)
+		for i := r[0]; i < r[1]; i++ {
+			bad[i] = byte(i * 7)
+		}
+		os.WriteFile(path, bad, 0o600)
+		refused(t, dir, ErrCorrupt)
+	}
+}
+
+func TestReadOnlyDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, "")
+	update(t, s, func(tx *Tx) error { return tx.PutSetting("k", []byte("v")) })
+	s.Close()
+	readOnly(t, dir)
+	refused(t, dir, ErrReadOnly)
+
+	fresh := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(fresh, 0o700)
+	readOnly(t, fresh)
+	if _, err := Open(fresh, Options{}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("empty read-only directory: %v", err)
+	}
+}
+
+// readOnly makes dir read-only for this process: by its mode for a normal
+// user; for root, who ignores modes, by a read-only bind mount.
+func readOnly(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		os.Chmod(dir, 0o500)
+		t.Cleanup(func() { os.Chmod(dir, 0o700) })
+		return
+	}
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("root ignores file modes, and a read-only bind mount failed: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", dir, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Skipf("root ignores file modes, and a read-only remount failed: %v", err)
+	}
+}

@@ -1,0 +1,117 @@
+package db
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ContactState says whether the user has accepted a contact; a stranger's
+// first message makes a contact request.
+type ContactState string
+
+const (
+	ContactRequest  ContactState = "request"
+	ContactAccepted ContactState = "accepted"
+)
+
+// Contact is a peer the node knows.
+type Contact struct {
+	PeerID      string
+	Name        string
+	IdentityKey []byte // nil until known
+	State       ContactState
+	Verified    bool // the safety number was compared
+	Blocked     bool
+	Created     time.Time
+	Updated     time.Time
+}
+
+// PutContact inserts or replaces a contact (Created is kept on update).
+func (t *Tx) PutContact(c Contact, now time.Time) error {
+	if c.State == "" {
+		c.State = ContactRequest
+	}
+	_, err := t.exec(`INSERT INTO contacts (peer_id, name, identity_key, state, verified, blocked, created, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, identity_key = excluded.identity_key,
+			state = excluded.state, verified = excluded.verified, blocked = excluded.blocked, updated = excluded.updated`,
+		c.PeerID, c.Name, c.IdentityKey, string(c.State), c.Verified, c.Blocked, millis(now), millis(now))
+	return t.s.classify("put contact", err)
+}
+
+// EnsureContact adds a peer as a contact request unless it is known
+// already, and reports whether it was added.
+func (t *Tx) EnsureContact(peer string, now time.Time) (added bool, err error) {
+	res, err := t.exec(`INSERT INTO contacts (peer_id, created, updated) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		peer, millis(now), millis(now))
+	if err != nil {
+		return false, t.s.classify("ensure contact", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+const contactColumns = "peer_id, name, identity_key, state, verified, blocked, created, updated"
+
+func scanContact(sc interface{ Scan(...any) error }) (Contact, error) {
+	var c Contact
+	var state string
+	var created, updated int64
+	err := sc.Scan(&c.PeerID, &c.Name, &c.IdentityKey, &state, &c.Verified, &c.Blocked, &created, &updated)
+	c.State, c.Created, c.Updated = ContactState(state), fromMillis(created), fromMillis(updated)
+	return c, err
+}
+
+// Contact returns one contact, or ErrNotFound.
+func (r *ReadTx) Contact(peer string) (Contact, error) {
+	c, err := scanContact(r.q.QueryRow("SELECT "+contactColumns+" FROM contacts WHERE peer_id = ?", peer))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("contact %s: %w", peer, ErrNotFound)
+	}
+	return c, r.s.classify("contact", err)
+}
+
+// ContactByName returns the contact with a display name, or ErrNotFound.
+func (r *ReadTx) ContactByName(name string) (Contact, error) {
+	c, err := scanContact(r.q.QueryRow("SELECT "+contactColumns+" FROM contacts WHERE name = ? ORDER BY created LIMIT 1", name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("contact named %q: %w", name, ErrNotFound)
+	}
+	return c, r.s.classify("contact", err)
+}
+
+// Contacts lists every contact by name, then peer ID.
+func (r *ReadTx) Contacts() ([]Contact, error) {
+	rows, err := r.q.Query("SELECT " + contactColumns + " FROM contacts ORDER BY name, peer_id")
+	if err != nil {
+		return nil, r.s.classify("contacts", err)
+	}
+	defer rows.Close()
+	var out []Contact
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, r.s.classify("contacts", err)
+		}
+		out = append(out, c)
+	}
+	return out, r.s.classify("contacts", rows.Err())
+}
+
+// PutSetting stores a setting.
+func (t *Tx) PutSetting(key string, value []byte) error {
+	_, err := t.exec("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	return t.s.classify("put setting", err)
+}
+
+// Setting returns a setting, or ErrNotFound.
+func (r *ReadTx) Setting(key string) ([]byte, error) {
+	var v []byte
+	err := r.q.QueryRow("SELECT value FROM settings WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("setting %s: %w", key, ErrNotFound)
+	}
+	return v, r.s.classify("setting", err)
+}

@@ -1,0 +1,227 @@
+package db
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Direction of a message.
+type Direction string
+
+const (
+	Incoming Direction = "in"
+	Outgoing Direction = "out"
+)
+
+// MessageState is where a message is: outgoing queued, sent (on the wire,
+// not yet acknowledged), delivered or failed; incoming received or read.
+type MessageState string
+
+const (
+	Queued    MessageState = "queued"
+	Sent      MessageState = "sent"
+	Delivered MessageState = "delivered"
+	Failed    MessageState = "failed"
+	Received  MessageState = "received"
+	Read      MessageState = "read"
+)
+
+// Message is one message of a conversation with a peer.
+type Message struct {
+	Seq       int64 // the store's order of insertion
+	ID        [16]byte
+	Peer      string
+	Direction Direction
+	Body      string
+	State     MessageState
+	Error     string    // why it failed
+	Sent      time.Time // the sender's clock
+	Received  time.Time // incoming: when it was stored
+}
+
+// Time is the message's place in its conversation: when it was sent, for
+// ours, and when it was received, for theirs (a peer's clock may be wrong).
+func (m *Message) Time() time.Time {
+	if m.Direction == Incoming {
+		return m.Received
+	}
+	return m.Sent
+}
+
+// InsertMessage stores a message unless one with its id exists, and reports
+// whether it did: a retransmission never makes a second row. The peer must
+// be a contact.
+func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
+	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, state, error, sent, received, time)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		m.ID[:], m.Peer, string(m.Direction), m.Body, string(m.State), m.Error, millis(m.Sent), nullTime(m.Received), millis(m.Time()))
+	if err != nil {
+		return false, t.s.classify("insert message", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// SetMessageState changes a message's state (and failure reason).
+func (t *Tx) SetMessageState(id [16]byte, state MessageState, reason string) error {
+	res, err := t.exec("UPDATE messages SET state = ?, error = ? WHERE id = ?", string(state), reason, id[:])
+	if err != nil {
+		return t.s.classify("set message state", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("message %x: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// MarkRead marks the received messages of a conversation read, up to and
+// including seq, and returns how many changed.
+func (t *Tx) MarkRead(peer string, upToSeq int64) (int64, error) {
+	res, err := t.exec("UPDATE messages SET state = 'read' WHERE peer_id = ? AND state = 'received' AND seq <= ?", peer, upToSeq)
+	if err != nil {
+		return 0, t.s.classify("mark read", err)
+	}
+	return res.RowsAffected()
+}
+
+const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received"
+
+func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var id []byte
+	var dir, state string
+	var sent int64
+	var received sql.NullInt64
+	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received); err != nil {
+		return m, err
+	}
+	copy(m.ID[:], id)
+	m.Direction, m.State, m.Sent, m.Received = Direction(dir), MessageState(state), fromMillis(sent), fromNull(received)
+	return m, nil
+}
+
+// Message returns one message by id, or ErrNotFound.
+func (r *ReadTx) Message(id [16]byte) (Message, error) {
+	m, err := scanMessage(r.q.QueryRow("SELECT "+messageColumns+" FROM messages WHERE id = ?", id[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("message %x: %w", id, ErrNotFound)
+	}
+	return m, r.s.classify("message", err)
+}
+
+// Cursor is a position in a conversation; the zero Cursor is its end.
+type Cursor struct {
+	Time time.Time
+	Seq  int64
+}
+
+// CursorOf returns the position of m, to page on from.
+func CursorOf(m Message) Cursor { return Cursor{Time: m.Time(), Seq: m.Seq} }
+
+// History returns up to limit messages of the conversation with peer that
+// come before the cursor, oldest first. Page back in time with the cursor
+// of the first message returned.
+func (r *ReadTx) History(peer string, before Cursor, limit int) ([]Message, error) {
+	var rows *sql.Rows
+	var err error
+	if before == (Cursor{}) {
+		rows, err = r.q.Query("SELECT "+messageColumns+" FROM messages WHERE peer_id = ? ORDER BY time DESC, seq DESC LIMIT ?", peer, limit)
+	} else {
+		// A row value, so that SQLite walks the (peer_id, time, seq) index
+		// from the cursor instead of filtering.
+		rows, err = r.q.Query("SELECT "+messageColumns+` FROM messages WHERE peer_id = ? AND (time, seq) < (?, ?)
+			ORDER BY time DESC, seq DESC LIMIT ?`, peer, millis(before.Time), before.Seq, limit)
+	}
+	if err != nil {
+		return nil, r.s.classify("history", err)
+	}
+	out, err := collectMessages(rows)
+	if err != nil {
+		return nil, r.s.classify("history", err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+func collectMessages(rows *sql.Rows) ([]Message, error) {
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// UnreadCounts returns the number of received, unread messages per peer
+// that has any.
+func (r *ReadTx) UnreadCounts() (map[string]int, error) {
+	rows, err := r.q.Query("SELECT peer_id, count(*) FROM messages WHERE state = 'received' GROUP BY peer_id")
+	if err != nil {
+		return nil, r.s.classify("unread", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var peer string
+		var n int
+		if err := rows.Scan(&peer, &n); err != nil {
+			return nil, r.s.classify("unread", err)
+		}
+		out[peer] = n
+	}
+	return out, r.s.classify("unread", rows.Err())
+}
+
+// Search returns up to limit messages, the most recently stored first,
+// whose bodies contain every word of text (full-text, case-insensitive,
+// whole words; a word ending in * matches as a prefix). It uses SQLite's
+// FTS4, which the default build of the driver includes.
+func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
+	q := ftsQuery(text)
+	if q == "" {
+		return nil, nil
+	}
+	rows, err := r.q.Query("SELECT "+prefixed("m.", messageColumns)+` FROM messages_fts JOIN messages m ON m.seq = messages_fts.docid
+		WHERE messages_fts MATCH ? ORDER BY messages_fts.docid DESC LIMIT ?`, q, limit)
+	if err != nil {
+		return nil, r.s.classify("search", err)
+	}
+	out, err := collectMessages(rows)
+	return out, r.s.classify("search", err)
+}
+
+// ftsQuery makes a query of plain words, each a quoted phrase, so that no
+// user input is read as FTS syntax (operators are plain words inside
+// quotes). FTS4 has no escape for a quote inside a phrase; the tokenizer
+// drops punctuation anyway, so quotes become spaces.
+func ftsQuery(text string) string {
+	var terms []string
+	for _, w := range strings.Fields(strings.ReplaceAll(text, `"`, " ")) {
+		prefix := strings.HasSuffix(w, "*")
+		if w = strings.TrimRight(w, "*"); w == "" {
+			continue
+		}
+		if prefix {
+			w += "*"
+		}
+		terms = append(terms, `"`+w+`"`)
+	}
+	return strings.Join(terms, " ")
+}
+
+func prefixed(p, columns string) string {
+	cols := strings.Split(columns, ", ")
+	for i := range cols {
+		cols[i] = p + cols[i]
+	}
+	return strings.Join(cols, ", ")
+}

@@ -1,0 +1,149 @@
+package db
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// OutboxEntry is an envelope waiting for its acknowledgement.
+type OutboxEntry struct {
+	MessageID   [16]byte
+	Peer        string
+	Envelope    []byte // resent as these exact bytes, never re-encrypted
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	Created     time.Time
+}
+
+// Enqueue adds an envelope to the outbox; its message must be stored.
+func (t *Tx) Enqueue(e OutboxEntry) error {
+	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created))
+	return t.s.classify("enqueue", err)
+}
+
+// Delivered removes an acknowledged envelope from the outbox and marks its
+// message delivered. It reports false when it was not in the outbox (a
+// repeated acknowledgement).
+func (t *Tx) Delivered(id [16]byte) (bool, error) {
+	res, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:])
+	if err != nil {
+		return false, t.s.classify("delivered", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, t.SetMessageState(id, Delivered, "")
+}
+
+// RetryLater records a failed attempt and when to try again.
+func (t *Tx) RetryLater(id [16]byte, next time.Time, reason string) error {
+	res, err := t.exec("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE message_id = ?",
+		millis(next), reason, id[:])
+	if err != nil {
+		return t.s.classify("retry", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("outbox %x: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// GiveUp removes an envelope from the outbox and marks its message failed.
+func (t *Tx) GiveUp(id [16]byte, reason string) error {
+	if _, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:]); err != nil {
+		return t.s.classify("give up", err)
+	}
+	return t.SetMessageState(id, Failed, reason)
+}
+
+const outboxColumns = "message_id, peer_id, envelope, attempts, next_attempt, last_error, created"
+
+func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutboxEntry
+	for rows.Next() {
+		var e OutboxEntry
+		var id []byte
+		var next, created int64
+		if err := rows.Scan(&id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created); err != nil {
+			return nil, err
+		}
+		copy(e.MessageID[:], id)
+		e.NextAttempt, e.Created = fromMillis(next), fromMillis(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DueOutbox returns up to limit entries due at now, the most overdue first.
+func (r *ReadTx) DueOutbox(now time.Time, limit int) ([]OutboxEntry, error) {
+	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?", millis(now), limit))
+	return out, r.s.classify("outbox", err)
+}
+
+// OutboxFor returns a peer's waiting envelopes in the order they were
+// queued, due or not: what to send when the peer connects.
+func (r *ReadTx) OutboxFor(peer string) ([]OutboxEntry, error) {
+	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE peer_id = ? ORDER BY created, rowid", peer))
+	return out, r.s.classify("outbox", err)
+}
+
+// Event is an entry of the event log.
+type Event struct {
+	ID      int64
+	Kind    string
+	Payload []byte
+	Time    time.Time
+}
+
+// AppendEvent appends to the event log and returns the event's id, which is
+// larger than every id before it and never reused.
+func (t *Tx) AppendEvent(kind string, payload []byte, now time.Time) (int64, error) {
+	if payload == nil {
+		payload = []byte{}
+	}
+	// Exec and LastInsertId: RETURNING costs twice as much through the
+	// driver's row machinery.
+	res, err := t.exec("INSERT INTO events (kind, payload, time) VALUES (?, ?, ?)", kind, payload, millis(now))
+	if err != nil {
+		return 0, t.s.classify("append event", err)
+	}
+	return res.LastInsertId()
+}
+
+// Events returns up to limit events with ids above after, in order.
+func (r *ReadTx) Events(after int64, limit int) ([]Event, error) {
+	rows, err := r.q.Query("SELECT id, kind, payload, time FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+	if err != nil {
+		return nil, r.s.classify("events", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Payload, &at); err != nil {
+			return nil, r.s.classify("events", err)
+		}
+		e.Time = fromMillis(at)
+		out = append(out, e)
+	}
+	return out, r.s.classify("events", rows.Err())
+}
+
+// LastEventID returns the id of the newest event, 0 when there is none.
+func (r *ReadTx) LastEventID() (int64, error) {
+	var id sql.NullInt64
+	err := r.q.QueryRow("SELECT max(id) FROM events").Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return id.Int64, r.s.classify("events", err)
+}

@@ -1,0 +1,392 @@
+package db
+
+import (
+	"bytes"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "p2pmsg.db"
+
+const (
+	lockName      = "p2pmsg.lock"
+	applicationID = 0x7032706d // "p2pm", in the SQLite header at offset 68
+	sqliteMagic   = "SQLite format 3\x00"
+	busyTimeoutMS = 5000
+	readers       = 4
+)
+
+// Errors that callers and users branch on. Each is wrapped with the path or
+// the detail that says what to do.
+var (
+	ErrNotFound           = errors.New("db: not found")
+	ErrNotP2PMsg          = errors.New("db: not a p2pmsg database")
+	ErrTooNew             = errors.New("db: database is newer than this p2pmsg")
+	ErrCorrupt            = errors.New("db: database file is damaged")
+	ErrReadOnly           = errors.New("db: data directory is not writable")
+	ErrLocked             = errors.New("db: database is in use by another process")
+	ErrPassphraseRequired = errors.New("db: database is sealed with a passphrase")
+	ErrWrongPassphrase    = errors.New("db: wrong passphrase")
+	ErrNotSealed          = errors.New("db: database is not sealed")
+	ErrClosed             = errors.New("db: store is closed")
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Options configure Open. The zero value opens an unsealed store.
+type Options struct {
+	// Passphrase seals the secrets at rest. It is required for a sealed
+	// store, and seals a store that Open creates.
+	Passphrase []byte
+	// KDF is the Argon2id cost used when a passphrase is set; zero means
+	// DefaultKDF. The parameters are stored, so a store opens with its own.
+	KDF KDFParams
+}
+
+// Store is a node's SQLite database: one file, one writer connection, a
+// few readers. It is safe for concurrent use.
+type Store struct {
+	path   string
+	lock   *os.File
+	writer *sql.DB                // one connection: SQLite has one writer anyway
+	reader *sql.DB                // query-only connections, concurrent with the writer (WAL)
+	sealer atomic.Pointer[sealer] // nil when the secrets are not sealed
+
+	mu      sync.Mutex // guards the fields below: the group-commit queue
+	idle    sync.Cond  // signalled when leading turns false
+	queue   []*request
+	leading bool // a caller is committing the queue
+	closed  bool
+}
+
+// Open opens, or creates, the store in dir. It never writes to a file that
+// it has not recognised as a p2pmsg database, and it refuses a database
+// from a newer p2pmsg, a damaged one, and a sealed one without the right
+// passphrase, each with its own error.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := prepareDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: filepath.Join(dir, FileName), lock: lock}
+	s.idle.L = &s.mu
+	if err := s.open(opts); err != nil {
+		s.closeAll()
+		return nil, err
+	}
+	return s, nil
+}
+
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("%w: %s: %v", ErrReadOnly, dir, err)
+		}
+		return fmt.Errorf("db: data directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("db: data directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("db: data directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		// The directory holds keys: nobody else may list or read it.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("db: data directory %s: make it private (chmod 700): %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// lockDir takes an exclusive lock on the data directory, so that two
+// processes never write one database (the kernel drops it if we die).
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrReadOnly, dir, err)
+		}
+		return nil, fmt.Errorf("db: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s (is a p2pmsg daemon running on it?)", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("db: lock: %w", err)
+	}
+	return f, nil
+}
+
+func (s *Store) open(opts Options) error {
+	if err := s.checkFile(); err != nil {
+		return err
+	}
+	var err error
+	dsn := "file:" + s.path + "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) +
+		"&_foreign_keys=on&_synchronous=FULL&_txlock=immediate&_secure_delete=on"
+	if s.writer, err = sql.Open("sqlite3", dsn); err != nil {
+		return fmt.Errorf("db: open: %w", err)
+	}
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetMaxIdleConns(1)
+	s.writer.SetConnMaxLifetime(0)
+
+	version, err := s.identify()
+	if err != nil {
+		return err
+	}
+	if version > len(migrations()) {
+		return fmt.Errorf("%w: it has schema version %d, this p2pmsg knows up to %d: upgrade p2pmsg",
+			ErrTooNew, version, len(migrations()))
+	}
+	if version > 0 {
+		if err := s.quickCheck(); err != nil {
+			return err
+		}
+	}
+	// From here on the file is ours (or new): writing is safe.
+	if _, err := s.writer.Exec("PRAGMA journal_mode = WAL"); err != nil {
+		return s.classify("enable WAL", err)
+	}
+	if err := s.migrate(version); err != nil {
+		return err
+	}
+	if err := s.openSealing(opts); err != nil {
+		return err
+	}
+	s.reader, err = sql.Open("sqlite3", "file:"+s.path+"?_busy_timeout="+strconv.Itoa(busyTimeoutMS)+"&_query_only=true&_foreign_keys=on")
+	if err != nil {
+		return fmt.Errorf("db: open: %w", err)
+	}
+	s.reader.SetMaxOpenConns(readers)
+	return nil
+}
+
+// checkFile creates the file with mode 0600 if it is missing, and otherwise
+// checks that it is a SQLite file before SQLite may touch it.
+func (s *Store) checkFile() error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return fmt.Errorf("%w: %s: %v", ErrReadOnly, s.path, err)
+		}
+		return fmt.Errorf("db: open %s: %w", s.path, err)
+	}
+	f, err = os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("db: open %s: %w", s.path, err)
+	}
+	defer f.Close()
+	head := make([]byte, 100)
+	n, err := io.ReadFull(f, head)
+	switch {
+	case n == 0 && errors.Is(err, io.EOF):
+		return nil // empty: SQLite treats it as a new database
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("db: read %s: %w", s.path, err)
+	case n < len(head) || !bytes.Equal(head[:16], []byte(sqliteMagic)):
+		return fmt.Errorf("%w: %s is not a SQLite file; move it away or choose another data directory", ErrNotP2PMsg, s.path)
+	}
+	return nil
+}
+
+// identify returns the schema version after checking, without writing,
+// that the database is ours: our application id, or a new empty file.
+func (s *Store) identify() (int, error) {
+	var appID, version, objects int
+	if err := s.writer.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
+		return 0, s.classify("read header", err)
+	}
+	if err := s.writer.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		return 0, s.classify("read header", err)
+	}
+	if err := s.writer.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
+		return 0, s.classify("read schema", err)
+	}
+	if appID == applicationID || (appID == 0 && version == 0 && objects == 0) {
+		return version, nil
+	}
+	return 0, fmt.Errorf("%w: %s is another program's SQLite database; move it away or choose another data directory", ErrNotP2PMsg, s.path)
+}
+
+func (s *Store) quickCheck() error {
+	rows, err := s.writer.Query("PRAGMA quick_check")
+	if err != nil {
+		return s.classify("check", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return s.classify("check", err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.classify("check", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s: %s; restore it from a backup", ErrCorrupt, s.path, strings.Join(problems[:min(3, len(problems))], "; "))
+	}
+	return nil
+}
+
+// classify turns SQLite's errors about the file into ours.
+func (s *Store) classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrCorrupt:
+			return fmt.Errorf("%w: %s: %s: %v; restore it from a backup", ErrCorrupt, s.path, op, err)
+		case sqlite3.ErrNotADB:
+			return fmt.Errorf("%w: %s: %v", ErrNotP2PMsg, s.path, err)
+		case sqlite3.ErrReadonly, sqlite3.ErrPerm, sqlite3.ErrCantOpen:
+			return fmt.Errorf("%w: %s: %s: %v", ErrReadOnly, s.path, op, err)
+		}
+	}
+	return fmt.Errorf("db: %s: %w", op, err)
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations, numbered from 1 by the
+// prefix of their file names, with no gaps.
+func migrations() []migration {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		panic("db: embedded migrations: " + err.Error())
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			panic("db: migration without a number: " + e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			panic("db: embedded migration: " + err.Error())
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			panic("db: migrations are not numbered 1, 2, ...: " + m.name)
+		}
+	}
+	return ms
+}
+
+// migrate applies the migrations after version, each in its own
+// transaction with the version it reaches.
+func (s *Store) migrate(version int) error {
+	for _, m := range migrations()[version:] {
+		tx, err := s.writer.Begin()
+		if err != nil {
+			return s.classify("migrate", err)
+		}
+		_, err = tx.Exec(m.sql)
+		if err == nil {
+			_, err = tx.Exec(fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d", applicationID, m.version))
+		}
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+		if err != nil {
+			return s.classify("migrate to "+m.name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the store and releases the data directory. It is
+// idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for s.leading { // let the group being committed finish
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+	return s.closeAll()
+}
+
+func (s *Store) closeAll() error {
+	var errs []error
+	for _, d := range []*sql.DB{s.reader, s.writer} {
+		if d != nil {
+			errs = append(errs, d.Close())
+		}
+	}
+	if sl := s.sealer.Swap(nil); sl != nil {
+		sl.wipe()
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close()) // releases the flock
+	}
+	return errors.Join(errs...)
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// SecretsSealed reports whether secrets are sealed with a passphrase; when
+// not, anyone who can read the file can read the keys.
+func (s *Store) SecretsSealed() bool { return s.sealer.Load() != nil }
+
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
