@@ -14,7 +14,7 @@ import (
 // refused opens dir, expects err, and checks that no file changed.
 func refused(t *testing.T, dir string, want error) {
 	t.Helper()
-	before := fileBytes(t, dir)
+	before := dataBytes(t, dir)
 	s, err := Open(dir, Options{})
 	if err == nil {
 		s.Close()
@@ -24,7 +24,7 @@ func refused(t *testing.T, dir string, want error) {
 		t.Fatalf("got %v, want %v", err, want)
 	}
 	t.Logf("error: %v", err)
-	if !bytes.Equal(before, fileBytes(t, dir)) {
+	if !bytes.Equal(before, dataBytes(t, dir)) {
 		t.Fatal("a refused file was changed")
 	}
 }
@@ -38,22 +38,45 @@ func TestNonSQLiteFileIsRefused(t *testing.T) {
 }
 
 func TestAnotherProgramsDatabaseIsRefused(t *testing.T) {
-	dir := t.TempDir()
-	other, err := sql.Open("sqlite3", filepath.Join(dir, FileName))
-	if err != nil {
-		t.Fatal(err)
+	for _, journal := range []string{"DELETE", "WAL"} {
+		dir := t.TempDir()
+		other, err := sql.Open("sqlite3", filepath.Join(dir, FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.SetMaxOpenConns(1)
+		if _, err := other.Exec("PRAGMA journal_mode = " + journal + "; CREATE TABLE photos (name TEXT); INSERT INTO photos VALUES ('cat.jpg')"); err != nil {
+			t.Fatal(err)
+		}
+		if journal == "WAL" {
+			// A copy taken while it is open, as after a crash of that
+			// program: its WAL holds frames not yet in the file, which a
+			// read-write open would check into the file.
+			other.Exec("PRAGMA wal_autocheckpoint = 0; INSERT INTO photos VALUES ('dog.jpg')")
+			crashed := t.TempDir()
+			for _, suffix := range []string{"", "-wal"} {
+				b, err := os.ReadFile(filepath.Join(dir, FileName+suffix))
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(crashed, FileName+suffix), b, 0o600)
+			}
+			other.Close()
+			if len(dataBytes(t, crashed)) <= len(dataBytes(t, dir)) {
+				t.Fatal("the copy has no WAL frames to replay")
+			}
+			refused(t, crashed, ErrNotP2PMsg)
+			continue
+		}
+		other.Close()
+		refused(t, dir, ErrNotP2PMsg)
 	}
-	if _, err := other.Exec("CREATE TABLE photos (name TEXT); INSERT INTO photos VALUES ('cat.jpg')"); err != nil {
-		t.Fatal(err)
-	}
-	other.Close()
-	refused(t, dir, ErrNotP2PMsg)
 }
 
 func TestNewerDatabaseIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, "")
-	s.writer.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations())+1))
+	s.wdb.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations())+1))
 	s.Close()
 	refused(t, dir, ErrTooNew)
 }

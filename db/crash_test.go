@@ -128,7 +128,7 @@ func checkAfterCrash(t *testing.T, dir string, start int, committed []int) {
 	}
 	defer s.Close()
 	var integrity string
-	if err := s.writer.QueryRow("PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+	if err := s.wdb.QueryRow("PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
 		t.Fatalf("integrity_check: %q %v", integrity, err)
 	}
 	// Every reported transaction is present, wholly.

@@ -9,18 +9,23 @@
 //     reported committed survives a crash or power cut, and one that did
 //     not is wholly absent (checked by killing a writer with SIGKILL).
 //   - One writer: the data directory is locked (flock) by the process that
-//     opened it, and the store writes through one connection; reads use
-//     their own connections and see consistent snapshots beside it.
+//     opened it, and one goroutine writes, through one connection; reads
+//     use their own connections and see consistent snapshots beside it.
 //   - Group commit: concurrent Update calls share commits, up to MaxGroup
-//     at a time, each in its own savepoint.
+//     at a time, each in its own savepoint, so one failure (or panic)
+//     undoes only its own call.
 //   - Secrets at rest: with a passphrase, the identity's secret, the
 //     prekeys' private halves and the session blobs are sealed with
 //     XChaCha20-Poly1305 under an Argon2id key (parameters and salt kept in
 //     the file). Without one the store works and SecretsSealed says so.
-//   - Bad files: Open never writes to a file it has not recognised as ours
-//     (application_id), refuses a newer schema, a damaged file
+//   - Bad files: Open identifies the file through a read-only connection
+//     and never writes to one it has not recognised as ours
+//     (application_id); it refuses a newer schema, a damaged file
 //     (quick_check), a sealed store without the right passphrase, and a
 //     directory it cannot write, each with its own error.
+//   - Message states only move forward (queued, sent, delivered or
+//     failed; received, read), and only the peer a message went to can
+//     acknowledge it.
 //
 // # Files
 //

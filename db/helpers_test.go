@@ -66,8 +66,21 @@ func receive(tx *Tx, peer string, i int, blob []byte, at time.Time) (bool, error
 // fileBytes returns the contents of every file of the store in dir.
 func fileBytes(t testing.TB, dir string) []byte {
 	t.Helper()
+	return filesBytes(t, dir, "", "-wal", "-shm", "-journal")
+}
+
+// dataBytes returns the contents of the files that hold data: not the -shm
+// index, which SQLite creates for any reader of a WAL database, even a
+// read-only one, and which holds no rows.
+func dataBytes(t testing.TB, dir string) []byte {
+	t.Helper()
+	return filesBytes(t, dir, "", "-wal", "-journal")
+}
+
+func filesBytes(t testing.TB, dir string, suffixes ...string) []byte {
+	t.Helper()
 	var all []byte
-	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+	for _, suffix := range suffixes {
 		b, err := os.ReadFile(filepath.Join(dir, FileName+suffix))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)

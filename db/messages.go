@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Direction of a message.
@@ -51,9 +52,13 @@ func (m *Message) Time() time.Time {
 	return m.Sent
 }
 
-// InsertMessage stores a message unless one with its id exists, and reports
-// whether it did: a retransmission never makes a second row. The peer must
-// be a contact.
+// ErrConflict: a message id that is already stored for another peer.
+var ErrConflict = errors.New("db: message id already used by another peer")
+
+// InsertMessage stores a message unless its peer already sent (or was
+// sent) one with its id, and reports whether it did: a retransmission
+// never makes a second row. An id stored for another peer is
+// ErrConflict, never a silent duplicate. The peer must be a contact.
 func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
 	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, state, error, sent, received, time)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -61,26 +66,61 @@ func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
 	if err != nil {
 		return false, t.s.classify("insert message", err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	if n, err := res.RowsAffected(); n == 1 || err != nil {
+		return n == 1, err
+	}
+	var owner string
+	if err := t.queryRow("SELECT peer_id FROM messages WHERE id = ?", m.ID[:]).Scan(&owner); err != nil {
+		return false, t.s.classify("insert message", err)
+	}
+	if owner != m.Peer {
+		return false, fmt.Errorf("message %x from %s: %w", m.ID, m.Peer, ErrConflict)
+	}
+	return false, nil
 }
 
-// SetMessageState changes a message's state (and failure reason).
-func (t *Tx) SetMessageState(id [16]byte, state MessageState, reason string) error {
-	res, err := t.exec("UPDATE messages SET state = ?, error = ? WHERE id = ?", string(state), reason, id[:])
+// previousStates lists, for each state, the states a message may reach it
+// from: states only move forward (an acknowledgement that overtakes the
+// "sent" update must not be undone by it). A failed message may be queued
+// again.
+var previousStates = map[MessageState]string{
+	Queued:    "'failed'",
+	Sent:      "'queued'",
+	Delivered: "'queued', 'sent'",
+	Failed:    "'queued', 'sent'",
+	Read:      "'received'",
+}
+
+// SetMessageState moves one of peer's messages to state (with a failure
+// reason), if its current state allows, and reports whether it moved.
+// Unknown messages are ErrNotFound.
+func (t *Tx) SetMessageState(peer string, id [16]byte, state MessageState, reason string) (bool, error) {
+	from, ok := previousStates[state]
+	if !ok {
+		return false, fmt.Errorf("db: no message moves to state %q", state)
+	}
+	res, err := t.exec("UPDATE messages SET state = ?, error = ? WHERE id = ? AND peer_id = ? AND state IN ("+from+")",
+		string(state), reason, id[:], peer)
 	if err != nil {
-		return t.s.classify("set message state", err)
+		return false, t.s.classify("set message state", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("message %x: %w", id, ErrNotFound)
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
 	}
-	return nil
+	var one int
+	if err := t.queryRow("SELECT 1 FROM messages WHERE id = ? AND peer_id = ?", id[:], peer).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("message %x of %s: %w", id, peer, ErrNotFound)
+	} else if err != nil {
+		return false, t.s.classify("set message state", err)
+	}
+	return false, nil
 }
 
 // MarkRead marks the received messages of a conversation read, up to and
-// including seq, and returns how many changed.
-func (t *Tx) MarkRead(peer string, upToSeq int64) (int64, error) {
-	res, err := t.exec("UPDATE messages SET state = 'read' WHERE peer_id = ? AND state = 'received' AND seq <= ?", peer, upToSeq)
+// including the message at the cursor, and returns how many changed.
+func (t *Tx) MarkRead(peer string, upTo Cursor) (int64, error) {
+	res, err := t.exec("UPDATE messages SET state = 'read' WHERE peer_id = ? AND state = 'received' AND (time, seq) <= (?, ?)",
+		peer, millis(upTo.Time), upTo.Seq)
 	if err != nil {
 		return 0, t.s.classify("mark read", err)
 	}
@@ -125,6 +165,9 @@ func CursorOf(m Message) Cursor { return Cursor{Time: m.Time(), Seq: m.Seq} }
 // come before the cursor, oldest first. Page back in time with the cursor
 // of the first message returned.
 func (r *ReadTx) History(peer string, before Cursor, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: history: limit %d is not positive", limit)
+	}
 	var rows *sql.Rows
 	var err error
 	if before == (Cursor{}) {
@@ -186,6 +229,9 @@ func (r *ReadTx) UnreadCounts() (map[string]int, error) {
 // whole words; a word ending in * matches as a prefix). It uses SQLite's
 // FTS4, which the default build of the driver includes.
 func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: search: limit %d is not positive", limit)
+	}
 	q := ftsQuery(text)
 	if q == "" {
 		return nil, nil
@@ -202,12 +248,13 @@ func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
 // ftsQuery makes a query of plain words, each a quoted phrase, so that no
 // user input is read as FTS syntax (operators are plain words inside
 // quotes). FTS4 has no escape for a quote inside a phrase; the tokenizer
-// drops punctuation anyway, so quotes become spaces.
+// drops punctuation anyway, so quotes become spaces, and a "word" of
+// punctuation alone (which would match nothing) is left out.
 func ftsQuery(text string) string {
 	var terms []string
 	for _, w := range strings.Fields(strings.ReplaceAll(text, `"`, " ")) {
 		prefix := strings.HasSuffix(w, "*")
-		if w = strings.TrimRight(w, "*"); w == "" {
+		if w = strings.TrimRight(w, "*"); !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
 			continue
 		}
 		if prefix {

@@ -25,18 +25,20 @@ func (t *Tx) Enqueue(e OutboxEntry) error {
 	return t.s.classify("enqueue", err)
 }
 
-// Delivered removes an acknowledged envelope from the outbox and marks its
-// message delivered. It reports false when it was not in the outbox (a
-// repeated acknowledgement).
-func (t *Tx) Delivered(id [16]byte) (bool, error) {
-	res, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:])
+// Delivered removes an envelope that peer acknowledged from the outbox and
+// marks its message delivered. It reports false when there was no such
+// envelope of that peer (a repeated acknowledgement, or a peer
+// acknowledging what it was never sent).
+func (t *Tx) Delivered(peer string, id [16]byte) (bool, error) {
+	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
 	if err != nil {
 		return false, t.s.classify("delivered", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	return true, t.SetMessageState(id, Delivered, "")
+	_, err = t.SetMessageState(peer, id, Delivered, "")
+	return true, err
 }
 
 // RetryLater records a failed attempt and when to try again.
@@ -52,12 +54,18 @@ func (t *Tx) RetryLater(id [16]byte, next time.Time, reason string) error {
 	return nil
 }
 
-// GiveUp removes an envelope from the outbox and marks its message failed.
-func (t *Tx) GiveUp(id [16]byte, reason string) error {
-	if _, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:]); err != nil {
-		return t.s.classify("give up", err)
+// GiveUp removes an envelope from the outbox and marks its message failed,
+// and reports false when it was no longer waiting (delivered meanwhile).
+func (t *Tx) GiveUp(peer string, id [16]byte, reason string) (bool, error) {
+	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
+	if err != nil {
+		return false, t.s.classify("give up", err)
 	}
-	return t.SetMessageState(id, Failed, reason)
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	_, err = t.SetMessageState(peer, id, Failed, reason)
+	return true, err
 }
 
 const outboxColumns = "message_id, peer_id, envelope, attempts, next_attempt, last_error, created"
@@ -84,6 +92,9 @@ func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 
 // DueOutbox returns up to limit entries due at now, the most overdue first.
 func (r *ReadTx) DueOutbox(now time.Time, limit int) ([]OutboxEntry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: outbox: limit %d is not positive", limit)
+	}
 	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?", millis(now), limit))
 	return out, r.s.classify("outbox", err)
 }
@@ -120,6 +131,9 @@ func (t *Tx) AppendEvent(kind string, payload []byte, now time.Time) (int64, err
 
 // Events returns up to limit events with ids above after, in order.
 func (r *ReadTx) Events(after int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: events: limit %d is not positive", limit)
+	}
 	rows, err := r.q.Query("SELECT id, kind, payload, time FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit)
 	if err != nil {
 		return nil, r.s.classify("events", err)

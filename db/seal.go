@@ -40,9 +40,18 @@ type sealer struct {
 	kdf  KDFParams
 }
 
+// Bounds on stored Argon2id costs: a damaged row must give an error, not an
+// allocation of terabytes.
+const (
+	maxKDFTime      = 64
+	maxKDFMemoryKiB = 4 << 20 // 4 GiB
+	maxKDFThreads   = 64
+)
+
 func newSealer(pass, salt []byte, p KDFParams) (*sealer, error) {
-	if p.Time == 0 || p.Threads == 0 || p.MemoryKiB < 8*uint32(p.Threads) {
-		return nil, fmt.Errorf("db: invalid Argon2id parameters %+v", p)
+	if p.Time == 0 || p.Time > maxKDFTime || p.Threads == 0 || p.Threads > maxKDFThreads ||
+		p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxKDFMemoryKiB || len(salt) < saltSize {
+		return nil, fmt.Errorf("db: Argon2id parameters out of range: %+v", p)
 	}
 	sl := &sealer{salt: salt, kdf: p}
 	k := argon2.IDKey(pass, salt, p.Time, p.MemoryKiB, p.Threads, 32)
@@ -105,7 +114,7 @@ func (s *Store) openSealing(opts Options) error {
 		salt, check []byte
 		p           KDFParams
 	)
-	err := s.writer.QueryRow("SELECT salt, time, memory, threads, check_value FROM sealing WHERE id = 1").
+	err := s.wdb.QueryRow("SELECT salt, time, memory, threads, check_value FROM sealing WHERE id = 1").
 		Scan(&salt, &p.Time, &p.MemoryKiB, &p.Threads, &check)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -113,14 +122,14 @@ func (s *Store) openSealing(opts Options) error {
 			return nil
 		}
 		var secrets int
-		if err := s.writer.QueryRow(`SELECT (SELECT count(*) FROM identity) + (SELECT count(*) FROM prekeys) +
+		if err := s.wdb.QueryRow(`SELECT (SELECT count(*) FROM identity) + (SELECT count(*) FROM prekeys) +
 			(SELECT count(*) FROM sessions)`).Scan(&secrets); err != nil {
 			return s.classify("read", err)
 		}
 		if secrets > 0 {
 			return fmt.Errorf("%w: %s holds unsealed keys; open it without a passphrase and set one with ChangePassphrase", ErrNotSealed, s.path)
 		}
-		return s.exclusive(func() error { return s.reseal(opts.Passphrase, opts.KDF) })
+		return s.reseal(opts.Passphrase, opts.KDF) // the writer does not run yet
 	case err != nil:
 		return s.classify("read sealing", err)
 	}
@@ -129,7 +138,7 @@ func (s *Store) openSealing(opts Options) error {
 	}
 	sl, err := newSealer(opts.Passphrase, salt, p)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s: sealing row: %v", ErrCorrupt, s.path, err)
 	}
 	if v, err := sl.open("sealing", check); err != nil || string(v) != checkValue {
 		sl.wipe()
@@ -144,10 +153,14 @@ func (s *Store) openSealing(opts Options) error {
 // leaves either the old sealing or the new. An empty passphrase unseals the
 // secrets.
 func (s *Store) ChangePassphrase(pass []byte, kdf KDFParams) error {
-	return s.exclusive(func() error { return s.reseal(pass, kdf) })
+	return s.exclusiveJob(func() error { return s.reseal(pass, kdf) })
 }
 
-// reseal runs with the writer to itself (exclusive).
+// ErrNotScrubbed: the passphrase was changed, but values sealed under the
+// old one (or clear) may stay in the WAL file until its next checkpoint.
+var ErrNotScrubbed = errors.New("db: passphrase changed, but old values are not yet scrubbed from the WAL")
+
+// reseal runs on the writer goroutine, alone (or before it starts).
 func (s *Store) reseal(pass []byte, kdf KDFParams) error {
 	var next *sealer
 	if len(pass) > 0 {
@@ -161,7 +174,7 @@ func (s *Store) reseal(pass []byte, kdf KDFParams) error {
 			return err
 		}
 	}
-	tx, err := s.writer.Begin()
+	tx, err := s.wdb.Begin()
 	if err != nil {
 		return s.classify("begin", err)
 	}
@@ -180,6 +193,10 @@ func (s *Store) reseal(pass []byte, kdf KDFParams) error {
 			return s.classify("reseal", err)
 		}
 	}
+	// No read may run across the commit and the key swap: it would open
+	// values of one sealing with the key of the other.
+	s.sealMu.Lock()
+	defer s.sealMu.Unlock()
 	if err := tx.Commit(); err != nil {
 		return s.classify("commit", err)
 	}
@@ -188,9 +205,12 @@ func (s *Store) reseal(pass []byte, kdf KDFParams) error {
 	}
 	// The old values are gone from the database pages (secure_delete);
 	// move the new ones out of the WAL and empty it, so that no frame of
-	// the old values stays in the file either.
-	if _, err := s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-		return s.classify("checkpoint", err)
+	// the old values stays in the file either. With no reader running
+	// (sealMu), nothing holds the checkpoint back.
+	var busy, logFrames, done int
+	err = s.wdb.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done)
+	if err != nil || busy != 0 {
+		return fmt.Errorf("%w (busy %d): %v", ErrNotScrubbed, busy, err)
 	}
 	return nil
 }

@@ -136,7 +136,7 @@ func TestSealedValueCannotMoveToAnotherRow(t *testing.T) {
 		tx.PutSession("alice", []byte("alice's session"), t0)
 		return tx.PutSession("mallory", []byte("mallory's"), t0)
 	})
-	if _, err := s.writer.Exec("UPDATE sessions SET blob = (SELECT blob FROM sessions WHERE peer_id = 'alice') WHERE peer_id = 'mallory'"); err != nil {
+	if _, err := s.wdb.Exec("UPDATE sessions SET blob = (SELECT blob FROM sessions WHERE peer_id = 'alice') WHERE peer_id = 'mallory'"); err != nil {
 		t.Fatal(err)
 	}
 	err := s.View(func(r *ReadTx) error { _, err := r.Session("mallory"); return err })

@@ -57,6 +57,13 @@ type Prekey struct {
 	Used    time.Time // one-time: consumed by a handshake
 }
 
+func oneTime(kind PrekeyKind) error {
+	if kind != OneTimePrekey && kind != PQOneTimePrekey {
+		return fmt.Errorf("db: %s prekeys are not one-time prekeys", kind)
+	}
+	return nil
+}
+
 func prekeyAD(kind PrekeyKind, id uint32) string { return fmt.Sprintf("prekey/%s/%d", kind, id) }
 
 // PutPrekey stores a new prekey.
@@ -117,6 +124,9 @@ func (r *ReadTx) Prekeys(kind PrekeyKind) ([]Prekey, error) {
 // issued and returns its public half, or ErrNotFound when none is left.
 // Each prekey is issued at most once.
 func (t *Tx) IssueOneTimePrekey(kind PrekeyKind, now time.Time) (id uint32, public []byte, err error) {
+	if err := oneTime(kind); err != nil {
+		return 0, nil, err
+	}
 	err = t.queryRow(`UPDATE prekeys SET issued = ? WHERE kind = ? AND id =
 		(SELECT id FROM prekeys WHERE kind = ? AND issued IS NULL ORDER BY id LIMIT 1) RETURNING id, public`,
 		millis(now), string(kind), string(kind)).Scan(&id, &public)
@@ -137,6 +147,9 @@ func (r *ReadTx) UnissuedPrekeys(kind PrekeyKind) (int, error) {
 // and deletes it, in the caller's transaction. A prekey already used, or
 // unknown, gives ErrNotFound: a one-time key serves one handshake.
 func (t *Tx) UseOneTimePrekey(kind PrekeyKind, id uint32, now time.Time) ([]byte, error) {
+	if err := oneTime(kind); err != nil {
+		return nil, err
+	}
 	var sealed []byte
 	err := t.queryRow("SELECT secret FROM prekeys WHERE kind = ? AND id = ? AND used IS NULL", string(kind), id).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && sealed == nil) {

@@ -60,20 +60,22 @@ type Options struct {
 	KDF KDFParams
 }
 
-// Store is a node's SQLite database: one file, one writer connection, a
-// few readers. It is safe for concurrent use.
+// Store is a node's SQLite database: one file, one writer goroutine on one
+// connection, a few reader connections. It is safe for concurrent use.
 type Store struct {
 	path   string
 	lock   *os.File
-	writer *sql.DB                // one connection: SQLite has one writer anyway
-	reader *sql.DB                // query-only connections, concurrent with the writer (WAL)
+	wdb    *sql.DB // one connection: SQLite has one writer anyway
+	reader *sql.DB // query-only connections, concurrent with the writer (WAL)
 	sealer atomic.Pointer[sealer] // nil when the secrets are not sealed
+	// sealMu is held shared by every View and exclusively while a re-seal
+	// commits and swaps the key, and while Close tears down.
+	sealMu sync.RWMutex
 
-	mu      sync.Mutex // guards the fields below: the group-commit queue
-	idle    sync.Cond  // signalled when leading turns false
-	queue   []*request
-	leading bool // a caller is committing the queue
-	closed  bool
+	requests chan *request // to the writer goroutine
+	stopping chan struct{} // closed by Close
+	stopped  chan struct{} // closed by the writer when it has stopped
+	closed   atomic.Bool
 }
 
 // Open opens, or creates, the store in dir. It never writes to a file that
@@ -88,18 +90,22 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: filepath.Join(dir, FileName), lock: lock}
-	s.idle.L = &s.mu
+	s := &Store{path: filepath.Join(dir, FileName), lock: lock,
+		requests: make(chan *request), stopping: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.open(opts); err != nil {
 		s.closeAll()
 		return nil, err
 	}
+	go s.writer()
 	return s, nil
 }
 
+// prepareDir creates the data directory, private. An existing directory
+// keeps its mode (it may be one the user chose, such as their home); the
+// files in it are private whatever it is.
 func prepareDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			return fmt.Errorf("%w: %s: %v", ErrReadOnly, dir, err)
 		}
 		return fmt.Errorf("db: data directory: %w", err)
@@ -110,12 +116,6 @@ func prepareDir(dir string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("db: data directory %s is not a directory", dir)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		// The directory holds keys: nobody else may list or read it.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("db: data directory %s: make it private (chmod 700): %w", dir, err)
-		}
 	}
 	return nil
 }
@@ -144,31 +144,23 @@ func (s *Store) open(opts Options) error {
 	if err := s.checkFile(); err != nil {
 		return err
 	}
-	var err error
-	dsn := "file:" + s.path + "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) +
-		"&_foreign_keys=on&_synchronous=FULL&_txlock=immediate&_secure_delete=on"
-	if s.writer, err = sql.Open("sqlite3", dsn); err != nil {
-		return fmt.Errorf("db: open: %w", err)
-	}
-	s.writer.SetMaxOpenConns(1)
-	s.writer.SetMaxIdleConns(1)
-	s.writer.SetConnMaxLifetime(0)
-
 	version, err := s.identify()
 	if err != nil {
 		return err
 	}
-	if version > len(migrations()) {
-		return fmt.Errorf("%w: it has schema version %d, this p2pmsg knows up to %d: upgrade p2pmsg",
-			ErrTooNew, version, len(migrations()))
-	}
-	if version > 0 {
-		if err := s.quickCheck(); err != nil {
-			return err
-		}
-	}
 	// From here on the file is ours (or new): writing is safe.
-	if _, err := s.writer.Exec("PRAGMA journal_mode = WAL"); err != nil {
+	if err := os.Chmod(s.path, 0o600); err != nil {
+		return fmt.Errorf("db: make %s private: %w", s.path, err)
+	}
+	dsn := sqliteURI(s.path) + "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) +
+		"&_foreign_keys=on&_synchronous=FULL&_txlock=immediate&_secure_delete=on"
+	if s.wdb, err = sql.Open("sqlite3", dsn); err != nil {
+		return fmt.Errorf("db: open: %w", err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	if _, err := s.wdb.Exec("PRAGMA journal_mode = WAL"); err != nil {
 		return s.classify("enable WAL", err)
 	}
 	if err := s.migrate(version); err != nil {
@@ -177,12 +169,18 @@ func (s *Store) open(opts Options) error {
 	if err := s.openSealing(opts); err != nil {
 		return err
 	}
-	s.reader, err = sql.Open("sqlite3", "file:"+s.path+"?_busy_timeout="+strconv.Itoa(busyTimeoutMS)+"&_query_only=true&_foreign_keys=on")
+	s.reader, err = sql.Open("sqlite3", sqliteURI(s.path)+"?_busy_timeout="+strconv.Itoa(busyTimeoutMS)+"&_query_only=true&_foreign_keys=on")
 	if err != nil {
 		return fmt.Errorf("db: open: %w", err)
 	}
 	s.reader.SetMaxOpenConns(readers)
 	return nil
+}
+
+// sqliteURI makes a SQLite URI of a path: SQLite decodes %XX in it and
+// stops at ? and #, so those are escaped.
+func sqliteURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
 }
 
 // checkFile creates the file with mode 0600 if it is missing, and otherwise
@@ -216,27 +214,45 @@ func (s *Store) checkFile() error {
 	return nil
 }
 
-// identify returns the schema version after checking, without writing,
-// that the database is ours: our application id, or a new empty file.
+// identify returns the schema version after checking, through a read-only
+// connection, that the database is ours (our application id, or a new
+// empty file), not newer than this binary, and undamaged. Nothing is
+// written: a read-write connection could replay another program's WAL or
+// hot journal into its file.
 func (s *Store) identify() (int, error) {
+	ro, err := sql.Open("sqlite3", sqliteURI(s.path)+"?mode=ro&_busy_timeout="+strconv.Itoa(busyTimeoutMS))
+	if err != nil {
+		return 0, fmt.Errorf("db: open: %w", err)
+	}
+	defer ro.Close()
+	ro.SetMaxOpenConns(1)
 	var appID, version, objects int
-	if err := s.writer.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
+	if err := ro.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
 		return 0, s.classify("read header", err)
 	}
-	if err := s.writer.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+	if err := ro.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
 		return 0, s.classify("read header", err)
 	}
-	if err := s.writer.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
+	if err := ro.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
 		return 0, s.classify("read schema", err)
 	}
-	if appID == applicationID || (appID == 0 && version == 0 && objects == 0) {
-		return version, nil
+	if appID != applicationID && (appID != 0 || version != 0 || objects != 0) {
+		return 0, fmt.Errorf("%w: %s is another program's SQLite database; move it away or choose another data directory", ErrNotP2PMsg, s.path)
 	}
-	return 0, fmt.Errorf("%w: %s is another program's SQLite database; move it away or choose another data directory", ErrNotP2PMsg, s.path)
+	if version > len(migrations()) {
+		return 0, fmt.Errorf("%w: it has schema version %d, this p2pmsg knows up to %d: upgrade p2pmsg",
+			ErrTooNew, version, len(migrations()))
+	}
+	if version > 0 {
+		if err := s.quickCheck(ro); err != nil {
+			return 0, err
+		}
+	}
+	return version, nil
 }
 
-func (s *Store) quickCheck() error {
-	rows, err := s.writer.Query("PRAGMA quick_check")
+func (s *Store) quickCheck(ro *sql.DB) error {
+	rows, err := ro.Query("PRAGMA quick_check")
 	if err != nil {
 		return s.classify("check", err)
 	}
@@ -272,7 +288,7 @@ func (s *Store) classify(op string, err error) error {
 			return fmt.Errorf("%w: %s: %s: %v; restore it from a backup", ErrCorrupt, s.path, op, err)
 		case sqlite3.ErrNotADB:
 			return fmt.Errorf("%w: %s: %v", ErrNotP2PMsg, s.path, err)
-		case sqlite3.ErrReadonly, sqlite3.ErrPerm, sqlite3.ErrCantOpen:
+		case sqlite3.ErrReadonly, sqlite3.ErrPerm:
 			return fmt.Errorf("%w: %s: %s: %v", ErrReadOnly, s.path, op, err)
 		}
 	}
@@ -318,7 +334,7 @@ func migrations() []migration {
 // transaction with the version it reaches.
 func (s *Store) migrate(version int) error {
 	for _, m := range migrations()[version:] {
-		tx, err := s.writer.Begin()
+		tx, err := s.wdb.Begin()
 		if err != nil {
 			return s.classify("migrate", err)
 		}
@@ -338,25 +354,22 @@ func (s *Store) migrate(version int) error {
 	return nil
 }
 
-// Close closes the store and releases the data directory. It is
-// idempotent.
+// Close closes the store and releases the data directory, once the
+// running transactions and reads have ended. It is idempotent.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	s.closed = true
-	for s.leading { // let the group being committed finish
-		s.idle.Wait()
-	}
-	s.mu.Unlock()
+	close(s.stopping)
+	<-s.stopped
+	s.sealMu.Lock() // waits for running Views
+	defer s.sealMu.Unlock()
 	return s.closeAll()
 }
 
 func (s *Store) closeAll() error {
 	var errs []error
-	for _, d := range []*sql.DB{s.reader, s.writer} {
+	for _, d := range []*sql.DB{s.reader, s.wdb} {
 		if d != nil {
 			errs = append(errs, d.Close())
 		}

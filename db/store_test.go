@@ -28,7 +28,7 @@ func TestOpenCreatesAPrivateDurableStore(t *testing.T) {
 		"application_id": fmt.Sprint(applicationID), "user_version": fmt.Sprint(len(migrations())),
 	} {
 		var got string
-		if err := s.writer.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+		if err := s.wdb.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != want {
@@ -156,6 +156,22 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	update(t, s, func(tx *Tx) error { return tx.PutSetting("after", []byte("panic")) })
 }
 
+func TestMessageIDOfAnotherPeerIsAConflict(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	update(t, s, func(tx *Tx) error {
+		tx.EnsureContact("alice", t0)
+		tx.EnsureContact("mallory", t0)
+		if _, err := tx.InsertMessage(Message{ID: msgID(1), Peer: "alice", Direction: Incoming, Body: "hi", State: Received, Sent: t0, Received: t0}); err != nil {
+			return err
+		}
+		_, err := tx.InsertMessage(Message{ID: msgID(1), Peer: "mallory", Direction: Incoming, Body: "x", State: Received, Sent: t0, Received: t0})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("got %v", err)
+		}
+		return nil
+	})
+}
+
 func TestRetransmittedMessageIsStoredOnce(t *testing.T) {
 	s := open(t, t.TempDir(), "")
 	update(t, s, func(tx *Tx) error { _, err := tx.EnsureContact("peer", t0); return err })
@@ -213,11 +229,21 @@ func TestOutboxKeepsExactBytesAcrossRestart(t *testing.T) {
 		return nil
 	})
 	update(t, s, func(tx *Tx) error {
-		if ok, err := tx.Delivered(id); !ok || err != nil {
+		if ok, _ := tx.Delivered("mallory", id); ok {
+			t.Fatal("another peer acknowledged the message")
+		}
+		if ok, err := tx.Delivered("peer", id); !ok || err != nil {
 			t.Fatalf("delivered: %v %v", ok, err)
 		}
-		if ok, _ := tx.Delivered(id); ok {
+		if ok, _ := tx.Delivered("peer", id); ok {
 			t.Fatal("delivered twice")
+		}
+		// A late "sent" or a give-up cannot take the state back.
+		if moved, _ := tx.SetMessageState("peer", id, Sent, ""); moved {
+			t.Fatal("delivered went back to sent")
+		}
+		if gave, _ := tx.GiveUp("peer", id, "timeout"); gave {
+			t.Fatal("gave up on a delivered message")
 		}
 		return nil
 	})
@@ -245,8 +271,11 @@ func TestHistoryUnreadAndSearch(t *testing.T) {
 			}
 			at := t0.Add(time.Duration(i) * time.Minute)
 			body := fmt.Sprintf("note %d about the Harbour", i)
-			if i == 4 {
+			switch i {
+			case 4:
 				body = `quotes "and" OR NEAR( parentheses`
+			case 5:
+				body = "Привет from the Café"
 			}
 			if _, err := tx.InsertMessage(Message{ID: msgID(i), Peer: peer, Direction: dir, Body: body, State: state, Sent: at, Received: at}); err != nil {
 				return err
@@ -277,13 +306,26 @@ func TestHistoryUnreadAndSearch(t *testing.T) {
 				t.Fatalf("search %q: %v %v", q, err, found)
 			}
 		}
-		if found, err := r.Search("   ", 5); err != nil || len(found) != 0 {
-			t.Fatalf("empty search: %v %v", err, found)
+		for _, q := range []string{"   ", "- ? !"} {
+			if found, err := r.Search(q, 5); err != nil || len(found) != 0 {
+				t.Fatalf("search %q: %v %v", q, err, found)
+			}
+		}
+		// A word of punctuation alone does not make a query match nothing,
+		// and case folds beyond ASCII.
+		for _, q := range []string{"harbour -", "ПРИВЕТ", "привет", "cafe"} {
+			found, err := r.Search(q, 50)
+			if err != nil || len(found) == 0 {
+				t.Fatalf("search %q: %v %v", q, err, found)
+			}
+		}
+		if _, err := r.History("a", Cursor{}, 0); err == nil {
+			t.Fatal("limit 0 accepted")
 		}
 		return nil
 	})
 	update(t, s, func(tx *Tx) error {
-		n, err := tx.MarkRead("a", 100)
+		n, err := tx.MarkRead("a", Cursor{Time: t0.Add(time.Hour), Seq: 1 << 62})
 		if n != 16 {
 			t.Fatalf("marked %d", n)
 		}
@@ -311,7 +353,7 @@ func TestEventsResumeFromAnyID(t *testing.T) {
 		return nil
 	})
 	// Ids are never reused, even after the newest events are deleted.
-	s.writer.Exec("DELETE FROM events WHERE id > 3")
+	s.wdb.Exec("DELETE FROM events WHERE id > 3")
 	update(t, s, func(tx *Tx) error {
 		id, err := tx.AppendEvent("tick", nil, t0)
 		if id != 6 {

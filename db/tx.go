@@ -2,10 +2,11 @@ package db
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
-// MaxGroup is the most transactions Update folds into one commit.
+// MaxGroup is the most transactions the writer folds into one commit.
 const MaxGroup = 64
 
 // Tx is a write transaction: one function given to Update. Its methods may
@@ -16,9 +17,12 @@ type Tx struct {
 	stmts map[string]*sql.Stmt
 }
 
+// request is a write for the writer goroutine: a transaction function, or
+// an exclusive job that runs alone between groups (a re-seal).
 type request struct {
-	fn   func(*Tx) error
-	done chan result
+	fn        func(*Tx) error
+	exclusive func() error
+	done      chan result
 }
 
 type result struct {
@@ -27,29 +31,36 @@ type result struct {
 }
 
 // Update runs fn in a write transaction and returns once its changes are
-// durable (synchronous=FULL), or fn's error, in which case none of its
+// durable (synchronous=FULL), or with fn's error, in which case none of its
 // changes are kept.
 //
-// Concurrent calls are committed together (group commit): while one commit
-// waits for the disk, the calls that arrive queue up, and the next commit
-// takes up to MaxGroup of them, each in a savepoint of its own, so that one
-// failing function does not undo the others. A burst of receives therefore
-// costs one fsync per group, not per message. fn must not call Update.
+// The store's writer goroutine runs every transaction function. While one
+// commit waits for the disk, the calls that arrive queue up, and the next
+// commit takes up to MaxGroup of them (group commit), each in a savepoint
+// of its own, so that one failing function does not undo the others. A
+// burst of receives therefore costs one fsync per group, not per message.
+// A panic in fn is raised again in the caller.
+//
+// fn must not call Update, View, ChangePassphrase or Close (they would
+// wait for the writer that runs fn), and must return the errors of the
+// statements it runs: after SQLite aborts a whole transaction (a full disk,
+// an I/O error), the following statements would run outside it.
 func (s *Store) Update(fn func(*Tx) error) error {
-	req := &request{fn: fn, done: make(chan result, 1)}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	return s.submit(&request{fn: fn, done: make(chan result, 1)})
+}
+
+// exclusiveJob runs job on the writer goroutine with no transaction
+// around it, between groups.
+func (s *Store) exclusiveJob(job func() error) error {
+	return s.submit(&request{exclusive: job, done: make(chan result, 1)})
+}
+
+func (s *Store) submit(req *request) error {
+	select {
+	case s.requests <- req:
+	case <-s.stopping:
 		return ErrClosed
 	}
-	s.queue = append(s.queue, req)
-	if !s.leading {
-		// This caller commits for everyone until the queue is empty; no
-		// goroutine of ours lives beyond the calls.
-		s.leading = true
-		s.drain()
-	}
-	s.mu.Unlock()
 	r := <-req.done
 	if r.panicked != nil {
 		panic(r.panicked)
@@ -57,44 +68,69 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	return r.err
 }
 
-// drain commits the queue in groups until it is empty, then gives up the
-// lead. It is called with mu held and leading set, and returns with mu held.
-func (s *Store) drain() {
-	for len(s.queue) > 0 {
-		n := min(len(s.queue), MaxGroup)
-		batch := s.queue[:n:n]
-		s.queue = s.queue[n:]
-		s.mu.Unlock()
-		s.commit(batch)
-		s.mu.Lock()
+// writer is the one goroutine that writes. A transaction function that
+// ends its goroutine (runtime.Goexit, as t.Fatal does) takes this one with
+// it; the deferred handler answers the batch and starts a new writer.
+func (s *Store) writer() {
+	for {
+		var first *request
+		select {
+		case first = <-s.requests:
+		case <-s.stopping:
+			close(s.stopped)
+			return
+		}
+		batch := []*request{first}
+		var next *request
+		for len(batch) < MaxGroup && first.exclusive == nil {
+			select {
+			case r := <-s.requests:
+				if r.exclusive != nil {
+					next = r // after this group
+				} else {
+					batch = append(batch, r)
+					continue
+				}
+			default:
+			}
+			break
+		}
+		s.runGuarded(batch)
+		if next != nil {
+			s.runGuarded([]*request{next})
+		}
 	}
-	s.queue = nil
-	s.leading = false
-	s.idle.Broadcast()
 }
 
-// exclusive runs fn as the only user of the writer connection, between
-// groups, then commits whatever queued meanwhile.
-func (s *Store) exclusive(fn func() error) error {
-	s.mu.Lock()
-	for s.leading {
-		s.idle.Wait()
+// runGuarded runs a batch, and if a function in it exits the goroutine,
+// fails the unanswered requests and hands the writing on to a new
+// goroutine.
+func (s *Store) runGuarded(batch []*request) {
+	answered := make([]bool, len(batch))
+	normal := false
+	defer func() {
+		if normal {
+			return
+		}
+		for i, r := range batch {
+			if !answered[i] {
+				r.done <- result{err: errors.New("db: a transaction function ended its goroutine (runtime.Goexit); nothing of its group was kept")}
+			}
+		}
+		go s.writer()
+	}()
+	if batch[0].exclusive != nil {
+		err, p := runJob(batch[0].exclusive)
+		answered[0] = true
+		batch[0].done <- result{err: err, panicked: p}
+	} else {
+		s.commit(batch, answered)
 	}
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	s.leading = true
-	s.mu.Unlock()
-	err := fn()
-	s.mu.Lock()
-	s.drain()
-	s.mu.Unlock()
-	return err
+	normal = true
 }
 
-// commit runs a batch of requests in one transaction.
-func (s *Store) commit(batch []*request) {
+// commit runs a group of transaction functions in one transaction.
+func (s *Store) commit(batch []*request, answered []bool) {
 	errs := make([]error, len(batch))
 	panics := make([]any, len(batch))
 	finish := func(commitErr error) {
@@ -103,22 +139,28 @@ func (s *Store) commit(batch []*request) {
 			if err == nil {
 				err = commitErr
 			}
+			answered[i] = true
 			r.done <- result{err: err, panicked: panics[i]}
 		}
 	}
-	tx, err := s.writer.Begin() // BEGIN IMMEDIATE (_txlock)
+	tx, err := s.wdb.Begin() // BEGIN IMMEDIATE (_txlock)
 	if err != nil {
 		finish(s.classify("begin", err))
 		return
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback() // also when a function ends the goroutine
+		}
+	}()
 	t := &Tx{s: s, tx: tx, stmts: map[string]*sql.Stmt{}}
 	for i, r := range batch {
 		if _, err := tx.Exec("SAVEPOINT request"); err != nil {
-			tx.Rollback()
 			finish(s.classify("savepoint", err))
 			return
 		}
-		errs[i], panics[i] = run(r.fn, t)
+		errs[i], panics[i] = runFn(r.fn, t)
 		if errs[i] == nil && panics[i] == nil {
 			_, err = tx.Exec("RELEASE request")
 		} else {
@@ -128,51 +170,72 @@ func (s *Store) commit(batch []*request) {
 			_, err = tx.Exec("ROLLBACK TO request; RELEASE request")
 		}
 		if err != nil {
-			tx.Rollback()
 			finish(s.classify("savepoint", err))
 			return
 		}
 	}
+	committed = true
 	finish(s.classify("commit", tx.Commit()))
 }
 
-func run(fn func(*Tx) error, t *Tx) (err error, panicked any) {
+func runFn(fn func(*Tx) error, t *Tx) (err error, panicked any) {
 	defer func() { panicked = recover() }()
 	return fn(t), nil
+}
+
+func runJob(job func() error) (err error, panicked any) {
+	defer func() { panicked = recover() }()
+	return job(), nil
 }
 
 // stmt returns a statement prepared in this transaction: once per group,
 // not once per call (a prepare costs more than most of our statements).
 // Statements bound to the transaction cannot outlive it or wait for the
 // writer connection, which the transaction holds.
-func (t *Tx) stmt(query string) *sql.Stmt {
+func (t *Tx) stmt(query string) (*sql.Stmt, error) {
 	if st, ok := t.stmts[query]; ok {
-		return st
+		return st, nil
 	}
 	st, err := t.tx.Prepare(query)
 	if err != nil {
-		// Our own SQL on a healthy connection: failing here is a bug.
-		panic("db: prepare " + query + ": " + err.Error())
+		return nil, err
 	}
 	t.stmts[query] = st
-	return st
+	return st, nil
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
-	return t.stmt(query).Exec(args...)
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.Exec(args...)
 }
 
-func (t *Tx) queryRow(query string, args ...any) *sql.Row {
-	return t.stmt(query).QueryRow(args...)
+// scanner is a *sql.Row, or a prepare error in its place.
+type scanner interface{ Scan(...any) error }
+
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
+
+func (t *Tx) queryRow(query string, args ...any) scanner {
+	st, err := t.stmt(query)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRow(args...)
 }
 
-// View runs fn with a read-only snapshot of the store, concurrently with
-// writes.
+// View runs fn with a read-only snapshot of the store, beside the writer.
+// fn must not call Update or ChangePassphrase.
 func (s *Store) View(fn func(*ReadTx) error) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	// Held for the whole read, so that a re-seal (which takes it
+	// exclusively) never swaps the key under a snapshot sealed with the
+	// other one, and Close waits for reads to end.
+	s.sealMu.RLock()
+	defer s.sealMu.RUnlock()
+	if s.closed.Load() {
 		return ErrClosed
 	}
 	tx, err := s.reader.Begin()

@@ -63,7 +63,7 @@ CREATE TABLE sessions (
 CREATE TABLE messages (
 	seq       INTEGER PRIMARY KEY, -- insertion order; the rowid
 	id        BLOB    NOT NULL UNIQUE CHECK (length(id) = 16),
-	peer_id   TEXT    NOT NULL REFERENCES contacts (peer_id) ON DELETE CASCADE,
+	peer_id   TEXT    NOT NULL REFERENCES contacts (peer_id), -- no cascade: history outlives a careless delete
 	direction TEXT    NOT NULL CHECK (direction IN ('in', 'out')),
 	body      TEXT    NOT NULL,
 	state     TEXT    NOT NULL CHECK (state IN ('queued', 'sent', 'delivered', 'failed', 'received', 'read')),
@@ -76,8 +76,9 @@ CREATE INDEX messages_conversation ON messages (peer_id, time, seq);
 CREATE INDEX messages_unread ON messages (peer_id) WHERE state = 'received';
 
 -- Full-text search (FTS4: the default build of mattn/go-sqlite3 has it,
--- FTS5 would need a build tag), kept in step by triggers.
-CREATE VIRTUAL TABLE messages_fts USING fts4 (body, content="messages");
+-- FTS5 would need a build tag), kept in step by triggers. unicode61 folds
+-- case beyond ASCII and drops diacritics.
+CREATE VIRTUAL TABLE messages_fts USING fts4 (body, content="messages", tokenize=unicode61);
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
 	INSERT INTO messages_fts (docid, body) VALUES (new.seq, new.body);
 END;
