@@ -65,8 +65,8 @@ type Options struct {
 type Store struct {
 	path   string
 	lock   *os.File
-	wdb    *sql.DB // one connection: SQLite has one writer anyway
-	reader *sql.DB // query-only connections, concurrent with the writer (WAL)
+	wdb    *sql.DB                // one connection: SQLite has one writer anyway
+	reader *sql.DB                // query-only connections, concurrent with the writer (WAL)
 	sealer atomic.Pointer[sealer] // nil when the secrets are not sealed
 	// sealMu is held shared by every View and exclusively while a re-seal
 	// commits and swaps the key, and while Close tears down.
