@@ -45,6 +45,10 @@ type result struct {
 // wait for the writer that runs fn), and must return the errors of the
 // statements it runs: after SQLite aborts a whole transaction (a full disk,
 // an I/O error), the following statements would run outside it.
+//
+// A commit that fails in its fsync may still have reached the WAL: after
+// such an error the outcome is unknown until the store is reopened, so a
+// caller should close the store rather than retry blindly.
 func (s *Store) Update(fn func(*Tx) error) error {
 	return s.submit(&request{fn: fn, done: make(chan result, 1)})
 }
