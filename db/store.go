@@ -302,8 +302,10 @@ type migration struct {
 }
 
 // migrations returns the embedded migrations, numbered from 1 by the
-// prefix of their file names, with no gaps.
-func migrations() []migration {
+// prefix of their file names, with no gaps; read once.
+var migrations = sync.OnceValue(loadMigrations)
+
+func loadMigrations() []migration {
 	entries, err := fs.ReadDir(migrationFS, "migrations")
 	if err != nil {
 		panic("db: embedded migrations: " + err.Error())

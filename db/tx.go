@@ -124,7 +124,7 @@ func (s *Store) runGuarded(batch []*request) {
 		go s.writer()
 	}()
 	if batch[0].exclusive != nil {
-		err, p := runJob(batch[0].exclusive)
+		err, p := recovering(batch[0].exclusive)
 		answered[0] = true
 		batch[0].done <- result{err: err, panicked: p}
 	} else {
@@ -164,7 +164,7 @@ func (s *Store) commit(batch []*request, answered []bool) {
 			finish(s.classify("savepoint", err))
 			return
 		}
-		errs[i], panics[i] = runFn(r.fn, t)
+		errs[i], panics[i] = recovering(func() error { return r.fn(t) })
 		if errs[i] == nil && panics[i] == nil {
 			_, err = tx.Exec("RELEASE request")
 		} else {
@@ -182,14 +182,10 @@ func (s *Store) commit(batch []*request, answered []bool) {
 	finish(s.classify("commit", tx.Commit()))
 }
 
-func runFn(fn func(*Tx) error, t *Tx) (err error, panicked any) {
+// recovering runs f and returns its panic, if any, instead of raising it.
+func recovering(f func() error) (err error, panicked any) {
 	defer func() { panicked = recover() }()
-	return fn(t), nil
-}
-
-func runJob(job func() error) (err error, panicked any) {
-	defer func() { panicked = recover() }()
-	return job(), nil
+	return f(), nil
 }
 
 // stmt returns a statement prepared in this transaction: once per group,

@@ -204,7 +204,7 @@ func (s *Session) decryptCurrent(e *envelope, raw []byte, now time.Time) ([]byte
 	s.ckr = [32]byte(k[32:])
 	clear(k[:])
 	s.nr = h.n + 1
-	s.pruneExpired(now)
+	s.Prune(now)
 	return pt, nil
 }
 
@@ -268,7 +268,7 @@ func (s *Session) decryptNext(e *envelope, raw []byte, now time.Time) ([]byte, e
 	s.addSkipped(&s.hkr, newSkipped)
 	wipeKeys(newSkipped)
 	s.prekeyMsg = nil // the responder has answered
-	s.pruneExpired(now)
+	s.Prune(now)
 	return pt, nil
 }
 
@@ -286,7 +286,7 @@ func (s *Session) decryptSkipped(e *envelope, ci int, n uint32, now time.Time) (
 	}
 	s.removeSkipped(ci, j)
 	s.prekeyMsg = nil
-	s.pruneExpired(now)
+	s.Prune(now)
 	return pt, nil
 }
 

@@ -211,7 +211,9 @@ func (s *Session) dropOldest() {
 // Prune deletes the skipped message keys that have expired at now and
 // reports how many it deleted. Decrypt prunes on success; a caller should
 // also prune idle sessions (say daily), so that expired keys for messages
-// that never came do not linger in storage.
+// that never came do not linger in storage. Keys are stored in the order
+// they were created, so only the front needs looking at (a clock set back
+// only delays expiry).
 func (s *Session) Prune(now time.Time) int {
 	n := 0
 	for len(s.skipped) > 0 && expired(s.skipped[0].keys[0].created, now) {
@@ -220,11 +222,6 @@ func (s *Session) Prune(now time.Time) int {
 	}
 	return n
 }
-
-// pruneExpired is Prune after a successful decryption. Keys are stored in
-// the order they were created, so only the front needs looking at (a clock
-// set back only delays expiry).
-func (s *Session) pruneExpired(now time.Time) { s.Prune(now) }
 
 func cmpU32(a, b uint32) int {
 	switch {
