@@ -236,7 +236,7 @@ func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
 	if q == "" {
 		return nil, nil
 	}
-	rows, err := r.q.Query("SELECT "+prefixed("m.", messageColumns)+` FROM messages_fts JOIN messages m ON m.seq = messages_fts.docid
+	rows, err := r.q.Query("SELECT "+searchColumns+` FROM messages_fts JOIN messages m ON m.seq = messages_fts.docid
 		WHERE messages_fts MATCH ? ORDER BY messages_fts.docid DESC LIMIT ?`, q, limit)
 	if err != nil {
 		return nil, r.s.classify("search", err)
@@ -264,6 +264,8 @@ func ftsQuery(text string) string {
 	}
 	return strings.Join(terms, " ")
 }
+
+var searchColumns = prefixed("m.", messageColumns)
 
 func prefixed(p, columns string) string {
 	cols := strings.Split(columns, ", ")
