@@ -9,6 +9,7 @@ import (
 
 // OutboxEntry is an envelope waiting for its acknowledgement.
 type OutboxEntry struct {
+	Row         int64 // the order of queueing; set by the store
 	MessageID   [16]byte
 	Peer        string
 	Envelope    []byte // resent as these exact bytes, never re-encrypted
@@ -68,7 +69,7 @@ func (t *Tx) GiveUp(peer string, id [16]byte, reason string) (bool, error) {
 	return true, err
 }
 
-const outboxColumns = "message_id, peer_id, envelope, attempts, next_attempt, last_error, created"
+const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created"
 
 func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 	if err != nil {
@@ -80,7 +81,7 @@ func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 		var e OutboxEntry
 		var id []byte
 		var next, created int64
-		if err := rows.Scan(&id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created); err != nil {
+		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created); err != nil {
 			return nil, err
 		}
 		copy(e.MessageID[:], id)
@@ -103,6 +104,18 @@ func (r *ReadTx) DueOutbox(now time.Time, limit int) ([]OutboxEntry, error) {
 // queued, due or not: what to send when the peer connects.
 func (r *ReadTx) OutboxFor(peer string) ([]OutboxEntry, error) {
 	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE peer_id = ? ORDER BY created, rowid", peer))
+	return out, r.s.classify("outbox", err)
+}
+
+// OutboxAfter returns up to limit of a peer's waiting envelopes queued
+// after the entry at row afterRow, in the order they were queued: what a
+// sender that already wrote the earlier ones sends next.
+func (r *ReadTx) OutboxAfter(peer string, afterRow int64, limit int) ([]OutboxEntry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: outbox: limit %d is not positive", limit)
+	}
+	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE peer_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+		peer, afterRow, limit))
 	return out, r.s.classify("outbox", err)
 }
 

@@ -10,8 +10,9 @@
 // with the highest seq, so that nobody can roll a peer back to an old
 // bundle.
 //
-// Publishing, republishing and lookup over a running DHT are not built
-// yet (issue 4).
+// dht.go runs the DHT itself (DHT: New, Bootstrap, Publish, Lookup,
+// FindPeer). Republishing on a timer is the caller's (node's) job: it
+// owns the bundle and its seq.
 package dht
 
 import (
@@ -80,22 +81,32 @@ func (v Validator) Select(key string, values [][]byte) (int, error) {
 	return best, nil
 }
 
-func (v Validator) bundle(key string, value []byte) (*e2e.Bundle, error) {
+// keyIdentity returns the peer ID that a record key names and the raw
+// Ed25519 public key inside it.
+func keyIdentity(key string) (peer.ID, []byte, error) {
 	ns, rest, err := record.SplitKey(key)
 	if err != nil || ns != Namespace {
-		return nil, fmt.Errorf("%w: %q", ErrBadKey, key)
+		return "", nil, fmt.Errorf("%w: %q", ErrBadKey, key)
 	}
 	id, err := peer.IDFromBytes([]byte(rest))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return "", nil, fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
 	pub, err := id.ExtractPublicKey()
 	if err != nil || pub.Type() != crypto.Ed25519 {
-		return nil, fmt.Errorf("%w: %s", ErrNotEd25519, id)
+		return "", nil, fmt.Errorf("%w: %s", ErrNotEd25519, id)
 	}
 	raw, err := pub.Raw()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotEd25519, err)
+		return "", nil, fmt.Errorf("%w: %v", ErrNotEd25519, err)
+	}
+	return id, raw, nil
+}
+
+func (v Validator) bundle(key string, value []byte) (*e2e.Bundle, error) {
+	id, raw, err := keyIdentity(key)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now
 	if v.Now != nil {

@@ -1,7 +1,89 @@
-// Package node will be the one place where the libp2p host, the crypto of
-// package e2e and the store of package db meet: protocols, the send and
-// receive pipelines, the outbox, discovery, NAT traversal and events
-// (DESIGN §1, §7, §8).
+// Package node is where the libp2p host, the crypto of package e2e and the
+// store of package db meet (DESIGN §1, §7, §8): one user's node, its
+// protocols, the send and receive pipelines, the outbox and the event log.
 //
-// Not built yet; it holds no code.
+// # Using it
+//
+// New opens the store in Config.DataDir (creating the identity and the
+// first prekeys on first use); Start builds the host, joins the DHT
+// through Config.BootstrapPeers and starts serving; Close stops it all
+// and waits for every goroutine it started. Send, History, Subscribe and
+// the contact operations are the API; the Example shows a whole
+// conversation.
+//
+// # Protocols
+//
+// /p2pmsg/msg/1.0.0 carries envelopes one way: frames of a uvarint length
+// and an e2e envelope (at most e2e.MaxEnvelopeSize; a longer length ends
+// the stream before anything is allocated). The receiver answers every
+// frame, in order, with 17 bytes: a status (1 stored, 2 rejected for good,
+// 3 retry later) and the envelope's message id. "Stored" is written only
+// after the transaction holding the message committed. A stream that
+// sends 64 refused frames in a row is reset.
+//
+// /p2pmsg/bundle/1.0.0 answers one frame: the node's signed bundle with
+// one fresh one-time prekey of each kind, each handed out once (a peer
+// gets fresh ones at most every 10 s; otherwise the bundle carries the
+// last-resort keys only, as in the DHT).
+//
+// The envelope's plaintext is a version byte, the sender's clock in unix
+// milliseconds and the UTF-8 text.
+//
+// # Sending
+//
+// Send queues the text for the peer's conversation. A conversation (type
+// conv) runs its queued sends and receives as one batch in one store
+// transaction: it encrypts in order, writes the session record once, the
+// messages, the outbox rows (the exact envelope bytes) and the events,
+// and commits. Send returns after that commit: the message is durable and
+// "queued". A first message needs the peer's bundle: fetched from the
+// peer when it is reachable, else from the DHT.
+//
+// One worker per peer delivers the outbox over one stream, oldest first,
+// up to 1024 envelopes unacknowledged, and records acks in batches
+// (delivered, or failed with the reason when the peer refused an
+// envelope). A peer is reached through a live connection, the addresses
+// we know, or a DHT lookup. What cannot be delivered waits with
+// exponential backoff (Config.RetryMin doubling to RetryMax); a worker
+// starts at once when the peer connects, and a node that starts connects
+// to its accepted contacts, so that what they queued for it arrives
+// without waiting for their backoff. Retransmissions resend the same
+// bytes, never a new encryption.
+//
+// # Receiving
+//
+// Envelopes from a stream go to the sender's conversation in order; a
+// batch decrypts them, writes the session record, the messages and
+// events, commits, and only then are they acknowledged. A message id
+// already stored from that peer is acknowledged again and not stored
+// twice; one stored for another peer is refused. A prekey message is
+// accepted only on a stream from the identity it names, and the responder
+// records its replay key, consumes its one-time prekeys and starts the
+// session in the same transaction.
+//
+// # Sessions
+//
+// A peer's session record keeps up to five sessions, the current one
+// first. When both sides start a session at once, each holds two;
+// whatever was queued under either still decrypts, and decrypting under
+// an older session makes it current again, so both sides settle on one.
+// The record in memory is dropped whenever a commit fails, so it never
+// runs ahead of the store.
+//
+// # Contacts and keys
+//
+// A peer ID names its user's Ed25519 identity key, so that key cannot
+// change under it. Its X25519 identity key can: a contact that presents
+// another one (its owner restored only the Ed25519 key, or someone holds
+// it) is refused and raised as a key-change event until the user calls
+// TrustIdentity. A stranger's first message makes a contact request;
+// writing to a peer, or Accept, accepts it; a blocked peer's messages are
+// acknowledged and dropped.
+//
+// # Events
+//
+// Every stored message, state change, contact request, key change and
+// contact (dis)connection is a row of the store's event log, with an id
+// that only grows. Subscribe reads from any id on, then follows new
+// events: no in-memory cap, and a client resumes after a restart.
 package node

@@ -1,0 +1,198 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/dht"
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// issueEvery: a peer gets fresh one-time prekeys at most this often.
+// Someone who fetches our bundle in a loop would otherwise drain them;
+// beyond the limit a fetch still gets a bundle, with the last-resort keys
+// only (as from the DHT).
+const issueEvery = 10 * time.Second
+
+// handleBundle serves /p2pmsg/bundle/1.0.0: our bundle, with one fresh
+// one-time prekey of each kind, each handed out once.
+func (n *Node) handleBundle(s network.Stream) {
+	defer s.Close()
+	p := s.Conn().RemotePeer()
+	now := time.Now()
+	n.mu.Lock()
+	oneTime := now.Sub(n.lastIssue[p]) >= issueEvery
+	if oneTime {
+		n.lastIssue[p] = now
+		if len(n.lastIssue) > 4096 {
+			for k, t := range n.lastIssue {
+				if now.Sub(t) >= issueEvery {
+					delete(n.lastIssue, k)
+				}
+			}
+		}
+	}
+	n.mu.Unlock()
+	var b []byte
+	err := n.store.Update(func(tx *db.Tx) (err error) {
+		b, err = signBundle(tx, n.self, now, oneTime)
+		return err
+	})
+	if err != nil {
+		n.log.Error("serve a bundle", "err", err)
+		s.Reset()
+		return
+	}
+	s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := s.Write(appendFrame(nil, b)); err != nil {
+		s.Reset()
+	}
+}
+
+// fetchBundle gets p's bundle: from p itself when it is reachable (with
+// one-time prekeys), else from the DHT.
+func (n *Node) fetchBundle(ctx context.Context, p peer.ID) (*e2e.Bundle, error) {
+	want, err := peerIdentity(p)
+	if err != nil {
+		return nil, err
+	}
+	direct, derr := n.fetchDirect(ctx, p, want)
+	if derr == nil {
+		return direct, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, n.cfg.lookup())
+	defer cancel()
+	b, _, err := n.dht.Lookup(lctx, p, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no bundle for %s: not reachable (%v), and %v", ErrPeerNotFound, p, derr, err)
+	}
+	return b, nil
+}
+
+func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey) (*e2e.Bundle, error) {
+	if err := n.connect(ctx, p); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "p2pmsg bundle"), 10*time.Second)
+	defer cancel()
+	s, err := n.host.NewStream(sctx, p, BundleProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	raw, err := readFrame(bufio.NewReader(s), e2e.MaxBundleSize)
+	if err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	b, err := e2e.VerifyBundle(raw, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(b.Identity[:], want[:]) != 1 {
+		return nil, fmt.Errorf("%w: %s served a bundle of another identity", dht.ErrWrongIdentity, p)
+	}
+	return b, nil
+}
+
+// PublishBundle rotates prekeys when due, signs a bundle with a new seq
+// and publishes it to the DHT. It reports how many peers store it.
+func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
+	if err := n.running(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var b []byte
+	err = n.store.Update(func(tx *db.Tx) error {
+		if _, err := maintainPrekeys(tx, now, n.cfg.rotate()); err != nil {
+			return err
+		}
+		b, err = signBundle(tx, n.self, now, false)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("node: sign bundle: %w", err)
+	}
+	replicas, err = n.dht.Publish(ctx, n.id, b)
+	if err == nil {
+		n.pubMu.Lock()
+		n.published, n.replicas = now, replicas
+		n.pubMu.Unlock()
+	}
+	return replicas, err
+}
+
+// Published reports when the bundle was last published and to how many
+// peers; the zero time when it never was.
+func (n *Node) Published() (time.Time, int) {
+	n.pubMu.Lock()
+	defer n.pubMu.Unlock()
+	return n.published, n.replicas
+}
+
+// publishLoop publishes at start, retries with backoff until a peer
+// stores the bundle, then republishes every RepublishInterval; it checks
+// hourly whether the prekeys are due for rotation.
+func (n *Node) publishLoop() {
+	const (
+		firstRetry = 2 * time.Second
+		maxRetry   = 5 * time.Minute
+	)
+	retry := firstRetry
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-time.After(wait):
+		case <-n.ctx.Done():
+			return
+		}
+		if due, err := n.rotationDue(); err != nil {
+			n.log.Warn("check prekeys", "err", err)
+		} else if last, _ := n.Published(); !due && !last.IsZero() && time.Since(last) < n.cfg.republish() {
+			wait = min(time.Hour, n.cfg.republish()-time.Since(last))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		replicas, err := n.PublishBundle(ctx)
+		cancel()
+		if err != nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			level := slog.LevelWarn
+			if errors.Is(err, dht.ErrNoPeers) {
+				level = slog.LevelDebug // no peers yet: normal at start
+			}
+			n.log.Log(n.ctx, level, "publish bundle", "err", err, "retry", retry)
+			wait, retry = retry, min(2*retry, maxRetry)
+			continue
+		}
+		n.log.Info("bundle published", "replicas", replicas)
+		retry, wait = firstRetry, min(time.Hour, n.cfg.republish())
+	}
+}
+
+// rotationDue reports whether the signed prekeys are older than the
+// rotation interval.
+func (n *Node) rotationDue() (bool, error) {
+	var due bool
+	err := n.store.View(func(r *db.ReadTx) error {
+		p, err := currentPrekey(r, db.SignedPrekey)
+		if err != nil {
+			return err
+		}
+		due = time.Since(p.Created) >= n.cfg.rotate()
+		return nil
+	})
+	return due, err
+}

@@ -1,0 +1,472 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// Send encrypts text for peer `to` and returns the message's id once the
+// message, the new session state and the envelope are durably stored
+// (state queued). Delivery goes on in the background, retried until the
+// peer acknowledges it; follow it with Subscribe or History.
+//
+// A first message to a peer needs its bundle: fetched from the peer when
+// it is reachable (with one-time prekeys), else from the DHT. When neither
+// works Send fails with ErrPeerNotFound and stores nothing.
+func (n *Node) Send(ctx context.Context, to peer.ID, text string) (e2e.MessageID, error) {
+	if err := n.running(); err != nil {
+		return e2e.MessageID{}, err
+	}
+	switch {
+	case to == n.id:
+		return e2e.MessageID{}, errors.New("node: cannot send to yourself")
+	case len(text) > MaxTextSize:
+		return e2e.MessageID{}, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(text), MaxTextSize)
+	case !utf8.ValidString(text):
+		return e2e.MessageID{}, errors.New("node: message text is not valid UTF-8")
+	}
+	c, err := n.conv(to)
+	if err != nil {
+		return e2e.MessageID{}, err
+	}
+	o := &op{kind: opSend, text: text}
+	c.submit(o)
+	<-o.done
+	if errors.Is(o.err, errNeedBundle) {
+		b, err := n.fetchBundle(ctx, to)
+		if err != nil {
+			return e2e.MessageID{}, err
+		}
+		o = &op{kind: opSend, text: text, bundle: b}
+		c.submit(o)
+		<-o.done
+	}
+	return o.id, o.err
+}
+
+// worker delivers one peer's outbox over one stream; at most one per peer.
+type worker struct {
+	kick chan struct{}
+}
+
+// kick makes sure a worker delivers what waits for p.
+func (n *Node) kick(p peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.host == nil {
+		return
+	}
+	w, ok := n.workers[p]
+	if !ok {
+		w = &worker{kick: make(chan struct{}, 1)}
+		n.workers[p] = w
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.deliver(p, w)
+		}()
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+const (
+	// maxInflight bounds the envelopes on the wire without an ack.
+	maxInflight = 1024
+	// idleStream: a stream with nothing to send is closed after this.
+	idleStream = 30 * time.Second
+	// markSentAfter: envelopes written and not acknowledged by then are
+	// marked sent in the store.
+	markSentAfter = 200 * time.Millisecond
+)
+
+// testTap, when set by a test before nodes start, sees each envelope as
+// it is written to the wire.
+var testTap func(id e2e.MessageID, envelope []byte)
+
+// delivery is a worker's state.
+type delivery struct {
+	n    *Node
+	peer peer.ID
+	key  string
+
+	s        network.Stream
+	bw       *bufio.Writer
+	acks     chan ack
+	readErr  chan error
+	done     chan struct{} // closed when the worker stops
+	inflight map[e2e.MessageID]bool
+	unsent   []written // not yet marked sent, in the order written
+	afterRow int64     // the outbox row last written
+}
+
+type written struct {
+	id e2e.MessageID
+	at time.Time
+}
+
+func (n *Node) deliver(p peer.ID, w *worker) {
+	d := &delivery{n: n, peer: p, key: p.String(), acks: make(chan ack, maxInflight), readErr: make(chan error, 1),
+		done: make(chan struct{}), inflight: map[e2e.MessageID]bool{}}
+	defer close(d.done)
+	defer d.closeStream()
+	for {
+		if d.work(w) {
+			continue
+		}
+		n.mu.Lock()
+		select {
+		case <-w.kick:
+			n.mu.Unlock()
+			continue
+		default:
+		}
+		delete(n.workers, p)
+		n.mu.Unlock()
+		return
+	}
+}
+
+// work runs the worker until it should stop, and reports whether it was
+// kicked meanwhile and should go on.
+func (d *delivery) work(w *worker) bool {
+	ctx := d.n.ctx
+	idle := time.NewTimer(idleStream)
+	defer idle.Stop()
+	markSent := time.NewTimer(time.Hour)
+	defer markSent.Stop()
+	// The outbox is read again only when something new may wait in it:
+	// at start, on a kick, and when the window was full.
+	pending := true
+	for {
+		if pending && len(d.inflight) < maxInflight {
+			wrote, err := d.sendPending(ctx)
+			if err != nil {
+				d.retryLater(err)
+				return false
+			}
+			pending = len(d.inflight) >= maxInflight
+			if wrote {
+				idle.Reset(idleStream)
+				markSent.Reset(markSentAfter)
+			}
+		}
+		select {
+		case <-w.kick:
+			pending = true
+		case a := <-d.acks:
+			full := len(d.inflight) >= maxInflight
+			if err := d.handleAcks(a); err != nil {
+				d.retryLater(err)
+				return false
+			}
+			pending = pending || full
+			idle.Reset(idleStream)
+		case err := <-d.readErr:
+			d.retryLater(fmt.Errorf("stream closed: %w", err))
+			return false
+		case <-markSent.C:
+			if err := d.commitAcks(nil); err != nil {
+				d.retryLater(err)
+				return false
+			}
+		case <-idle.C:
+			if len(d.inflight) > 0 {
+				d.retryLater(errors.New("no acknowledgement"))
+			}
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// sendPending writes the outbox entries not yet on the wire, oldest
+// first, and reports whether it wrote any.
+func (d *delivery) sendPending(ctx context.Context) (bool, error) {
+	if len(d.inflight) == 0 {
+		// Everything written was answered: start from the first entry.
+		// (Rowids may be reused once the outbox has emptied.)
+		d.afterRow = 0
+	}
+	var entries []db.OutboxEntry
+	err := d.n.store.View(func(r *db.ReadTx) (err error) {
+		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight))
+		return err
+	})
+	if err != nil || len(entries) == 0 {
+		return false, err
+	}
+	if d.s == nil {
+		if err := d.open(ctx); err != nil {
+			return false, err
+		}
+	}
+	now := time.Now()
+	for _, e := range entries {
+		d.afterRow = e.Row
+		if d.inflight[e.MessageID] {
+			continue
+		}
+		if testTap != nil {
+			testTap(e.MessageID, e.Envelope)
+		}
+		if _, err := d.bw.Write(appendFrame(nil, e.Envelope)); err != nil {
+			return false, err
+		}
+		d.inflight[e.MessageID] = true
+		d.unsent = append(d.unsent, written{e.MessageID, now})
+	}
+	return true, d.bw.Flush()
+}
+
+func (d *delivery) open(ctx context.Context) error {
+	if err := d.n.connect(ctx, d.peer); err != nil {
+		return err
+	}
+	// Envelopes are small: they may cross a relayed (limited) connection.
+	sctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "p2pmsg envelopes"), 10*time.Second)
+	defer cancel()
+	s, err := d.n.host.NewStream(sctx, d.peer, MsgProtocol)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	d.s, d.bw = s, bufio.NewWriterSize(s, 32<<10)
+	if !d.n.spawn(func() { d.readAcks(s) }) {
+		s.Reset()
+		d.s = nil
+		return ErrClosed
+	}
+	return nil
+}
+
+func (d *delivery) readAcks(s network.Stream) {
+	r := bufio.NewReader(s)
+	for {
+		a, err := readAck(r)
+		if err != nil {
+			select {
+			case d.readErr <- err:
+			case <-d.done:
+			}
+			return
+		}
+		select {
+		case d.acks <- a:
+		case <-d.done:
+			return
+		}
+	}
+}
+
+func (d *delivery) closeStream() {
+	if d.s != nil {
+		d.s.Reset()
+		d.s, d.bw = nil, nil
+	}
+}
+
+// handleAcks takes a and the acks behind it, and commits them at once.
+func (d *delivery) handleAcks(a ack) error {
+	batch := []ack{a}
+	for more := true; more && len(batch) < maxInflight; {
+		select {
+		case a := <-d.acks:
+			batch = append(batch, a)
+		default:
+			more = false
+		}
+	}
+	for _, a := range batch {
+		if !d.inflight[a.id] {
+			d.closeStream()
+			return fmt.Errorf("node: %s acknowledged a message it was not sent", d.key)
+		}
+	}
+	return d.commitAcks(batch)
+}
+
+// commitAcks records acknowledgements, and marks the envelopes written
+// meanwhile as sent.
+func (d *delivery) commitAcks(batch []ack) error {
+	now := time.Now()
+	acked := make(map[e2e.MessageID]bool, len(batch))
+	for _, a := range batch {
+		acked[a.id] = true
+	}
+	// Mark sent what has waited for its ack a while; what is answered
+	// at once goes straight to delivered, without the extra write.
+	var stale []e2e.MessageID
+	keep := d.unsent[:0]
+	for _, w := range d.unsent {
+		switch {
+		case acked[w.id]:
+		case now.Sub(w.at) >= markSentAfter || batch == nil:
+			stale = append(stale, w.id)
+		default:
+			keep = append(keep, w)
+		}
+	}
+	d.unsent = keep
+	var retry []ack
+	events := false
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		events = false
+		for _, id := range stale {
+			if ok, err := tx.SetMessageState(d.key, id, db.Sent, ""); err != nil {
+				return err
+			} else if ok {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Sent)}, now); err != nil {
+					return err
+				}
+			}
+		}
+		for _, a := range batch {
+			var ok bool
+			var err error
+			var state db.MessageState
+			var reason string
+			switch a.status {
+			case ackStored:
+				ok, err = tx.Delivered(d.key, a.id)
+				state = db.Delivered
+			case ackRejected:
+				reason = "the recipient refused it (it could not decrypt it)"
+				ok, err = tx.GiveUp(d.key, a.id, reason)
+				state = db.Failed
+			case ackRetry:
+				retry = append(retry, a)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if ok {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.id), State: string(state), Reason: reason}, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range batch {
+		delete(d.inflight, a.id)
+	}
+	if events {
+		d.n.notifyEvents()
+	}
+	if len(retry) > 0 {
+		return errors.New("node: the recipient asked to retry later")
+	}
+	return nil
+}
+
+// retryLater puts everything not acknowledged back for a later attempt,
+// with exponential backoff, and drops the stream.
+func (d *delivery) retryLater(cause error) {
+	d.closeStream()
+	if d.n.ctx.Err() != nil {
+		return // closing: the entries stay due, and start-up sends them
+	}
+	now := time.Now()
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		entries, err := tx.Read().OutboxFor(d.key)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			wait := d.n.cfg.retryMin() << min(e.Attempts, 20)
+			if wait > d.n.cfg.retryMax() || wait <= 0 {
+				wait = d.n.cfg.retryMax()
+			}
+			if err := tx.RetryLater(e.MessageID, now.Add(wait), cause.Error()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.n.log.Warn("record a failed delivery", "peer", d.key, "err", err)
+	}
+	d.n.log.Debug("delivery postponed", "peer", d.key, "cause", cause)
+	clear(d.inflight)
+	d.unsent = d.unsent[:0]
+}
+
+// retryLoop delivers due outbox entries: at start, and then every second
+// (each entry waits out its own backoff).
+func (n *Node) retryLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		var due []db.OutboxEntry
+		err := n.store.View(func(r *db.ReadTx) (err error) {
+			due, err = r.DueOutbox(time.Now(), 1000)
+			return err
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("read the outbox", "err", err)
+		}
+		seen := map[string]bool{}
+		for _, e := range due {
+			if seen[e.Peer] {
+				continue
+			}
+			seen[e.Peer] = true
+			if p, err := peer.Decode(e.Peer); err == nil {
+				n.kick(p)
+			}
+		}
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// connect makes sure there is a connection to p: already connected, else
+// the addresses we know, else the DHT.
+func (n *Node) connect(ctx context.Context, p peer.ID) error {
+	h := n.host
+	if h.Network().Connectedness(p) == network.Connected {
+		return nil
+	}
+	var errs []error
+	if len(h.Peerstore().Addrs(p)) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := h.Connect(cctx, peer.AddrInfo{ID: p})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, n.cfg.lookup())
+	defer cancel()
+	ai, err := n.dht.FindPeer(lctx, p)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not connected and the DHT does not know its addresses: %v", ErrPeerNotFound, p, errors.Join(append(errs, err)...))
+	}
+	if err := h.Connect(lctx, ai); err != nil {
+		return fmt.Errorf("%w: %s is unreachable at its addresses: %v", ErrPeerNotFound, p, err)
+	}
+	return nil
+}
