@@ -67,6 +67,7 @@ func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
 		return false, t.s.classify("insert message", err)
 	}
 	if n, err := res.RowsAffected(); n == 1 || err != nil {
+		t.newMessages = t.newMessages || n == 1
 		return n == 1, err
 	}
 	var owner string
@@ -227,7 +228,10 @@ func (r *ReadTx) UnreadCounts() (map[string]int, error) {
 // Search returns up to limit messages, the most recently stored first,
 // whose bodies contain every word of text (full-text, case-insensitive,
 // whole words; a word ending in * matches as a prefix). It uses SQLite's
-// FTS4, which the default build of the driver includes.
+// FTS4, which the default build of the driver includes. Messages are
+// indexed in the transaction that inserts them, at its end (migration
+// 0002): a search inside that transaction, through Tx.Read, does not see
+// them yet.
 func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("db: search: limit %d is not positive", limit)

@@ -474,3 +474,49 @@ func TestContactsAndSettings(t *testing.T) {
 		return nil
 	})
 }
+
+// Messages are indexed at the end of the transaction that inserts them:
+// a group whose second function fails keeps the first's message
+// searchable and leaves nothing of the second in the index, and
+// concurrent groups each index exactly their own messages.
+func TestSearchIndexesCommittedMessagesOnly(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	update(t, s, func(tx *Tx) error { _, err := tx.EnsureContact("a", t0); return err })
+	insert := func(i int, body string) func(*Tx) error {
+		return func(tx *Tx) error {
+			_, err := tx.InsertMessage(Message{ID: msgID(i), Peer: "a", Direction: Incoming, Body: body, State: Received, Sent: t0, Received: t0})
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%4 == 3 {
+				errs[i] = s.Update(func(tx *Tx) error {
+					insert(i, fmt.Sprintf("rolled back %d zebra", i))(tx)
+					return errors.New("changed my mind")
+				})
+				return
+			}
+			errs[i] = s.Update(insert(i, fmt.Sprintf("kept %d walrus", i)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%4 == 3) != (err != nil) {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	view(t, s, func(r *ReadTx) error {
+		if found, err := r.Search("walrus", 100); err != nil || len(found) != 30 {
+			t.Fatalf("kept messages found: %d (%v), want 30", len(found), err)
+		}
+		if found, err := r.Search("zebra", 100); err != nil || len(found) != 0 {
+			t.Fatalf("rolled-back messages found: %d (%v)", len(found), err)
+		}
+		return nil
+	})
+}

@@ -15,6 +15,9 @@ type Tx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	// newMessages: a message was inserted, so the full-text index must
+	// catch up before the commit.
+	newMessages bool
 }
 
 // request is a write for the writer goroutine: a transaction function, or
@@ -178,8 +181,25 @@ func (s *Store) commit(batch []*request, answered []bool) {
 			return
 		}
 	}
+	if t.newMessages {
+		if err := t.indexMessages(); err != nil {
+			finish(s.classify("index messages", err))
+			return
+		}
+	}
 	committed = true
 	finish(s.classify("commit", tx.Commit()))
+}
+
+// indexMessages adds the messages inserted in this transaction to the
+// full-text index, in one statement (migration 0002 says why).
+func (t *Tx) indexMessages() error {
+	if _, err := t.exec(`INSERT INTO messages_fts (docid, body)
+		SELECT seq, body FROM messages WHERE seq > (SELECT indexed FROM fts_state)`); err != nil {
+		return err
+	}
+	_, err := t.exec(`UPDATE fts_state SET indexed = (SELECT coalesce(max(seq), 0) FROM messages)`)
+	return err
 }
 
 // recovering runs f and returns its panic, if any, instead of raising it.
