@@ -111,6 +111,11 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 	if err := n.running(); err != nil {
 		return 0, err
 	}
+	// One publication at a time: two signed concurrently could reach the
+	// DHT in the wrong order, and the peers would refuse the later one
+	// (its seq is lower than what they hold).
+	n.publishing.Lock()
+	defer n.publishing.Unlock()
 	now := time.Now()
 	var b []byte
 	err = n.store.Update(func(tx *db.Tx) error {

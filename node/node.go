@@ -70,9 +70,10 @@ type Node struct {
 	evMu sync.Mutex
 	evCh chan struct{} // closed and replaced when events are committed
 
-	pubMu     sync.Mutex
-	published time.Time // last successful publication
-	replicas  int
+	publishing sync.Mutex // held through a publication
+	pubMu      sync.Mutex
+	published  time.Time // last successful publication
+	replicas   int
 }
 
 // New opens (or creates) the store and the identity in cfg.DataDir. It
