@@ -100,6 +100,24 @@ func (r *ReadTx) DueOutbox(now time.Time, limit int) ([]OutboxEntry, error) {
 	return out, r.s.classify("outbox", err)
 }
 
+// DuePeers returns up to limit peers that have envelopes due at now.
+func (r *ReadTx) DuePeers(now time.Time, limit int) ([]string, error) {
+	rows, err := r.q.Query("SELECT DISTINCT peer_id FROM outbox WHERE next_attempt <= ? LIMIT ?", millis(now), limit)
+	if err != nil {
+		return nil, r.s.classify("outbox", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, r.s.classify("outbox", err)
+		}
+		out = append(out, p)
+	}
+	return out, r.s.classify("outbox", rows.Err())
+}
+
 // OutboxFor returns a peer's waiting envelopes in the order they were
 // queued, due or not: what to send when the peer connects.
 func (r *ReadTx) OutboxFor(peer string) ([]OutboxEntry, error) {

@@ -48,6 +48,9 @@ func (n *Node) AddContact(p peer.ID, name string) error {
 	if _, err := peerIdentity(p); err != nil {
 		return err
 	}
+	if p == n.id {
+		return errors.New("node: you cannot be your own contact")
+	}
 	return n.editContact(p, true, func(c *db.Contact) { c.Name, c.State = name, db.ContactAccepted })
 }
 
@@ -57,7 +60,7 @@ func (n *Node) Accept(p peer.ID) error {
 }
 
 // Block blocks (or unblocks) a peer: its messages are acknowledged and
-// dropped, and nothing is sent to it.
+// dropped, nothing is sent to it, and what was queued for it fails.
 func (n *Node) Block(p peer.ID, blocked bool) error {
 	if _, err := peerIdentity(p); err != nil {
 		return err
@@ -65,21 +68,46 @@ func (n *Node) Block(p peer.ID, blocked bool) error {
 	return n.editContact(p, true, func(c *db.Contact) { c.Blocked = blocked })
 }
 
-// TrustIdentity accepts the identity key a contact presents now, after a
-// key change (compare safety numbers first), and marks it verified when
-// verified is true. The old sessions are dropped: the next message starts
-// a new one.
-func (n *Node) TrustIdentity(p peer.ID, verified bool) error {
+// TrustIdentity accepts the identity key a contact presents next, after
+// a key-change event: it forgets the key on record (and the sessions
+// made under the old one), and the next handshake from the peer records
+// the key it brings. Its messages were refused meanwhile; the peer sees
+// them failed and can send them again.
+func (n *Node) TrustIdentity(p peer.ID) error {
 	c, err := n.conv(p)
 	if err != nil {
 		return err
 	}
-	// Forget the key on record and the sessions in one transaction, from
-	// inside the conv so that no batch runs meanwhile.
-	o := &op{kind: opReset, verified: verified}
+	// Through the conv, so that no batch of the peer runs meanwhile.
+	o := &op{kind: opReset, forgetKey: true}
 	c.submit(o)
 	<-o.done
 	return o.err
+}
+
+// SetVerified records that the user compared safety numbers with the
+// contact (or withdraws it).
+func (n *Node) SetVerified(p peer.ID, verified bool) error {
+	return n.editContact(p, false, func(c *db.Contact) { c.Verified = verified })
+}
+
+// Resend sends the text of a failed outgoing message again, as a new
+// message (a new id, a new encryption, under a new session when the
+// failure called for one), and returns the new id. The failed one stays
+// in the history as failed.
+func (n *Node) Resend(ctx context.Context, p peer.ID, id [16]byte) (e2e.MessageID, error) {
+	var m db.Message
+	err := n.store.View(func(r *db.ReadTx) (err error) {
+		m, err = r.Message(id)
+		return err
+	})
+	if err != nil {
+		return e2e.MessageID{}, fmt.Errorf("node: resend: %w", err)
+	}
+	if m.Peer != p.String() || m.Direction != db.Outgoing || m.State != db.Failed {
+		return e2e.MessageID{}, fmt.Errorf("node: resend: message %x is not a failed message to %s", id, p)
+	}
+	return n.Send(ctx, p, m.Body)
 }
 
 // SafetyNumber is the number that two users compare to verify each

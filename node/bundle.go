@@ -17,11 +17,36 @@ import (
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// issueEvery: a peer gets fresh one-time prekeys at most this often.
-// Someone who fetches our bundle in a loop would otherwise drain them;
-// beyond the limit a fetch still gets a bundle, with the last-resort keys
-// only (as from the DHT).
-const issueEvery = 10 * time.Second
+// One-time prekeys are handed out at most once per issueEvery to one peer
+// and issueBurst at once (issueRate a second on average) to all: peer IDs
+// cost nothing, so a per-peer limit alone would let anyone drain them.
+// Beyond the limits a fetch gets the bundle with the last-resort keys
+// only, as the DHT has it, served from memory without a write.
+const (
+	issueEvery = 10 * time.Second
+	issueBurst = 30
+	issueRate  = 0.5
+)
+
+// tokenBucket is a rate limit: take succeeds while tokens are left;
+// tokens come back at rate per second, up to burst.
+type tokenBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
+	if b.last.IsZero() {
+		b.tokens = burst
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
 
 // handleBundle serves /p2pmsg/bundle/1.0.0: our bundle, with one fresh
 // one-time prekey of each kind, each handed out once.
@@ -30,7 +55,7 @@ func (n *Node) handleBundle(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	now := time.Now()
 	n.mu.Lock()
-	oneTime := now.Sub(n.lastIssue[p]) >= issueEvery
+	oneTime := now.Sub(n.lastIssue[p]) >= issueEvery && n.issued.take(now, issueRate, issueBurst)
 	if oneTime {
 		n.lastIssue[p] = now
 		if len(n.lastIssue) > 4096 {
@@ -42,20 +67,53 @@ func (n *Node) handleBundle(s network.Stream) {
 		}
 	}
 	n.mu.Unlock()
-	var b []byte
-	err := n.store.Update(func(tx *db.Tx) (err error) {
-		b, err = signBundle(tx, n.self, now, oneTime)
-		return err
-	})
-	if err != nil {
-		n.log.Error("serve a bundle", "err", err)
-		s.Reset()
-		return
+	b := n.cachedBundle(now)
+	if oneTime || b == nil {
+		err := n.store.Update(func(tx *db.Tx) (err error) {
+			if oneTime {
+				// Top up as soon as they run low, not at the next
+				// publication.
+				if _, err := maintainPrekeys(tx, now, n.cfg.rotate()); err != nil {
+					return err
+				}
+			}
+			b, err = signBundle(tx, n.self, now, oneTime)
+			return err
+		})
+		if err != nil {
+			n.log.Error("serve a bundle", "err", err)
+			s.Reset()
+			return
+		}
+		if !oneTime {
+			n.cacheBundle(b, now)
+		}
 	}
 	s.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := s.Write(appendFrame(nil, b)); err != nil {
 		s.Reset()
 	}
+}
+
+// cachedBundle is the last bundle signed without one-time prekeys, while
+// it has a day or more to live.
+func (n *Node) cachedBundle(now time.Time) []byte {
+	n.pubMu.Lock()
+	defer n.pubMu.Unlock()
+	if n.bundle == nil || n.bundleExpires.Sub(now) < 24*time.Hour {
+		return nil
+	}
+	return n.bundle
+}
+
+func (n *Node) cacheBundle(b []byte, now time.Time) {
+	parsed, err := e2e.VerifyBundle(b, now)
+	if err != nil {
+		return
+	}
+	n.pubMu.Lock()
+	n.bundle, n.bundleExpires = b, parsed.Expires
+	n.pubMu.Unlock()
 }
 
 // fetchBundle gets p's bundle: from p itself when it is reachable (with
@@ -128,6 +186,7 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("node: sign bundle: %w", err)
 	}
+	n.cacheBundle(b, now)
 	replicas, err = n.dht.Publish(ctx, n.id, b)
 	if err == nil {
 		n.pubMu.Lock()

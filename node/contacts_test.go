@@ -112,7 +112,7 @@ func TestKeyChangeRefused(t *testing.T) {
 	})
 	checkConversation(t, history(t, b, aID), db.Incoming, []string{"hello"})
 
-	if err := b.TrustIdentity(aID, false); err != nil {
+	if err := b.TrustIdentity(aID); err != nil {
 		t.Fatal(err)
 	}
 	send(t, a2, b, "and now?")

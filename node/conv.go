@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -47,7 +46,7 @@ type opKind int
 const (
 	opSend opKind = iota
 	opRecv
-	opReset // forget the identity key on record and the sessions
+	opReset // forget the sessions (and with forgetKey the identity key on record)
 )
 
 type op struct {
@@ -58,13 +57,14 @@ type op struct {
 	// opRecv
 	env []byte
 	// opReset
-	verified bool
+	forgetKey bool
 
 	// Results, valid once done is closed.
 	id     e2e.MessageID
-	status ackStatus // opRecv
-	reason string    // opRecv, ackRejected: why, for the log
-	err    error     // opSend
+	status ackStatus    // opRecv
+	code   rejectReason // opRecv, ackRejected: why, for the sender
+	reason string       // opRecv, ackRejected: details, for our log
+	err    error        // opSend
 	done   chan struct{}
 }
 
@@ -118,6 +118,10 @@ func (c *conv) run() {
 		if len(batch) == 0 {
 			c.queue = nil
 			c.running = false
+			// Idle: drop the sessions from memory (the store has them).
+			// Conversations with many peers then cost memory only while
+			// they are active.
+			c.rec = nil
 			c.mu.Unlock()
 			return
 		}
@@ -278,16 +282,19 @@ func (c *conv) send(tx *db.Tx, o *op, st *batchState, now time.Time) error {
 	return appendEvent(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "out", State: string(db.Queued)}, now)
 }
 
-// reset forgets the peer's identity key and sessions: the next handshake
-// records the key it presents.
+// reset forgets the peer's sessions, so that the next message starts a
+// new one; with forgetKey also its identity key, so that the next
+// handshake records the key it presents.
 func (c *conv) reset(tx *db.Tx, o *op, st *batchState, now time.Time) error {
-	if !st.hasContact {
-		o.err = fmt.Errorf("node: %s is not a contact: %w", c.key, db.ErrNotFound)
-		return nil
-	}
-	st.contact.IdentityKey, st.contact.Verified = nil, o.verified
-	if err := tx.PutContact(st.contact, now); err != nil {
-		return err
+	if o.forgetKey {
+		if !st.hasContact {
+			o.err = fmt.Errorf("node: %s is not a contact: %w", c.key, db.ErrNotFound)
+			return nil
+		}
+		st.contact.IdentityKey, st.contact.Verified = nil, false
+		if err := tx.PutContact(st.contact, now); err != nil {
+			return err
+		}
 	}
 	c.rec.sessions, st.dirty = nil, false
 	return tx.DeleteSession(c.key)
@@ -350,29 +357,24 @@ func (c *conv) ensureContact(tx *db.Tx, st *batchState, now time.Time) error {
 
 // receive decrypts and stores one incoming envelope.
 func (c *conv) receive(tx *db.Tx, o *op, st *batchState, now time.Time) error {
-	reject := func(why string) error {
-		o.status, o.reason = ackRejected, why
+	reject := func(code rejectReason, why string) error {
+		o.status, o.code, o.reason = ackRejected, code, why
 		return nil
 	}
 	id, err := e2e.EnvelopeID(o.env)
 	if err != nil {
-		return reject("not an envelope")
+		return reject(reasonMalformed, "not an envelope")
 	}
 	o.id = id
 	r := tx.Read()
 	if m, err := r.Message(id); err == nil {
 		if m.Peer != c.key || m.Direction != db.Incoming {
-			return reject("message id of another conversation")
+			return reject(reasonForeign, "message id of another conversation")
 		}
 		o.status = ackStored // a retransmission: acknowledge again
 		return nil
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return err
-	}
-	if st.hasContact && st.contact.Blocked {
-		// Acknowledged and dropped: a blocked peer learns nothing.
-		o.status = ackStored
-		return nil
 	}
 	var pt []byte
 	if e2e.IsPrekeyMessage(o.env) {
@@ -381,24 +383,30 @@ func (c *conv) receive(tx *db.Tx, o *op, st *batchState, now time.Time) error {
 			return err
 		}
 	} else {
+		decrypted := false
 		for i, s := range c.rec.sessions {
 			if pt, err = s.Decrypt(o.env, now); err == nil {
 				c.rec.promote(i)
+				decrypted = true
 				break
 			}
 		}
-		if pt == nil {
+		if !decrypted {
 			if len(c.rec.sessions) == 0 {
-				return reject("no session with the sender")
+				return reject(reasonNoSession, "no session with the sender")
 			}
-			return reject("does not decrypt: " + err.Error())
+			return reject(reasonNoSession, "does not decrypt: "+err.Error())
 		}
 	}
 	st.dirty = true
-	sent, text, err := decodeContent(pt)
-	if err != nil || !utf8.ValidString(text) {
-		return reject("unreadable content")
+	if st.hasContact && st.contact.Blocked {
+		// Decrypted (the ratchet must move on, or unblocking would find
+		// the chain too far ahead), acknowledged, dropped: a blocked peer
+		// learns nothing.
+		o.status = ackStored
+		return nil
 	}
+	sent, text, _ := decodeContent(pt)
 	if err := c.ensureContact(tx, st, now); err != nil {
 		return err
 	}
@@ -420,52 +428,52 @@ func (c *conv) receive(tx *db.Tx, o *op, st *batchState, now time.Time) error {
 // receivePrekey handles an initial message: by the session it started, if
 // it is a retransmission, or by running PQXDH as responder.
 func (c *conv) receivePrekey(tx *db.Tx, o *op, st *batchState, now time.Time) ([]byte, error) {
-	reject := func(why string) ([]byte, error) {
-		o.status, o.reason = ackRejected, why
+	reject := func(code rejectReason, why string) ([]byte, error) {
+		o.status, o.code, o.reason = ackRejected, code, why
 		return nil, nil
 	}
 	pm, err := e2e.ParsePrekeyMessage(o.env)
 	if err != nil {
-		return reject("malformed prekey message")
+		return reject(reasonMalformed, "malformed prekey message")
 	}
 	// The stream is authenticated as the peer: a prekey message that
 	// names someone else is a forgery or a misdirected replay.
 	if subtle.ConstantTimeCompare(pm.Sender.Key[:], c.peerKey[:]) != 1 {
-		return reject("prekey message of another identity")
+		return reject(reasonForeign, "prekey message of another identity")
 	}
 	if i := c.rec.byBaseKey(pm.BaseKey); i >= 0 {
 		pt, err := c.rec.sessions[i].Decrypt(o.env, now)
 		if err != nil {
-			return reject("does not decrypt: " + err.Error())
+			return reject(reasonNoSession, "does not decrypt: "+err.Error())
 		}
 		c.rec.promote(i)
 		return pt, nil
 	}
 	if err := pm.Sender.Verify(); err != nil {
-		return reject("bad identity certificate")
+		return reject(reasonForeign, "bad identity certificate")
 	}
 	ik := identityKey(pm.Sender.Key, pm.Sender.DH)
 	if changed, err := c.identityChanged(tx, st, ik, now); err != nil || changed {
 		if changed {
-			return reject("identity key changed")
+			return reject(reasonIdentity, "identity key changed")
 		}
 		return nil, err
 	}
 	r := tx.Read()
 	var keys e2e.ResponderKeys
 	if keys.SignedPrekey, err = loadSigned(r, pm.SignedPrekeyID, now); err != nil {
-		return reject("unknown signed prekey")
+		return reject(reasonUnknownPrekey, "unknown signed prekey")
 	}
 	pqKind := db.PQPrekey
 	if pm.PQOneTime {
 		pqKind = db.PQOneTimePrekey
 	}
 	if keys.PQPrekey, err = loadPQ(r, pqKind, pm.PQPrekeyID, now); err != nil {
-		return reject("unknown PQ prekey")
+		return reject(reasonUnknownPrekey, "unknown PQ prekey")
 	}
 	if pm.HasOneTimePrekey {
 		if keys.OneTimePrekey, err = loadOneTime(r, pm.OneTimePrekeyID); err != nil {
-			return reject("unknown or used one-time prekey")
+			return reject(reasonUnknownPrekey, "unknown or used one-time prekey")
 		}
 	}
 	rk := pm.ReplayKey()
@@ -483,7 +491,10 @@ func (c *conv) receivePrekey(tx *db.Tx, o *op, st *batchState, now time.Time) ([
 		return nil, seenErr
 	}
 	if err != nil {
-		return reject("handshake failed: " + err.Error())
+		// A replayed handshake here comes from the peer itself (the stream
+		// is authenticated, and copies of stored messages were caught
+		// above): its session is one we have forgotten. It needs a new one.
+		return reject(reasonNoSession, "handshake failed: "+err.Error())
 	}
 	// The replay key must outlive the signed prekey it names.
 	if _, err := tx.MarkSeen(rk[:], now.Add(c.n.cfg.rotate()*(1+graceRotations))); err != nil {

@@ -16,15 +16,18 @@
 // /p2pmsg/msg/1.0.0 carries envelopes one way: frames of a uvarint length
 // and an e2e envelope (at most e2e.MaxEnvelopeSize; a longer length ends
 // the stream before anything is allocated). The receiver answers every
-// frame, in order, with 17 bytes: a status (1 stored, 2 rejected for good,
-// 3 retry later) and the envelope's message id. "Stored" is written only
-// after the transaction holding the message committed. A stream that
-// sends 64 refused frames in a row is reset.
+// frame, in order, with 18 bytes: a status (1 stored, 2 rejected for good,
+// 3 retry later), a reason for a rejection (1 malformed, 2 no session, 3
+// unknown prekey, 4 changed identity, 5 not yours) and the envelope's
+// message id. "Stored" is written only after the transaction holding the
+// message committed. A stream that sends 64 refused frames in a row is
+// reset; one stream holds at most 1,024 envelopes or 4 MiB unanswered.
 //
 // /p2pmsg/bundle/1.0.0 answers one frame: the node's signed bundle with
 // one fresh one-time prekey of each kind, each handed out once (a peer
-// gets fresh ones at most every 10 s; otherwise the bundle carries the
-// last-resort keys only, as in the DHT).
+// gets fresh ones at most every 10 s, and all peers together 30 at once
+// and one every 2 s after; otherwise the bundle carries the last-resort
+// keys only, as in the DHT).
 //
 // The envelope's plaintext is a version byte, the sender's clock in unix
 // milliseconds and the UTF-8 text.
@@ -42,7 +45,9 @@
 // One worker per peer delivers the outbox over one stream, oldest first,
 // up to 1024 envelopes unacknowledged, and records acks in batches
 // (delivered, or failed with the reason when the peer refused an
-// envelope). A peer is reached through a live connection, the addresses
+// envelope; after "no session" or "unknown prekey" the sessions with the
+// peer are dropped, so that the next message, or Resend, starts a new
+// one). A peer is reached through a live connection, the addresses
 // we know, or a DHT lookup. What cannot be delivered waits with
 // exponential backoff (Config.RetryMin doubling to RetryMax); a worker
 // starts at once when the peer connects, and a node that starts connects
@@ -78,7 +83,7 @@
 // it) is refused and raised as a key-change event until the user calls
 // TrustIdentity. A stranger's first message makes a contact request;
 // writing to a peer, or Accept, accepts it; a blocked peer's messages are
-// acknowledged and dropped.
+// decrypted, acknowledged and dropped, and what was queued for it fails.
 //
 // # Events
 //

@@ -60,20 +60,26 @@ type Node struct {
 	dht  *dht.DHT
 	mdns io.Closer
 
+	startMu   sync.Mutex // held by Start, and by Close while it tears down
+	closeOnce sync.Once
+	closeErr  error
 	mu        sync.Mutex
 	started   bool
 	closed    bool
 	convs     map[peer.ID]*conv
 	workers   map[peer.ID]*worker
 	lastIssue map[peer.ID]time.Time // one-time prekeys handed to each peer
+	issued    tokenBucket           // one-time prekeys handed to anyone
 
 	evMu sync.Mutex
 	evCh chan struct{} // closed and replaced when events are committed
 
-	publishing sync.Mutex // held through a publication
-	pubMu      sync.Mutex
-	published  time.Time // last successful publication
-	replicas   int
+	publishing    sync.Mutex // held through a publication
+	pubMu         sync.Mutex
+	bundle        []byte // signed without one-time prekeys, served to all
+	bundleExpires time.Time
+	published     time.Time // last successful publication
+	replicas      int
 }
 
 // New opens (or creates) the store and the identity in cfg.DataDir. It
@@ -160,51 +166,34 @@ func (n *Node) AddrInfo() peer.AddrInfo {
 // Start builds the host, joins the DHT through the bootstrap peers,
 // serves the protocols and starts publishing the bundle and delivering
 // the outbox. It returns once the node listens and has dialled its
-// bootstrap peers (bounded by ctx).
+// bootstrap peers (bounded by ctx). After a failed Start, Start may be
+// called again; Close stops a Start under way.
 func (n *Node) Start(ctx context.Context) error {
+	n.startMu.Lock()
+	defer n.startMu.Unlock()
 	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	closed, started := n.closed, n.started
+	n.mu.Unlock()
+	switch {
+	case closed:
 		return ErrClosed
-	}
-	if n.started {
-		n.mu.Unlock()
+	case started:
 		return errors.New("node: already started")
 	}
-	n.started = true
-	n.mu.Unlock()
+	// Close cancels n.ctx before it waits for startMu: a bootstrap under
+	// way ends at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(n.ctx, cancel)
+	defer stop()
 
-	cm, err := connmgr.NewConnManager(or(n.cfg.ConnLow, 64), or(n.cfg.ConnHigh, 256), connmgr.WithGracePeriod(time.Minute))
+	h, d, err := n.buildHost()
 	if err != nil {
 		return err
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
-	if err != nil {
-		return err
-	}
-	h, err := libp2p.New(
-		libp2p.Identity(n.priv),
-		libp2p.ListenAddrStrings(n.cfg.listenAddrs()...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		rm.Close()
-		return fmt.Errorf("node: start host: %w", err)
-	}
-	n.host = h
-	d, err := dht.New(h, dht.Config{Mode: n.cfg.DHTMode, BootstrapPeers: n.cfg.BootstrapPeers})
-	if err != nil {
-		h.Close()
-		return fmt.Errorf("node: start DHT: %w", err)
-	}
-	n.dht = d
+	n.mu.Lock()
+	n.host, n.dht = h, d
+	n.mu.Unlock()
 	h.SetStreamHandler(MsgProtocol, n.handleMsg)
 	h.SetStreamHandler(BundleProtocol, n.handleBundle)
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected, DisconnectedF: n.disconnected})
@@ -221,11 +210,51 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Warn("DHT bootstrap", "err", err)
 		}
 	}
+	n.mu.Lock()
+	n.started = true
+	n.mu.Unlock()
 	n.spawn(n.publishLoop)
 	n.spawn(n.retryLoop)
 	n.spawn(n.greetContacts)
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
+}
+
+// buildHost makes the libp2p host and the DHT, and undoes its steps when
+// one fails.
+func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
+	cm, err := connmgr.NewConnManager(or(n.cfg.ConnLow, 64), or(n.cfg.ConnHigh, 256), connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
+	if err != nil {
+		cm.Close()
+		return nil, nil, err
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(n.priv),
+		libp2p.ListenAddrStrings(n.cfg.listenAddrs()...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		rm.Close()
+		cm.Close()
+		return nil, nil, fmt.Errorf("node: start host: %w", err)
+	}
+	d, err := dht.New(h, dht.Config{Mode: n.cfg.DHTMode, BootstrapPeers: n.cfg.BootstrapPeers})
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("node: start DHT: %w", err)
+	}
+	return h, d, nil
 }
 
 // Run starts the node, runs it until ctx ends, and closes it.
@@ -239,29 +268,31 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 // Close stops the node and closes its store; it waits for every
-// goroutine the node started. It is idempotent.
+// goroutine the node started. It is idempotent; concurrent calls all
+// return once the node is closed.
 func (n *Node) Close() error {
-	n.mu.Lock()
-	if n.closed {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
 		n.mu.Unlock()
-		return nil
-	}
-	n.closed = true
-	n.mu.Unlock()
-	n.cancel()
-	var errs []error
-	if n.mdns != nil {
-		errs = append(errs, n.mdns.Close())
-	}
-	if n.dht != nil {
-		errs = append(errs, n.dht.Close())
-	}
-	if n.host != nil {
-		errs = append(errs, n.host.Close())
-	}
-	n.wg.Wait()
-	errs = append(errs, n.store.Close())
-	return errors.Join(errs...)
+		n.cancel()
+		n.startMu.Lock() // a Start under way has seen the cancel
+		defer n.startMu.Unlock()
+		var errs []error
+		if n.mdns != nil {
+			errs = append(errs, n.mdns.Close())
+		}
+		if n.dht != nil {
+			errs = append(errs, n.dht.Close())
+		}
+		if n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		n.wg.Wait()
+		errs = append(errs, n.store.Close())
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
 }
 
 // spawn runs f in a goroutine that Close waits for, unless the node is
@@ -344,21 +375,32 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 
 // connected delivers what waits for a peer as soon as it connects, and
 // tells subscribers when a contact comes online.
-func (n *Node) connected(_ network.Network, c network.Conn) {
+// The notifiee runs in the swarm's path: it reads nothing from the store
+// there (a re-seal holds the store's lock), only in its own goroutine.
+func (n *Node) connected(net network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	if n.isContact(p) {
+	first := len(net.ConnsToPeer(p)) == 1
+	n.spawn(func() {
+		if !n.isContact(p) {
+			return
+		}
 		n.kick(p)
-		if len(n.host.Network().ConnsToPeer(p)) == 1 {
+		if first {
 			n.connectivity(p, true)
 		}
-	}
+	})
 }
 
-func (n *Node) disconnected(_ network.Network, c network.Conn) {
+func (n *Node) disconnected(net network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	if n.host.Network().Connectedness(p) != network.Connected && n.isContact(p) {
-		n.connectivity(p, false)
+	if net.Connectedness(p) == network.Connected {
+		return
 	}
+	n.spawn(func() {
+		if n.isContact(p) {
+			n.connectivity(p, false)
+		}
+	})
 }
 
 func (n *Node) isContact(p peer.ID) bool {
@@ -370,17 +412,10 @@ func (n *Node) isContact(p peer.ID) bool {
 }
 
 func (n *Node) connectivity(p peer.ID, up bool) {
-	if n.ctx.Err() != nil {
-		return
-	}
-	// Notifiee callbacks must not block the swarm: record in the
-	// background.
-	n.spawn(func() {
-		err := n.store.Update(func(tx *db.Tx) error {
-			return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up}, time.Now())
-		})
-		if err == nil {
-			n.notifyEvents()
-		}
+	err := n.store.Update(func(tx *db.Tx) error {
+		return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up}, time.Now())
 	})
+	if err == nil {
+		n.notifyEvents()
+	}
 }

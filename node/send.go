@@ -104,9 +104,9 @@ type delivery struct {
 
 	s        network.Stream
 	bw       *bufio.Writer
-	acks     chan ack
-	readErr  chan error
-	done     chan struct{} // closed when the worker stops
+	acks     chan ack      // from s's reader
+	readErr  chan error    // from s's reader
+	gone     chan struct{} // closed when s is dropped
 	inflight map[e2e.MessageID]bool
 	unsent   []written // not yet marked sent, in the order written
 	afterRow int64     // the outbox row last written
@@ -118,14 +118,10 @@ type written struct {
 }
 
 func (n *Node) deliver(p peer.ID, w *worker) {
-	d := &delivery{n: n, peer: p, key: p.String(), acks: make(chan ack, maxInflight), readErr: make(chan error, 1),
-		done: make(chan struct{}), inflight: map[e2e.MessageID]bool{}}
-	defer close(d.done)
+	d := &delivery{n: n, peer: p, key: p.String(), inflight: map[e2e.MessageID]bool{}}
 	defer d.closeStream()
 	for {
-		if d.work(w) {
-			continue
-		}
+		d.work(w)
 		n.mu.Lock()
 		select {
 		case <-w.kick:
@@ -139,9 +135,9 @@ func (n *Node) deliver(p peer.ID, w *worker) {
 	}
 }
 
-// work runs the worker until it should stop, and reports whether it was
-// kicked meanwhile and should go on.
-func (d *delivery) work(w *worker) bool {
+// work runs the worker until it has nothing left to do or must wait for
+// a retry.
+func (d *delivery) work(w *worker) {
 	ctx := d.n.ctx
 	idle := time.NewTimer(idleStream)
 	defer idle.Stop()
@@ -155,7 +151,7 @@ func (d *delivery) work(w *worker) bool {
 			wrote, err := d.sendPending(ctx)
 			if err != nil {
 				d.retryLater(err)
-				return false
+				return
 			}
 			pending = len(d.inflight) >= maxInflight
 			if wrote {
@@ -170,25 +166,25 @@ func (d *delivery) work(w *worker) bool {
 			full := len(d.inflight) >= maxInflight
 			if err := d.handleAcks(a); err != nil {
 				d.retryLater(err)
-				return false
+				return
 			}
 			pending = pending || full
 			idle.Reset(idleStream)
 		case err := <-d.readErr:
 			d.retryLater(fmt.Errorf("stream closed: %w", err))
-			return false
+			return
 		case <-markSent.C:
 			if err := d.commitAcks(nil); err != nil {
 				d.retryLater(err)
-				return false
+				return
 			}
 		case <-idle.C:
 			if len(d.inflight) > 0 {
 				d.retryLater(errors.New("no acknowledgement"))
 			}
-			return false
+			return
 		case <-ctx.Done():
-			return false
+			return
 		}
 	}
 }
@@ -202,10 +198,18 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		d.afterRow = 0
 	}
 	var entries []db.OutboxEntry
+	blocked := false
 	err := d.n.store.View(func(r *db.ReadTx) (err error) {
+		if c, err := r.Contact(d.key); err == nil && c.Blocked {
+			blocked = true
+			return nil
+		}
 		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight))
 		return err
 	})
+	if blocked {
+		return false, d.giveUpAll("the recipient is blocked")
+	}
 	if err != nil || len(entries) == 0 {
 		return false, err
 	}
@@ -243,38 +247,45 @@ func (d *delivery) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
 	}
-	d.s, d.bw = s, bufio.NewWriterSize(s, 32<<10)
-	if !d.n.spawn(func() { d.readAcks(s) }) {
+	// Each stream has its own channels: what its reader reports after
+	// the stream was dropped must not end the next one.
+	acks, readErr, gone := make(chan ack, maxInflight), make(chan error, 1), make(chan struct{})
+	if !d.n.spawn(func() { readAcks(s, acks, readErr, gone) }) {
 		s.Reset()
-		d.s = nil
 		return ErrClosed
 	}
+	d.s, d.bw = s, bufio.NewWriterSize(s, 32<<10)
+	d.acks, d.readErr, d.gone = acks, readErr, gone
 	return nil
 }
 
-func (d *delivery) readAcks(s network.Stream) {
+func readAcks(s network.Stream, acks chan<- ack, readErr chan<- error, gone <-chan struct{}) {
 	r := bufio.NewReader(s)
 	for {
 		a, err := readAck(r)
 		if err != nil {
 			select {
-			case d.readErr <- err:
-			case <-d.done:
+			case readErr <- err:
+			case <-gone:
 			}
 			return
 		}
 		select {
-		case d.acks <- a:
-		case <-d.done:
+		case acks <- a:
+		case <-gone:
 			return
 		}
 	}
 }
 
+// closeStream drops the stream; its channels go with it (nil channels
+// block for ever in the worker's select).
 func (d *delivery) closeStream() {
 	if d.s != nil {
 		d.s.Reset()
+		close(d.gone)
 		d.s, d.bw = nil, nil
+		d.acks, d.readErr, d.gone = nil, nil, nil
 	}
 }
 
@@ -321,9 +332,9 @@ func (d *delivery) commitAcks(batch []ack) error {
 	}
 	d.unsent = keep
 	var retry []ack
-	events := false
+	events, renew := false, false
 	err := d.n.store.Update(func(tx *db.Tx) error {
-		events = false
+		events, renew = false, false
 		for _, id := range stale {
 			if ok, err := tx.SetMessageState(d.key, id, db.Sent, ""); err != nil {
 				return err
@@ -344,9 +355,10 @@ func (d *delivery) commitAcks(batch []ack) error {
 				ok, err = tx.Delivered(d.key, a.id)
 				state = db.Delivered
 			case ackRejected:
-				reason = "the recipient refused it (it could not decrypt it)"
+				reason = a.reason.String()
 				ok, err = tx.GiveUp(d.key, a.id, reason)
 				state = db.Failed
+				renew = renew || a.reason.renewsSession()
 			case ackRetry:
 				retry = append(retry, a)
 				continue
@@ -372,10 +384,45 @@ func (d *delivery) commitAcks(batch []ack) error {
 	if events {
 		d.n.notifyEvents()
 	}
+	if renew {
+		// The peer cannot read our session any more: forget it, so that
+		// the next message starts a new one from a fresh bundle.
+		if c, err := d.n.conv(d.peer); err == nil {
+			o := &op{kind: opReset}
+			c.submit(o)
+			<-o.done
+			d.n.log.Info("session with peer dropped: it could not decrypt", "peer", d.key)
+		}
+	}
 	if len(retry) > 0 {
 		return errors.New("node: the recipient asked to retry later")
 	}
 	return nil
+}
+
+// giveUpAll fails everything queued for the peer.
+func (d *delivery) giveUpAll(reason string) error {
+	now := time.Now()
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		entries, err := tx.Read().OutboxFor(d.key)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if ok, err := tx.GiveUp(d.key, e.MessageID, reason); err != nil {
+				return err
+			} else if ok {
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(e.MessageID), State: string(db.Failed), Reason: reason}, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		d.n.notifyEvents()
+	}
+	return err
 }
 
 // retryLater puts everything not acknowledged back for a later attempt,
@@ -416,21 +463,16 @@ func (n *Node) retryLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		var due []db.OutboxEntry
+		var due []string
 		err := n.store.View(func(r *db.ReadTx) (err error) {
-			due, err = r.DueOutbox(time.Now(), 1000)
+			due, err = r.DuePeers(time.Now(), 1000)
 			return err
 		})
 		if err != nil && n.ctx.Err() == nil {
 			n.log.Warn("read the outbox", "err", err)
 		}
-		seen := map[string]bool{}
-		for _, e := range due {
-			if seen[e.Peer] {
-				continue
-			}
-			seen[e.Peer] = true
-			if p, err := peer.Decode(e.Peer); err == nil {
+		for _, key := range due {
+			if p, err := peer.Decode(key); err == nil {
 				n.kick(p)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
@@ -45,9 +46,10 @@ func appendFrame(dst, frame []byte) []byte {
 }
 
 // An ack answers one frame, in the order the frames came, after the
-// receiver's transaction committed: a status byte and the envelope's
-// message id (zero when the frame was not an envelope).
-const ackSize = 1 + 16
+// receiver's transaction committed: a status byte, a reason byte (why a
+// frame was rejected) and the envelope's message id (zero when the frame
+// was not an envelope).
+const ackSize = 1 + 1 + 16
 
 type ackStatus byte
 
@@ -62,13 +64,59 @@ const (
 	ackRetry ackStatus = 3
 )
 
+// rejectReason says why an envelope was rejected, so that the sender can
+// tell its user, and start a new session where that helps.
+type rejectReason byte
+
+const (
+	reasonNone rejectReason = iota
+	// reasonMalformed: not an envelope.
+	reasonMalformed
+	// reasonNoSession: it decrypts under no session the receiver holds
+	// (the receiver lost its state, or reset it): a new session helps.
+	reasonNoSession
+	// reasonUnknownPrekey: a prekey message naming a prekey the receiver
+	// no longer has (rotated out, one-time key used): a new session with
+	// a fresh bundle helps.
+	reasonUnknownPrekey
+	// reasonIdentity: the receiver holds another identity key for the
+	// sender and refuses until its user trusts the new one.
+	reasonIdentity
+	// reasonForeign: the message id belongs to another conversation, or
+	// the prekey message names another identity than the stream's.
+	reasonForeign
+)
+
+func (r rejectReason) String() string {
+	switch r {
+	case reasonMalformed:
+		return "the recipient could not parse it"
+	case reasonNoSession:
+		return "the recipient could not decrypt it (it has no session for it); send it again to start a new session"
+	case reasonUnknownPrekey:
+		return "the recipient no longer has the keys it names; send it again to start a new session"
+	case reasonIdentity:
+		return "the recipient holds another identity key for you and refuses your messages until its user trusts the new one"
+	case reasonForeign:
+		return "the recipient refused it as not yours"
+	}
+	return "the recipient refused it"
+}
+
+// renewsSession: after this rejection the sender drops its sessions with
+// the peer, so that the next message starts a new one.
+func (r rejectReason) renewsSession() bool {
+	return r == reasonNoSession || r == reasonUnknownPrekey
+}
+
 type ack struct {
 	status ackStatus
+	reason rejectReason
 	id     e2e.MessageID
 }
 
 func (a ack) append(dst []byte) []byte {
-	dst = append(dst, byte(a.status))
+	dst = append(dst, byte(a.status), byte(a.reason))
 	return append(dst, a.id[:]...)
 }
 
@@ -77,8 +125,8 @@ func readAck(r io.Reader) (ack, error) {
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return ack{}, err
 	}
-	a := ack{status: ackStatus(b[0])}
-	copy(a.id[:], b[1:])
+	a := ack{status: ackStatus(b[0]), reason: rejectReason(b[1])}
+	copy(a.id[:], b[2:])
 	if a.status < ackStored || a.status > ackRetry {
 		return ack{}, fmt.Errorf("node: malformed ack (status %d)", b[0])
 	}
@@ -102,9 +150,14 @@ func encodeContent(sentMillis int64, text string) []byte {
 	return append(b, text...)
 }
 
-func decodeContent(b []byte) (sentMillis int64, text string, err error) {
+// unreadable is what history shows for content this version cannot
+// read (a newer client's): stored and acknowledged, not refused, so that
+// the sender does not see a failure and the message is not lost.
+const unreadable = "[a message this version of p2pmsg cannot show: update p2pmsg to read it]"
+
+func decodeContent(b []byte) (sentMillis int64, text string, ok bool) {
 	if len(b) < contentHeader || b[0] != contentVersion {
-		return 0, "", errors.New("node: unknown message content")
+		return 0, unreadable, false
 	}
-	return int64(binary.BigEndian.Uint64(b[1:9])), string(b[contentHeader:]), nil
+	return int64(binary.BigEndian.Uint64(b[1:9])), strings.ToValidUTF8(string(b[contentHeader:]), "\uFFFD"), true
 }

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/p2pmsg/p2pmsg/db"
+)
+
+// A Start that fails leaves a node that refuses to work (no panic), and
+// nothing running.
+func TestStartFailure(t *testing.T) {
+	checkNoLeaks(t)
+	cfg := testConfig(t.TempDir())
+	cfg.ListenAddrs = []string{"not-a-multiaddr"}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Start(context.Background()); err == nil {
+		t.Fatal("Start with a bad listen address succeeded")
+	}
+	other := startNode(t, t.TempDir())
+	if _, err := n.Send(context.Background(), other.ID(), "hi"); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Send after a failed Start: %v, want ErrNotStarted", err)
+	}
+	if _, err := n.PublishBundle(context.Background()); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("PublishBundle after a failed Start: %v", err)
+	}
+}
+
+// The recipient loses its session (here: it resets the peer). The
+// sender's next message is refused with a reason that makes it drop its
+// session; the message shows failed, with that reason; resent, it starts
+// a new session and arrives.
+func TestRecipientLostTheSession(t *testing.T) {
+	checkNoLeaks(t)
+	boot := startNode(t, t.TempDir())
+	a := startNode(t, t.TempDir(), boot.AddrInfo())
+	b := startNode(t, t.TempDir(), boot.AddrInfo())
+	send(t, a, b, "one")
+	send(t, b, a, "two") // both sides confirmed: a sends normal messages now
+	waitFor(t, 10*time.Second, "first exchange", func() (bool, string) {
+		return count(history(t, a, b.ID()), db.Incoming, "") == 1, "not yet"
+	})
+	if err := b.TrustIdentity(a.ID()); err != nil { // forgets a's sessions
+		t.Fatal(err)
+	}
+	id := send(t, a, b, "three")
+	var failed *db.Message
+	waitFor(t, 10*time.Second, "the message refused", func() (bool, string) {
+		failed = find(history(t, a, b.ID()), id)
+		return failed != nil && failed.State == db.Failed, "not yet"
+	})
+	if failed.Error != reasonNoSession.String() {
+		t.Errorf("failure reason %q", failed.Error)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id2, err := a.Resend(ctx, b.ID(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the resent message delivered", func() (bool, string) {
+		m := find(history(t, a, b.ID()), id2)
+		return m != nil && m.State == db.Delivered, "not yet"
+	})
+	checkConversation(t, history(t, b, a.ID()), db.Incoming, []string{"one", "three"})
+	send(t, b, a, "four")
+	waitFor(t, 10*time.Second, "the reply", func() (bool, string) {
+		return count(history(t, a, b.ID()), db.Incoming, "") == 2, "not yet"
+	})
+}
+
+// Peer IDs cost nothing: many strangers fetching bundles get one-time
+// prekeys only within the global budget, and the node tops them up.
+func TestOneTimePrekeysCannotBeDrained(t *testing.T) {
+	checkNoLeaks(t)
+	b := startNode(t, t.TempDir())
+	const strangers = 60
+	withOPK := 0
+	for range strangers {
+		h := rawHost(t, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := h.Connect(ctx, b.AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if fetchRawBundle(t, h, b).HasOneTimePrekey {
+			withOPK++
+		}
+		h.Close()
+	}
+	t.Logf("%d of %d strangers got one-time prekeys", withOPK, strangers)
+	if withOPK == 0 || withOPK > issueBurst+5 {
+		t.Fatalf("%d of %d strangers got one-time prekeys; want 1..%d", withOPK, strangers, issueBurst+5)
+	}
+	var left int
+	b.Store().View(func(r *db.ReadTx) (err error) {
+		left, err = r.UnissuedPrekeys(db.OneTimePrekey)
+		return err
+	})
+	if left < oneTimeLow {
+		t.Fatalf("%d unissued one-time prekeys left, want at least %d", left, oneTimeLow)
+	}
+}
+
+// Blocking a peer fails what was queued for it, and sends nothing more.
+func TestBlockStopsQueuedDelivery(t *testing.T) {
+	checkNoLeaks(t)
+	boot := startNode(t, t.TempDir())
+	a := startNode(t, t.TempDir(), boot.AddrInfo())
+	bDir := t.TempDir()
+	b := startNode(t, bDir, boot.AddrInfo())
+	bID := b.ID()
+	send(t, a, b, "hello")
+	waitDelivered(t, a, bID, 1)
+	b.Close()
+	id := send(t, a, b, "queued while b is away")
+	if err := a.Block(bID, true); err != nil {
+		t.Fatal(err)
+	}
+	a.kick(bID)
+	waitFor(t, 10*time.Second, "the queued message failed", func() (bool, string) {
+		m := find(history(t, a, bID), id)
+		return m != nil && m.State == db.Failed, "not yet"
+	})
+	if n := outbox(t, a); n != 0 {
+		t.Fatalf("%d envelopes still queued for a blocked peer", n)
+	}
+}
