@@ -96,6 +96,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
+	cfg.Passphrase = nil // the store derived its key; keep no copy
 	n, err := newNode(cfg, store)
 	if err != nil {
 		store.Close()
@@ -132,10 +133,10 @@ func (n *Node) ID() peer.ID { return n.id }
 // Identity is the node's public identity.
 func (n *Node) Identity() e2e.PublicIdentity { return n.self.Public() }
 
-// Host is the libp2p host, nil before Start.
+// Host is the libp2p host: nil before Start; read it after Start returns.
 func (n *Node) Host() host.Host { return n.host }
 
-// DHT is the node's DHT, nil before Start.
+// DHT is the node's DHT: nil before Start; read it after Start returns.
 func (n *Node) DHT() *dht.DHT { return n.dht }
 
 // Store is the node's store, for reads beyond what Node offers.
