@@ -133,3 +133,17 @@ func (n *Node) Subscribe(ctx context.Context, after int64) <-chan Event {
 	}
 	return ch
 }
+
+// Events returns up to limit events with ids above after, oldest first.
+func (n *Node) Events(after int64, limit int) ([]Event, error) {
+	var evs []db.Event
+	err := n.store.View(func(r *db.ReadTx) (err error) {
+		evs, err = r.Events(after, limit)
+		return err
+	})
+	out := make([]Event, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, decodeEvent(e))
+	}
+	return out, err
+}

@@ -122,7 +122,7 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{cfg: cfg, log: cfg.logger().With("self", id.ShortString()), store: store, self: self, priv: priv, id: id,
+	return &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, convs: map[peer.ID]*conv{}, workers: map[peer.ID]*worker{},
 		lastIssue: map[peer.ID]time.Time{}, evCh: make(chan struct{})}, nil
 }

@@ -1,19 +1,200 @@
-// Command p2pmsg is the p2pmsg messenger: a daemon, signal-cli-style
-// verbs, a JSON-RPC API and a chat screen.
+// Command p2pmsg is the p2pmsg messenger: a daemon that runs the node, and
+// signal-cli-style verbs that talk to it over JSON-RPC 2.0 on a UNIX
+// socket in the data directory.
 //
-// None of it exists yet: this tree holds the cryptographic core (package
-// e2e). The node, store and commands arrive with the issues that build
-// them; until then the command says so and exits non-zero rather than
-// pretend to run.
+// Usage and exit codes: p2pmsg help, or usageText below.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "p2pmsg: no node to run yet: only the cryptographic core (package e2e) is built.\n"+
-		"Run the tests with: bash .ci/test   (see README.md)")
-	os.Exit(1)
+// Exit codes, documented in usageText and the README.
+const (
+	exitOK         = 0
+	exitError      = 1 // anything else; the message says what
+	exitUsage      = 2 // bad command line
+	exitNoDaemon   = 3 // the verb needs a running daemon and none answers
+	exitNotFound   = 4 // unknown peer or contact, or not found in the DHT
+	exitTimeout    = 5 // --wait ran out
+	exitLocked     = 6 // another process (a daemon) holds the data directory
+	exitPassphrase = 7 // passphrase missing or wrong
+	exitExists     = 8 // init: an identity exists already
+)
+
+const usageText = `p2pmsg: serverless end-to-end encrypted chat
+
+Usage: p2pmsg [global flags] COMMAND [flags] [arguments]
+Flags may come before or after the arguments.
+
+Commands:
+  init                         create the identity and the database
+  id                           peer ID, addresses and fingerprint
+  daemon                       run the node in the foreground
+      --listen MULTIADDR         listen there (repeatable; default: TCP and QUIC on all interfaces)
+      --bootstrap MULTIADDR      join the DHT through this peer (repeatable)
+      --no-mdns                  no discovery on the LAN
+      --dht-mode auto|server|client
+  send PEER TEXT [--wait] [--timeout D]
+                               send TEXT to PEER (peer ID or contact name)
+  history PEER [--limit N]     the conversation, oldest first
+  receive [--follow] [--since ID]
+                               the event stream, from after event ID
+  contacts list | add PEER [--name NAME] | accept PEER | block PEER | unblock PEER
+  verify PEER                  safety number to compare with PEER
+  trust PEER                   accept PEER's new identity key after a key change
+  status                       the running node's state
+  demo                         a small network on this machine, two users chatting
+
+Global flags:
+  --data DIR      data directory (default $P2PMSG_DATA, else $XDG_DATA_HOME/p2pmsg, else ~/.local/share/p2pmsg)
+  --config FILE   TOML configuration (default DIR/config.toml when it exists)
+  --json          machine-readable output
+
+The passphrase that seals the keys comes from $P2PMSG_PASSPHRASE, or a
+prompt on a terminal.
+
+Exit codes:
+  0 ok   1 error   2 usage   3 no daemon running   4 peer not found
+  5 timeout   6 data directory in use   7 passphrase missing or wrong
+  8 identity exists
+`
+
+// cliError carries an exit code with the message.
+type cliError struct {
+	code int
+	err  error
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func fail(code int, format string, args ...any) error {
+	return &cliError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// commands maps a verb to its implementation.
+var commands = map[string]func(e *env, args []string) error{
+	"init":     cmdInit,
+	"id":       cmdID,
+	"daemon":   cmdDaemon,
+	"send":     cmdSend,
+	"history":  cmdHistory,
+	"receive":  cmdReceive,
+	"contacts": cmdContacts,
+	"verify":   cmdVerify,
+	"trust":    cmdTrust,
+	"status":   cmdStatus,
+	"demo":     cmdDemo,
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	name, rest := splitCommand(args)
+	if name == "" || name == "help" || name == "-h" || name == "--help" || name == "-help" {
+		fmt.Fprint(stdout, usageText)
+		if name == "" {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "p2pmsg: unknown command %q; see p2pmsg help\n", name)
+		return exitUsage
+	}
+	e := &env{stdout: stdout, stderr: stderr}
+	err := cmd(e, rest)
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "p2pmsg %s: %v\n", name, err)
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitError
+}
+
+// splitCommand finds the verb: the first argument that is neither a
+// global flag nor a global flag's value.
+func splitCommand(args []string) (string, []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return a, append(append([]string{}, args[:i]...), args[i+1:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if (name == "data" || name == "config") && i+1 < len(args) {
+			i++ // its value
+		}
+	}
+	return "", nil
+}
+
+// env is what every command shares: the global flags, resolved.
+type env struct {
+	stdout, stderr io.Writer
+	data           string
+	configFile     string
+	json           bool
+}
+
+// flags returns a flag set with the global flags registered.
+func (e *env) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.data, "data", "", "data directory")
+	fs.StringVar(&e.configFile, "config", "", "TOML configuration file")
+	fs.BoolVar(&e.json, "json", false, "machine-readable output")
+	fs.Usage = func() { fmt.Fprintf(e.stderr, "usage: see p2pmsg help\n") }
+	return fs
+}
+
+// parse parses flags anywhere among the arguments, as git-style tools
+// do, and returns the positional arguments; want is how many there must
+// be (-1: any).
+func (e *env) parse(fs *flag.FlagSet, args []string, want int, usage string) ([]string, error) {
+	var pos, literal []string
+	for i, a := range args {
+		if a == "--" { // the rest is arguments, even if it starts with -
+			args, literal = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fail(exitUsage, "%v; usage: %s", err, usage)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	pos = append(pos, literal...)
+	if want >= 0 && len(pos) != want {
+		return nil, fail(exitUsage, "usage: %s", usage)
+	}
+	if e.data == "" {
+		d, err := dataDir()
+		if err != nil {
+			return nil, err
+		}
+		e.data = d
+	}
+	return pos, nil
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/term"
+
+	"github.com/p2pmsg/p2pmsg/dht"
+	"github.com/p2pmsg/p2pmsg/node"
+)
+
+// fileConfig is config.toml; config.example.toml documents each key.
+type fileConfig struct {
+	Listen            []string `toml:"listen"`
+	Bootstrap         []string `toml:"bootstrap"`
+	MDNS              *bool    `toml:"mdns"`
+	DHTMode           string   `toml:"dht_mode"`
+	LogLevel          string   `toml:"log_level"`
+	RepublishInterval duration `toml:"republish_interval"`
+	RetryMin          duration `toml:"retry_min"`
+	RetryMax          duration `toml:"retry_max"`
+	LookupTimeout     duration `toml:"lookup_timeout"`
+	ConnLow           int      `toml:"conn_low"`
+	ConnHigh          int      `toml:"conn_high"`
+}
+
+// duration reads "90s", "12h" in TOML.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) (err error) {
+	d.Duration, err = time.ParseDuration(string(b))
+	return err
+}
+
+func dataDir() (string, error) { return node.DefaultDataDir() }
+
+// loadConfig reads the configuration file: --config, else DIR/config.toml
+// if it exists; no file at all is the zero configuration.
+func (e *env) loadConfig() (fileConfig, error) {
+	var fc fileConfig
+	path, explicit := e.configFile, e.configFile != ""
+	if !explicit {
+		path = filepath.Join(e.data, "config.toml")
+	}
+	md, err := toml.DecodeFile(path, &fc)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return fc, nil
+	}
+	if err != nil {
+		return fc, fail(exitUsage, "config %s: %v", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fc, fail(exitUsage, "config %s: unknown option %q (see config.example.toml)", path, und[0].String())
+	}
+	return fc, nil
+}
+
+// nodeConfig turns the file and the flags into a node.Config.
+func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
+	cfg := node.Config{DataDir: e.data, ListenAddrs: fc.Listen, RepublishInterval: fc.RepublishInterval.Duration,
+		RetryMin: fc.RetryMin.Duration, RetryMax: fc.RetryMax.Duration, LookupTimeout: fc.LookupTimeout.Duration,
+		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh}
+	if fc.MDNS != nil && !*fc.MDNS {
+		cfg.NoMDNS = true
+	}
+	for _, b := range fc.Bootstrap {
+		ai, err := peer.AddrInfoFromString(b)
+		if err != nil {
+			return cfg, fail(exitUsage, "bootstrap address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", b, err)
+		}
+		cfg.BootstrapPeers = append(cfg.BootstrapPeers, *ai)
+	}
+	switch fc.DHTMode {
+	case "", "auto":
+		cfg.DHTMode = dht.ModeAuto
+	case "server":
+		cfg.DHTMode = dht.ModeServer
+	case "client":
+		cfg.DHTMode = dht.ModeClient
+	default:
+		return cfg, fail(exitUsage, "dht_mode %q: want auto, server or client", fc.DHTMode)
+	}
+	pass, err := passphrase()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Passphrase = pass
+	return cfg, nil
+}
+
+// passphrase: $P2PMSG_PASSPHRASE, else nothing (an unsealed store, or
+// the store asks for one: see openNode).
+func passphrase() ([]byte, error) {
+	if p, ok := os.LookupEnv("P2PMSG_PASSPHRASE"); ok {
+		return []byte(p), nil
+	}
+	return nil, nil
+}
+
+// promptPassphrase reads a passphrase from the terminal without echo.
+func promptPassphrase(e *env) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, fail(exitPassphrase, "the store is sealed with a passphrase: set P2PMSG_PASSPHRASE or run on a terminal")
+	}
+	fmt.Fprint(e.stderr, "Passphrase: ")
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(e.stderr)
+	return p, err
+}

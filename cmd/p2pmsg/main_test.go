@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// The script tests drive the real command: testscript puts this test
+// binary on the scripts' PATH as "p2pmsg".
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"p2pmsg": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			// No passphrase, and no data directory outside $WORK.
+			env.Setenv("P2PMSG_DATA", env.WorkDir+"/default")
+			env.Setenv("HOME", env.WorkDir+"/home")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitdaemon": waitDaemon,
+			"exitcode":   exitCode,
+		},
+	})
+}
+
+// waitdaemon DIR [VAR] waits until the daemon of DIR answers (at most
+// 20 s); with VAR it sets $VAR to its first address and $VAR_ID to its
+// peer ID.
+func waitDaemon(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waitdaemon DIR [VAR]")
+	}
+	dir := ts.MkAbs(args[0])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := dial(dir)
+		if err == nil {
+			var r idResult
+			err = c.call("id", nil, &r)
+			c.close()
+			if err == nil && len(r.Addrs) > 0 {
+				if len(args) == 2 {
+					ts.Setenv(args[1], r.Addrs[0])
+					ts.Setenv(args[1]+"_ID", r.PeerID)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no daemon answered on %s in 20 s: %v", dir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exitcode N PROG ARGS... runs PROG and wants exit code N.
+func exitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N program [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exitcode: %v", err)
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("exitcode: %v", err)
+	}
+	if got != want {
+		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
