@@ -318,10 +318,10 @@ func methods(n *node.Node) map[string]handler {
 			}
 			return n.Events(p.Since, 10000)
 		},
-		"contacts.list": func(context.Context, json.RawMessage, func(any) error) (any, error) { return contactsOf(n) },
-		"contacts.add":  contactOp(n, func(p peer.ID, name string) error { return n.AddContact(p, name) }),
-		"contacts.accept": contactOp(n, func(p peer.ID, _ string) error { return n.Accept(p) }),
-		"contacts.block":  contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, true) }),
+		"contacts.list":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return contactsOf(n) },
+		"contacts.add":     contactOp(n, func(p peer.ID, name string) error { return n.AddContact(p, name) }),
+		"contacts.accept":  contactOp(n, func(p peer.ID, _ string) error { return n.Accept(p) }),
+		"contacts.block":   contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, true) }),
 		"contacts.unblock": contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, false) }),
 		"trust":            contactOp(n, func(p peer.ID, _ string) error { return n.TrustIdentity(p) }),
 		"verify": func(_ context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
