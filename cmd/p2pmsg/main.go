@@ -49,6 +49,7 @@ Commands:
   verify PEER                  safety number to compare with PEER
   trust PEER                   accept PEER's new identity key after a key change
   status                       the running node's state
+  chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
 
 Global flags:
@@ -92,6 +93,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"verify":   cmdVerify,
 	"trust":    cmdTrust,
 	"status":   cmdStatus,
+	"chat":     cmdChat,
 	"demo":     cmdDemo,
 }
 

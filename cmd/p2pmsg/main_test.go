@@ -14,6 +14,10 @@ import (
 // The script tests drive the real command: testscript puts this test
 // binary on the scripts' PATH as "p2pmsg".
 func TestMain(m *testing.M) {
+	// The chat test runs this binary as p2pmsg in a pseudo-terminal.
+	if os.Getenv("P2PMSG_TEST_AS_CLI") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"p2pmsg": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
@@ -31,6 +35,11 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitdaemon": waitDaemon,
 			"exitcode":   exitCode,
+			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
+				d, err := time.ParseDuration(args[0] + "s")
+				ts.Check(err)
+				time.Sleep(d)
+			},
 		},
 	})
 }

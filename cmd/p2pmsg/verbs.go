@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/skip2/go-qrcode"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/node"
@@ -195,13 +200,19 @@ func cmdReceive(e *env, args []string) error {
 		}
 		return nil
 	}
-	c.next++
+	// Following ends with an interrupt, as a normal end (exit 0).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); c.close() }()
 	raw, _ := json.Marshal(subscribeParams{Since: *since})
 	if err := c.enc.Encode(rpcRequest{JSONRPC: "2.0", ID: json.RawMessage("1"), Method: "subscribe", Params: raw}); err != nil {
 		return err
 	}
 	for {
 		resp, err := c.read()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -325,6 +336,11 @@ func cmdVerify(e *env, args []string) error {
 		return err
 	}
 	return e.output(r, func() {
+		// The QR code holds the digits, for a phone to read off the
+		// other screen.
+		if q, err := qrcode.New("p2pmsg-safety-number:"+strings.ReplaceAll(r["safety_number"], " ", ""), qrcode.Medium); err == nil {
+			fmt.Fprint(e.stdout, q.ToSmallString(false))
+		}
 		fmt.Fprintf(e.stdout, "Safety number with %s:\n\n%s\n\nCompare it with the one their p2pmsg shows (p2pmsg verify YOUR_ID), in person or on a call;\nif they match, no one sits between you.\n",
 			r["peer_id"], r["safety_number"])
 	})

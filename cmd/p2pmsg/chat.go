@@ -1,0 +1,297 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/p2pmsg/p2pmsg/node"
+)
+
+// cmdChat is the chat screen: contacts on the left, the conversation on
+// the right with each message's delivery state, an input line, live
+// updates from the daemon's event stream, and key-change warnings.
+func cmdChat(e *env, args []string) error {
+	fs := e.flags("chat")
+	pos, err := e.parse(fs, args, -1, "p2pmsg chat [PEER]")
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return fail(exitUsage, "usage: p2pmsg chat [PEER]")
+	}
+	c, err := dial(e.data)
+	if err != nil {
+		return err
+	}
+	c.close()
+	m := &chatModel{data: e.data, input: textinput.New()}
+	m.input.Placeholder = "type a message, Enter to send"
+	m.input.CharLimit = node.MaxTextSize
+	m.input.Focus()
+	if len(pos) == 1 {
+		// "verify" resolves a name or an ID, and changes nothing.
+		var r map[string]string
+		if err := call(e.data, "verify", peerParams{Peer: pos[0]}, &r); err != nil {
+			return err
+		}
+		m.selected = r["peer_id"]
+	}
+	events, err := dial(e.data)
+	if err != nil {
+		return err
+	}
+	defer events.close()
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(os.Stdin), tea.WithOutput(e.stdout))
+	go followEvents(events, p)
+	_, err = p.Run()
+	return err
+}
+
+// call makes one request on its own connection: the chat screen's
+// commands run concurrently.
+func call(dir, method string, params, out any) error {
+	c, err := dial(dir)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return c.call(method, params, out)
+}
+
+type (
+	contactsMsg []contactEntry
+	historyMsg  struct {
+		peer string
+		h    []historyEntry
+	}
+	eventMsg node.Event
+	errMsg   struct{ err error }
+)
+
+// followEvents feeds the daemon's new events to the screen.
+func followEvents(c *rpcClient, p *tea.Program) {
+	var last int64
+	var evs []node.Event
+	if c.call("events", subscribeParams{Since: 0}, &evs) == nil && len(evs) > 0 {
+		last = evs[len(evs)-1].ID
+	}
+	raw, _ := json.Marshal(subscribeParams{Since: last})
+	if err := c.enc.Encode(rpcRequest{JSONRPC: "2.0", ID: json.RawMessage("0"), Method: "subscribe", Params: raw}); err != nil {
+		p.Send(errMsg{err})
+		return
+	}
+	for {
+		resp, err := c.read()
+		if err != nil {
+			p.Send(errMsg{err})
+			return
+		}
+		var ev node.Event
+		if resp.Method == "event" && json.Unmarshal(resp.Params, &ev) == nil {
+			p.Send(eventMsg(ev))
+		}
+	}
+}
+
+type chatModel struct {
+	data          string
+	contacts      []contactEntry
+	selected      string
+	history       []historyEntry
+	input         textinput.Model
+	width, height int
+	warning       string
+	status        string
+}
+
+func (m *chatModel) Init() tea.Cmd {
+	return tea.Batch(textinput.Blink, m.loadContacts(), m.loadHistory())
+}
+
+func (m *chatModel) loadContacts() tea.Cmd {
+	return func() tea.Msg {
+		var cs []contactEntry
+		if err := call(m.data, "contacts.list", nil, &cs); err != nil {
+			return errMsg{err}
+		}
+		return contactsMsg(cs)
+	}
+}
+
+func (m *chatModel) loadHistory() tea.Cmd {
+	peer := m.selected
+	if peer == "" {
+		return nil
+	}
+	return func() tea.Msg {
+		var h []historyEntry
+		if err := call(m.data, "history", historyParams{Peer: peer, Limit: 200}, &h); err != nil {
+			return errMsg{err}
+		}
+		return historyMsg{peer, h}
+	}
+}
+
+func (m *chatModel) send(text string) tea.Cmd {
+	peer := m.selected
+	return func() tea.Msg {
+		var r sendResult
+		if err := call(m.data, "send", sendParams{Peer: peer, Text: text}, &r); err != nil {
+			return errMsg{err}
+		}
+		return nil
+	}
+}
+
+func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.input.Width = max(10, msg.Width-28)
+	case tea.KeyMsg:
+		switch msg.Type {
+		case tea.KeyCtrlC, tea.KeyEsc:
+			return m, tea.Quit
+		case tea.KeyUp, tea.KeyDown:
+			m.move(map[tea.KeyType]int{tea.KeyUp: -1, tea.KeyDown: 1}[msg.Type])
+			return m, m.loadHistory()
+		case tea.KeyEnter:
+			text := strings.TrimSpace(m.input.Value())
+			if text == "" || m.selected == "" {
+				return m, nil
+			}
+			m.input.SetValue("")
+			return m, m.send(text)
+		}
+	case contactsMsg:
+		m.contacts = msg
+		if m.selected == "" && len(m.contacts) > 0 {
+			m.selected = m.contacts[0].PeerID
+			return m, m.loadHistory()
+		}
+		return m, nil
+	case historyMsg:
+		if msg.peer == m.selected {
+			m.history = msg.h
+		}
+		return m, nil
+	case eventMsg:
+		switch node.EventKind(msg.Kind) {
+		case node.EventKeyChange:
+			m.warning = fmt.Sprintf("KEY CHANGE: %s presented another identity key; its messages are refused. Compare safety numbers (p2pmsg verify), then p2pmsg trust it.", short(msg.Peer))
+		case node.EventContactRequest:
+			m.status = "contact request from " + short(msg.Peer) + ": p2pmsg contacts accept " + msg.Peer
+		case node.EventConnectivity:
+			if msg.Connected != nil {
+				m.status = short(msg.Peer) + map[bool]string{true: " is online", false: " went offline"}[*msg.Connected]
+			}
+		}
+		cmds := []tea.Cmd{m.loadContacts()}
+		if msg.Peer == m.selected {
+			cmds = append(cmds, m.loadHistory())
+		}
+		return m, tea.Batch(cmds...)
+	case errMsg:
+		m.status = "error: " + msg.err.Error()
+		return m, nil
+	}
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(msg)
+	return m, cmd
+}
+
+func (m *chatModel) move(d int) {
+	for i, c := range m.contacts {
+		if c.PeerID == m.selected {
+			m.selected = m.contacts[(i+d+len(m.contacts))%len(m.contacts)].PeerID
+			return
+		}
+	}
+}
+
+func short(peerID string) string {
+	if len(peerID) > 8 {
+		return "…" + peerID[len(peerID)-6:]
+	}
+	return peerID
+}
+
+var (
+	styleSelected = lipgloss.NewStyle().Bold(true).Reverse(true)
+	styleWarning  = lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("9"))
+	styleDim      = lipgloss.NewStyle().Faint(true)
+	stylePane     = lipgloss.NewStyle().Border(lipgloss.NormalBorder())
+)
+
+// stateMark shows a message's delivery state as signal-style ticks.
+func stateMark(m historyEntry) string {
+	switch m.State {
+	case "queued":
+		return "○ queued"
+	case "sent":
+		return "✓ sent"
+	case "delivered":
+		return "✓✓ delivered"
+	case "failed":
+		return "✗ failed: " + m.Error
+	}
+	return ""
+}
+
+func (m *chatModel) View() string {
+	if m.width == 0 {
+		return "starting…"
+	}
+	h := max(5, m.height-6)
+	var left []string
+	for _, c := range m.contacts {
+		name := c.Name
+		if name == "" {
+			name = short(c.PeerID)
+		}
+		if c.State == "request" {
+			name += " (request)"
+		}
+		line := fmt.Sprintf("%-22.22s", name)
+		if c.PeerID == m.selected {
+			line = styleSelected.Render(line)
+		}
+		left = append(left, line)
+	}
+	if len(left) == 0 {
+		left = append(left, styleDim.Render("no contacts yet"))
+	}
+	var right []string
+	for _, msg := range m.history {
+		who := "them"
+		if msg.Direction == "out" {
+			who = "me"
+		}
+		line := fmt.Sprintf("%s %s: %s", msg.Time.Local().Format("15:04"), who, msg.Body)
+		if mark := stateMark(msg); mark != "" {
+			line += "  " + styleDim.Render(mark)
+		}
+		right = append(right, line)
+	}
+	if len(right) > h {
+		right = right[len(right)-h:]
+	}
+	rw := max(20, m.width-28)
+	body := lipgloss.JoinHorizontal(lipgloss.Top,
+		stylePane.Width(24).Height(h).Render(strings.Join(left, "\n")),
+		stylePane.Width(rw).Height(h).Render(strings.Join(right, "\n")))
+	var b strings.Builder
+	if m.warning != "" {
+		b.WriteString(styleWarning.Render(m.warning) + "\n")
+	}
+	b.WriteString(body + "\n")
+	b.WriteString(m.input.View() + "\n")
+	b.WriteString(styleDim.Render("↑/↓ contact · Enter send · Esc quit  " + m.status))
+	return b.String()
+}

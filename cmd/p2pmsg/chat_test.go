@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// cli runs this test binary as p2pmsg.
+func cli(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "P2PMSG_TEST_AS_CLI=1", "P2PMSG_PASSPHRASE=")
+	return cmd
+}
+
+// startDaemon runs a daemon on 127.0.0.1 in dir until the test ends.
+func startDaemon(t *testing.T, dir string, extra ...string) idResult {
+	t.Helper()
+	args := append([]string{"--data", dir, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--dht-mode", "server"}, extra...)
+	cmd := cli(args...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("daemon %s:\n%s", dir, logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := dial(dir); err == nil {
+			var r idResult
+			err = c.call("id", nil, &r)
+			c.close()
+			if err == nil && len(r.Addrs) > 0 {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon in %s did not start", dir)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// screen collects what a program wrote to its terminal, without the
+// escape sequences.
+type screen struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][AB0-2]|\x1b[=>]|\r`)
+
+func (s *screen) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *screen) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ansi.ReplaceAllString(s.buf.String(), "")
+}
+
+func (s *screen) waitFor(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(s.text(), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the chat screen never showed %q; it shows:\n%s", what, tail(s.text(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }
+
+// Acceptance 3: the chat screen, driven in a pseudo-terminal. Type a
+// message: it is delivered on the other node and shown delivered; a
+// message from the other node appears.
+func TestChatScreen(t *testing.T) {
+	dir := t.TempDir()
+	a := startDaemon(t, dir+"/a")
+	b := startDaemon(t, dir+"/b", "--bootstrap", a.Addrs[0])
+
+	chat := cli("--data", dir+"/a", "chat", b.PeerID)
+	chat.Env = append(chat.Env, "TERM=xterm-256color")
+	tty, err := pty.StartWithSize(chat, &pty.Winsize{Rows: 30, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var scr screen
+	go io.Copy(&scr, tty)
+	exited := make(chan error, 1)
+	go func() { exited <- chat.Wait() }()
+
+	scr.waitFor(t, "Enter send")
+	io.WriteString(tty, "hello from the chat screen")
+	time.Sleep(100 * time.Millisecond)
+	io.WriteString(tty, "\r")
+	scr.waitFor(t, "delivered")
+	// b has it, once.
+	var h []historyEntry
+	c, err := dial(dir + "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if err := c.call("history", historyParams{Peer: a.PeerID}, &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 1 || h[0].Body != "hello from the chat screen" {
+		t.Fatalf("b's history: %+v", h)
+	}
+	// b answers; the screen shows it.
+	if err := c.call("send", sendParams{Peer: a.PeerID, Text: "answer from b", Wait: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	scr.waitFor(t, "answer from b")
+
+	io.WriteString(tty, "\x1b") // Esc quits
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("chat exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		chat.Process.Kill()
+		t.Fatal("chat did not quit on Esc")
+	}
+}
