@@ -30,6 +30,10 @@ type Config struct {
 	// NoMDNS turns off discovery on the LAN. Tests turn it off: mDNS
 	// sends multicast beyond loopback.
 	NoMDNS bool
+	// RelayService makes the node a circuit relay v2 for others (and a
+	// DHT server): for a node with a public address, so that peers behind
+	// NAT can reach each other through it.
+	RelayService bool
 	// DHTMode: dht.ModeAuto (a server once reachable), ModeServer (for a
 	// reachable node, and for tests on loopback, where Auto stays a
 	// client), ModeClient.

@@ -233,7 +233,7 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
 		cm.Close()
 		return nil, nil, err
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(n.priv),
 		libp2p.ListenAddrStrings(n.cfg.listenAddrs()...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -244,13 +244,24 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableMetrics(),
-	)
+		libp2p.EnableRelay(), // reach peers through relays
+	}
+	if n.cfg.RelayService {
+		// go-libp2p runs the relay service only while the node believes
+		// itself publicly reachable; the user says it is.
+		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
 		cm.Close()
 		return nil, nil, fmt.Errorf("node: start host: %w", err)
 	}
-	d, err := dht.New(h, dht.Config{Mode: n.cfg.DHTMode, BootstrapPeers: n.cfg.BootstrapPeers})
+	mode := n.cfg.DHTMode
+	if n.cfg.RelayService {
+		mode = dht.ModeServer // a public relay serves the DHT too
+	}
+	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers})
 	if err != nil {
 		h.Close()
 		return nil, nil, fmt.Errorf("node: start DHT: %w", err)

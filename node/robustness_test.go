@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/dht"
 )
 
 // A Start that fails leaves a node that refuses to work (no panic), and
@@ -130,5 +132,26 @@ func TestBlockStopsQueuedDelivery(t *testing.T) {
 	})
 	if n := outbox(t, a); n != 0 {
 		t.Fatalf("%d envelopes still queued for a blocked peer", n)
+	}
+}
+
+// A node configured as a relay serves circuit relay v2's hop protocol
+// and the DHT; others do not serve the hop protocol.
+func TestRelayService(t *testing.T) {
+	checkNoLeaks(t)
+	cfg := testConfig(t.TempDir())
+	cfg.RelayService = true
+	cfg.DHTMode = dht.ModeClient // overridden: a relay is a DHT server
+	relay := startConfig(t, cfg)
+	plain := startNode(t, t.TempDir())
+	const hop = "/libp2p/circuit/relay/0.2.0/hop"
+	if !slices.Contains(relay.Host().Mux().Protocols(), hop) {
+		t.Fatalf("relay node does not serve %s: %v", hop, relay.Host().Mux().Protocols())
+	}
+	if slices.Contains(plain.Host().Mux().Protocols(), hop) {
+		t.Fatal("a plain node serves the relay hop protocol")
+	}
+	if !slices.Contains(relay.Host().Mux().Protocols(), "/p2pmsg/kad/1.0.0") {
+		t.Fatal("relay node is not a DHT server")
 	}
 }

@@ -95,7 +95,10 @@ func tail(s string, n int) string { return s[max(0, len(s)-n):] }
 func TestChatScreen(t *testing.T) {
 	dir := t.TempDir()
 	a := startDaemon(t, dir+"/a")
-	b := startDaemon(t, dir+"/b", "--bootstrap", a.Addrs[0])
+	b := startDaemon(t, dir+"/b", "--bootstrap", a.Addrs[0], "--relay")
+	if fi, err := os.Stat(dir + "/a/" + socketName); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the API socket: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
 
 	chat := cli("--data", dir+"/a", "chat", b.PeerID)
 	chat.Env = append(chat.Env, "TERM=xterm-256color")

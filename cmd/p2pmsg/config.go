@@ -21,6 +21,7 @@ type fileConfig struct {
 	Bootstrap         []string `toml:"bootstrap"`
 	MDNS              *bool    `toml:"mdns"`
 	DHTMode           string   `toml:"dht_mode"`
+	Relay             bool     `toml:"relay"`
 	LogLevel          string   `toml:"log_level"`
 	RepublishInterval duration `toml:"republish_interval"`
 	RetryMin          duration `toml:"retry_min"`
@@ -65,7 +66,7 @@ func (e *env) loadConfig() (fileConfig, error) {
 func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	cfg := node.Config{DataDir: e.data, ListenAddrs: fc.Listen, RepublishInterval: fc.RepublishInterval.Duration,
 		RetryMin: fc.RetryMin.Duration, RetryMax: fc.RetryMax.Duration, LookupTimeout: fc.LookupTimeout.Duration,
-		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh}
+		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh, RelayService: fc.Relay}
 	if fc.MDNS != nil && !*fc.MDNS {
 		cfg.NoMDNS = true
 	}

@@ -31,8 +31,9 @@ func cmdDaemon(e *env, args []string) error {
 	fs.Var(&listen, "listen", "listen address (repeatable)")
 	fs.Var(&bootstrap, "bootstrap", "bootstrap peer address (repeatable)")
 	noMDNS := fs.Bool("no-mdns", false, "no discovery on the LAN")
+	relay := fs.Bool("relay", false, "serve as a circuit relay and DHT server (for a node with a public address)")
 	dhtMode := fs.String("dht-mode", "", "auto, server or client")
-	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]"); err != nil {
+	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay] [--no-mdns]"); err != nil {
 		return err
 	}
 	fc, err := e.loadConfig()
@@ -50,6 +51,7 @@ func cmdDaemon(e *env, args []string) error {
 	if *dhtMode != "" {
 		fc.DHTMode = *dhtMode
 	}
+	fc.Relay = fc.Relay || *relay
 	cfg, err := e.nodeConfig(fc)
 	if err != nil {
 		return err
