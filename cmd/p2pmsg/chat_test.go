@@ -96,8 +96,12 @@ func TestChatScreen(t *testing.T) {
 	dir := t.TempDir()
 	a := startDaemon(t, dir+"/a")
 	b := startDaemon(t, dir+"/b", "--bootstrap", a.Addrs[0], "--relay")
-	if fi, err := os.Stat(dir + "/a/" + socketName); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("the API socket: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	fi, err := os.Stat(dir + "/a/" + socketName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the API socket has mode %v; want 0600", fi.Mode().Perm())
 	}
 
 	chat := cli("--data", dir+"/a", "chat", b.PeerID)
