@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -30,6 +31,19 @@ type Config struct {
 	// NoMDNS turns off discovery on the LAN. Tests turn it off: mDNS
 	// sends multicast beyond loopback.
 	NoMDNS bool
+	// Relays are circuit relay v2 nodes to hold reservations on when this
+	// node is not reachable from the internet (AutoRelay): peers then
+	// reach it through them, and DCUtR upgrades to a direct connection
+	// where the NATs allow.
+	Relays []peer.AddrInfo
+	// Reachability overrides AutoNAT's verdict: network.ReachabilityPublic
+	// for a node known to be reachable, ReachabilityPrivate for one known
+	// to be behind NAT (it then takes relay reservations at once). Zero:
+	// AutoNAT decides.
+	Reachability network.Reachability
+	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router. Tests
+	// turn it off: it multicasts on the LAN.
+	NoPortMap bool
 	// RelayService makes the node a circuit relay v2 for others (and a
 	// DHT server): for a node with a public address, so that peers behind
 	// NAT can reach each other through it.

@@ -41,6 +41,7 @@ type Event struct {
 	State     string    `json:"state,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Connected *bool     `json:"connected,omitempty"`
+	Path      string    `json:"path,omitempty"` // connectivity: direct, hole-punched, relayed, offline
 }
 
 // payload is what the events table holds; id, kind and time have columns.
@@ -51,6 +52,7 @@ type payload struct {
 	State     string `json:"state,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	Connected *bool  `json:"connected,omitempty"`
+	Path      string `json:"path,omitempty"`
 }
 
 func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
@@ -70,7 +72,7 @@ func decodeEvent(e db.Event) Event {
 	// a client must be able to step over it.
 	_ = json.Unmarshal(e.Payload, &p)
 	return Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time, Peer: p.Peer, MessageID: p.MessageID,
-		Direction: p.Direction, State: p.State, Reason: p.Reason, Connected: p.Connected}
+		Direction: p.Direction, State: p.State, Reason: p.Reason, Connected: p.Connected, Path: p.Path}
 }
 
 // notifyEvents wakes the subscribers after a commit that appended events.

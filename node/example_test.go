@@ -28,7 +28,8 @@ func Example() {
 			DataDir:        dir,
 			ListenAddrs:    []string{"/ip4/127.0.0.1/tcp/0"},
 			BootstrapPeers: boot,
-			NoMDNS:         true,           // stay on loopback
+			NoMDNS:         true, // stay on loopback: no multicast
+			NoPortMap:      true,
 			DHTMode:        dht.ModeServer, // Auto stays a client on loopback
 		})
 		if err != nil {

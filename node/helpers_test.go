@@ -19,7 +19,7 @@ import (
 // client on loopback), no mDNS (it would multicast beyond loopback), and
 // short retries.
 func testConfig(dir string, boot ...peer.AddrInfo) Config {
-	cfg := Config{DataDir: dir, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, NoMDNS: true,
+	cfg := Config{DataDir: dir, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, NoMDNS: true, NoPortMap: true,
 		DHTMode: dht.ModeServer, BootstrapPeers: boot, RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
 		LookupTimeout: 5 * time.Second}
 	if os.Getenv("P2PMSG_TEST_LOG") != "" {

@@ -18,6 +18,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -70,6 +71,8 @@ type Node struct {
 	workers   map[peer.ID]*worker
 	lastIssue map[peer.ID]time.Time // one-time prekeys handed to each peer
 	issued    tokenBucket           // one-time prekeys handed to anyone
+
+	nat natState
 
 	evMu sync.Mutex
 	evCh chan struct{} // closed and replaced when events are committed
@@ -124,7 +127,8 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, convs: map[peer.ID]*conv{}, workers: map[peer.ID]*worker{},
-		lastIssue: map[peer.ID]time.Time{}, evCh: make(chan struct{})}, nil
+		lastIssue: map[peer.ID]time.Time{}, evCh: make(chan struct{}),
+		nat: natState{punched: map[peer.ID]time.Time{}}}, nil
 }
 
 // ID is the node's peer ID: its user's address.
@@ -195,6 +199,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	n.host, n.dht = h, d
 	n.mu.Unlock()
+	n.spawn(n.followReachability)
 	h.SetStreamHandler(MsgProtocol, n.handleMsg)
 	h.SetStreamHandler(BundleProtocol, n.handleBundle)
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected, DisconnectedF: n.disconnected})
@@ -221,6 +226,10 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// testHostOptions, set by a test around a Start, adds host options (a
+// connection gater that forces a relayed path, say).
+var testHostOptions []libp2p.Option
+
 // buildHost makes the libp2p host and the DHT, and undoes its steps when
 // one fails.
 func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
@@ -245,11 +254,25 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableMetrics(),
 		libp2p.EnableRelay(), // reach peers through relays
+		libp2p.EnableHolePunching(holepunch.WithTracer(&n.nat)),
 	}
+	if !n.cfg.NoPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	switch n.cfg.Reachability {
+	case network.ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case network.ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if len(n.cfg.Relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(n.cfg.Relays))
+	}
+	opts = append(opts, testHostOptions...)
 	if n.cfg.RelayService {
 		// go-libp2p runs the relay service only while the node believes
 		// itself publicly reachable; the user says it is.
-		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
+		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic(), libp2p.EnableNATService())
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -424,8 +447,9 @@ func (n *Node) isContact(p peer.ID) bool {
 }
 
 func (n *Node) connectivity(p peer.ID, up bool) {
+	path := n.Path(p)
 	err := n.store.Update(func(tx *db.Tx) error {
-		return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up}, time.Now())
+		return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up, Path: string(path)}, time.Now())
 	})
 	if err == nil {
 		n.notifyEvents()

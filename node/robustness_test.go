@@ -3,9 +3,16 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -154,4 +161,73 @@ func TestRelayService(t *testing.T) {
 	if !slices.Contains(relay.Host().Mux().Protocols(), "/p2pmsg/kad/1.0.0") {
 		t.Fatal("relay node is not a DHT server")
 	}
+}
+
+// Through a relay: B is behind "NAT" (forced private) with a reservation
+// on R; A knows only B's relayed address. The envelope crosses the
+// limited connection, the path is reported as relayed, and B stores the
+// message once.
+func TestRelayedDelivery(t *testing.T) {
+	checkNoLeaks(t)
+	rcfg := testConfig(t.TempDir())
+	rcfg.RelayService = true
+	relay := startConfig(t, rcfg)
+	bcfg := testConfig(t.TempDir(), relay.AddrInfo())
+	bcfg.Relays = []peer.AddrInfo{relay.AddrInfo()}
+	bcfg.Reachability = network.ReachabilityPrivate
+	b := startConfig(t, bcfg)
+	// a may reach b only through the relay (on loopback it could dial b
+	// directly, and would, once identify told it b's addresses).
+	testHostOptions = []libp2p.Option{libp2p.ConnectionGater(onlyRelayedTo{b.ID()})}
+	a := startNode(t, t.TempDir())
+	testHostOptions = nil
+	// go-libp2p advertises relay addresses only through public relays, so
+	// on loopback b's circuit address is written by hand: the relay's
+	// address, /p2p-circuit, b.
+	circuit, err := ma.NewMultiaddr(relay.Addrs()[0].String() + "/p2p-circuit/p2p/" + b.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(circuit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Until b holds its reservation, the relay refuses to connect us.
+	waitFor(t, 20*time.Second, "a connection through the relay", func() (bool, string) {
+		err := a.Connect(ctx, *ai)
+		return err == nil, fmt.Sprint(err)
+	})
+	if p := a.Path(b.ID()); p != PathRelayed {
+		t.Fatalf("path to b: %s, want relayed", p)
+	}
+	send(t, a, b, "through the relay")
+	waitDelivered(t, a, b.ID(), 1)
+	checkConversation(t, history(t, b, a.ID()), db.Incoming, []string{"through the relay"})
+	if p := a.Path(b.ID()); p != PathRelayed {
+		t.Fatalf("after the message, path to b: %s, want relayed", p)
+	}
+	st, err := b.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Reachability != "private" {
+		t.Fatalf("b's status: reachability %s, want private", st.Reachability)
+	}
+}
+
+// onlyRelayedTo refuses direct dials to one peer.
+type onlyRelayedTo struct{ p peer.ID }
+
+func (g onlyRelayedTo) InterceptPeerDial(peer.ID) bool { return true }
+func (g onlyRelayedTo) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return p != g.p || isCircuit(a)
+}
+func (g onlyRelayedTo) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g onlyRelayedTo) InterceptSecured(d network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return p != g.p || isCircuit(c.RemoteMultiaddr())
+}
+func (g onlyRelayedTo) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
 }

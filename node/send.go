@@ -488,7 +488,8 @@ func (n *Node) retryLoop() {
 // the addresses we know, else the DHT.
 func (n *Node) connect(ctx context.Context, p peer.ID) error {
 	h := n.host
-	if h.Network().Connectedness(p) == network.Connected {
+	// A relayed (limited) connection carries envelopes too.
+	if c := h.Network().Connectedness(p); c == network.Connected || c == network.Limited {
 		return nil
 	}
 	var errs []error

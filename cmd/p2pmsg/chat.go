@@ -258,7 +258,7 @@ func (m *chatModel) View() string {
 		if c.State == "request" {
 			name += " (request)"
 		}
-		line := fmt.Sprintf("%-22.22s", name)
+		line := fmt.Sprintf("%-13.13s %-8.8s", name, c.Path)
 		if c.PeerID == m.selected {
 			line = styleSelected.Render(line)
 		}

@@ -24,7 +24,7 @@ func cli(args ...string) *exec.Cmd {
 // startDaemon runs a daemon on 127.0.0.1 in dir until the test ends.
 func startDaemon(t *testing.T, dir string, extra ...string) idResult {
 	t.Helper()
-	args := append([]string{"--data", dir, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--dht-mode", "server"}, extra...)
+	args := append([]string{"--data", dir, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-port-map", "--dht-mode", "server"}, extra...)
 	cmd := cli(args...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs

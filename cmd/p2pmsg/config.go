@@ -20,6 +20,8 @@ type fileConfig struct {
 	Listen            []string `toml:"listen"`
 	Bootstrap         []string `toml:"bootstrap"`
 	MDNS              *bool    `toml:"mdns"`
+	PortMap           *bool    `toml:"port_map"`
+	Relays            []string `toml:"relays"`
 	DHTMode           string   `toml:"dht_mode"`
 	Relay             bool     `toml:"relay"`
 	LogLevel          string   `toml:"log_level"`
@@ -69,6 +71,16 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh, RelayService: fc.Relay}
 	if fc.MDNS != nil && !*fc.MDNS {
 		cfg.NoMDNS = true
+	}
+	if fc.PortMap != nil && !*fc.PortMap {
+		cfg.NoPortMap = true
+	}
+	for _, r := range fc.Relays {
+		ai, err := peer.AddrInfoFromString(r)
+		if err != nil {
+			return cfg, fail(exitUsage, "relay address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", r, err)
+		}
+		cfg.Relays = append(cfg.Relays, *ai)
 	}
 	for _, b := range fc.Bootstrap {
 		ai, err := peer.AddrInfoFromString(b)

@@ -26,7 +26,8 @@ func TestExampleConfig(t *testing.T) {
 			t.Errorf("%s = %v in the example, the node's default is %v", k, v[0], v[1])
 		}
 	}
-	if fc.ConnLow != 64 || fc.ConnHigh != 256 || fc.MDNS == nil || !*fc.MDNS || fc.DHTMode != "auto" || len(fc.Listen) != 0 || len(fc.Bootstrap) != 0 {
+	if fc.ConnLow != 64 || fc.ConnHigh != 256 || fc.MDNS == nil || !*fc.MDNS || fc.DHTMode != "auto" || len(fc.Listen) != 0 || len(fc.Bootstrap) != 0 ||
+		fc.PortMap == nil || !*fc.PortMap || len(fc.Relays) != 0 || fc.Relay {
 		t.Errorf("example config differs from the defaults: %+v", fc)
 	}
 	if _, err := e.nodeConfig(fc); err != nil {

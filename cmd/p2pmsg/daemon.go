@@ -31,9 +31,12 @@ func cmdDaemon(e *env, args []string) error {
 	fs.Var(&listen, "listen", "listen address (repeatable)")
 	fs.Var(&bootstrap, "bootstrap", "bootstrap peer address (repeatable)")
 	noMDNS := fs.Bool("no-mdns", false, "no discovery on the LAN")
+	noPortMap := fs.Bool("no-port-map", false, "no UPnP/NAT-PMP port mapping on the router")
+	var relays multiFlag
+	fs.Var(&relays, "relay-via", "a relay to hold a reservation on when behind NAT (repeatable)")
 	relay := fs.Bool("relay", false, "serve as a circuit relay and DHT server (for a node with a public address)")
 	dhtMode := fs.String("dht-mode", "", "auto, server or client")
-	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay] [--no-mdns]"); err != nil {
+	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
 		return err
 	}
 	fc, err := e.loadConfig()
@@ -52,6 +55,11 @@ func cmdDaemon(e *env, args []string) error {
 		fc.DHTMode = *dhtMode
 	}
 	fc.Relay = fc.Relay || *relay
+	fc.Relays = append(fc.Relays, relays...)
+	if *noPortMap {
+		f := false
+		fc.PortMap = &f
+	}
 	cfg, err := e.nodeConfig(fc)
 	if err != nil {
 		return err
@@ -177,6 +185,7 @@ type contactEntry struct {
 	State    string `json:"state"`
 	Verified bool   `json:"verified"`
 	Blocked  bool   `json:"blocked"`
+	Path     string `json:"path"` // direct, hole-punched, relayed, offline
 }
 
 func fingerprint(p peer.ID) string {
@@ -228,7 +237,11 @@ func contactsOf(n *node.Node) ([]contactEntry, error) {
 	}
 	out := make([]contactEntry, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, contactEntry{PeerID: c.PeerID, Name: c.Name, State: string(c.State), Verified: c.Verified, Blocked: c.Blocked})
+		path := node.PathOffline
+		if p, err := peer.Decode(c.PeerID); err == nil {
+			path = n.Path(p)
+		}
+		out = append(out, contactEntry{PeerID: c.PeerID, Name: c.Name, State: string(c.State), Verified: c.Verified, Blocked: c.Blocked, Path: string(path)})
 	}
 	return out, nil
 }

@@ -38,8 +38,10 @@ Commands:
   daemon                       run the node in the foreground
       --listen MULTIADDR         listen there (repeatable; default: TCP and QUIC on all interfaces)
       --bootstrap MULTIADDR      join the DHT through this peer (repeatable)
+      --relay-via MULTIADDR      behind NAT, be reachable through this relay (repeatable)
       --relay                    serve as a circuit relay v2 and DHT server (a node with a public address)
       --no-mdns                  no discovery on the LAN
+      --no-port-map              no UPnP/NAT-PMP port mapping
       --dht-mode auto|server|client
   send PEER TEXT [--wait] [--timeout D]
                                send TEXT to PEER (peer ID or contact name)

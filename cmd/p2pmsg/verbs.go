@@ -283,7 +283,7 @@ func cmdContacts(e *env, args []string) error {
 				if c.Blocked {
 					flags = append(flags, "blocked")
 				}
-				fmt.Fprintf(e.stdout, "%s  %-12s  %s\n", c.PeerID, c.Name, strings.Join(flags, ", "))
+				fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, c.Name, c.Path, strings.Join(flags, ", "))
 			}
 		})
 	}
@@ -371,6 +371,19 @@ func cmdStatus(e *env, args []string) error {
 		}
 		for _, a := range st.Addrs {
 			fmt.Fprintf(e.stdout, "address:        %s\n", a)
+		}
+		if len(st.RelayAddrs) == 0 {
+			fmt.Fprintln(e.stdout, "relay reservations: none")
+		}
+		for _, a := range st.RelayAddrs {
+			fmt.Fprintf(e.stdout, "relay reservation: %s\n", a)
+		}
+		for _, c := range st.Contacts {
+			name := c.Name
+			if name == "" {
+				name = c.PeerID
+			}
+			fmt.Fprintf(e.stdout, "contact %s: %s\n", name, c.Path)
 		}
 		if st.SecretsUnsealed {
 			fmt.Fprintln(e.stdout, "warning: the keys are stored unsealed (no passphrase)")
