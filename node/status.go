@@ -1,9 +1,11 @@
 package node
 
 import (
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 )
 
 // Status is what a user needs to know whether the node is reachable and
@@ -11,8 +13,9 @@ import (
 type Status struct {
 	PeerID          string        `json:"peer_id"`
 	Addrs           []string      `json:"addrs"`
-	Reachability    string        `json:"reachability"` // public, private or unknown (AutoNAT)
-	RelayAddrs      []string      `json:"relay_addrs"`  // one per relay reservation
+	Reachability    string        `json:"reachability"`  // public, private or unknown (AutoNAT)
+	RelayAddrs      []string      `json:"relay_addrs"`   // one per relay reservation
+	HolePunching    bool          `json:"hole_punching"` // DCUtR is up: the node knows a public address of its own
 	Contacts        []ContactPath `json:"contacts"`
 	ConnectedPeers  int           `json:"connected_peers"`
 	RoutingTable    int           `json:"dht_routing_table"`
@@ -41,6 +44,7 @@ func (n *Node) Status() (Status, error) {
 	for _, a := range n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
 	}
+	st.HolePunching = slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol)
 	cs, err := n.Contacts()
 	if err != nil {
 		return st, err

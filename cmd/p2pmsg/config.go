@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/term"
 
@@ -24,6 +25,7 @@ type fileConfig struct {
 	Relays            []string `toml:"relays"`
 	DHTMode           string   `toml:"dht_mode"`
 	Relay             bool     `toml:"relay"`
+	Reachability      string   `toml:"reachability"`
 	LogLevel          string   `toml:"log_level"`
 	RepublishInterval duration `toml:"republish_interval"`
 	RetryMin          duration `toml:"retry_min"`
@@ -88,6 +90,15 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 			return cfg, fail(exitUsage, "bootstrap address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", b, err)
 		}
 		cfg.BootstrapPeers = append(cfg.BootstrapPeers, *ai)
+	}
+	switch fc.Reachability {
+	case "", "auto":
+	case "public":
+		cfg.Reachability = network.ReachabilityPublic
+	case "private":
+		cfg.Reachability = network.ReachabilityPrivate
+	default:
+		return cfg, fail(exitUsage, "reachability %q: want auto, public or private", fc.Reachability)
 	}
 	switch fc.DHTMode {
 	case "", "auto":

@@ -27,7 +27,7 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 	if fc.ConnLow != 64 || fc.ConnHigh != 256 || fc.MDNS == nil || !*fc.MDNS || fc.DHTMode != "auto" || len(fc.Listen) != 0 || len(fc.Bootstrap) != 0 ||
-		fc.PortMap == nil || !*fc.PortMap || len(fc.Relays) != 0 || fc.Relay {
+		fc.PortMap == nil || !*fc.PortMap || len(fc.Relays) != 0 || fc.Relay || fc.Reachability != "auto" {
 		t.Errorf("example config differs from the defaults: %+v", fc)
 	}
 	if _, err := e.nodeConfig(fc); err != nil {

@@ -36,6 +36,7 @@ func cmdDaemon(e *env, args []string) error {
 	fs.Var(&relays, "relay-via", "a relay to hold a reservation on when behind NAT (repeatable)")
 	relay := fs.Bool("relay", false, "serve as a circuit relay and DHT server (for a node with a public address)")
 	dhtMode := fs.String("dht-mode", "", "auto, server or client")
+	reach := fs.String("reachability", "", "auto, public or private: override AutoNAT")
 	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
 		return err
 	}
@@ -55,6 +56,9 @@ func cmdDaemon(e *env, args []string) error {
 		fc.DHTMode = *dhtMode
 	}
 	fc.Relay = fc.Relay || *relay
+	if *reach != "" {
+		fc.Reachability = *reach
+	}
 	fc.Relays = append(fc.Relays, relays...)
 	if *noPortMap {
 		f := false

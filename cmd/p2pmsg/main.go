@@ -43,6 +43,7 @@ Commands:
       --no-mdns                  no discovery on the LAN
       --no-port-map              no UPnP/NAT-PMP port mapping
       --dht-mode auto|server|client
+      --reachability auto|public|private   override AutoNAT (private: take relay reservations at once)
   send PEER TEXT [--wait] [--timeout D]
                                send TEXT to PEER (peer ID or contact name)
   history PEER [--limit N]     the conversation, oldest first
