@@ -317,11 +317,61 @@ func TestNATLabSymmetric(t *testing.T) {
 	nat := natArgs("tcp", boot, l.publicNodes(dir, "tcp", boot))
 	_, a := l.daemon("ha", dir+"/a", nat...)
 	_, b := l.daemon("hb", dir+"/b", nat...)
+	t0 := time.Now()
 	sendWait(t, dir+"/a", b.PeerID, "hello, symmetric B")
+	t.Logf("first message through the relay delivered %v after both nodes were up", time.Since(t0).Round(time.Millisecond))
 	sendWait(t, dir+"/b", a.PeerID, "hello, A")
 	time.Sleep(5 * time.Second) // time for a hole punch to fail
 	if p := pathTo(t, dir+"/a", b.PeerID); p != "relayed" {
 		t.Fatalf("path to the symmetric-NAT node: %s, want relayed", p)
 	}
 	sendWait(t, dir+"/a", b.PeerID, "still through the relay")
+}
+
+// Case 3: the relay is down when the first message is sent: the message
+// stays queued, and is delivered once the relay is back.
+func TestNATLabRelayDown(t *testing.T) {
+	l := newLab(t, false)
+	dir := t.TempDir()
+	relay, r := l.daemon("relay", dir+"/relay", append(relayListen("tcp"), "--relay")...)
+	boot := r.Addrs[0]
+	nat := natArgs("tcp", boot, l.publicNodes(dir, "tcp", boot))
+	for _, d := range []string{"a", "b"} {
+		os.MkdirAll(dir+"/"+d, 0o700)
+		os.WriteFile(dir+"/"+d+"/config.toml", []byte("retry_min = \"200ms\"\nretry_max = \"2s\"\n"), 0o600)
+	}
+	l.daemon("ha", dir+"/a", nat...)
+	_, b := l.daemon("hb", dir+"/b", nat...)
+	stop(relay)
+	c, err := dial(dir + "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	var res sendResult
+	if err := c.call("send", sendParams{Peer: b.PeerID, Text: "sent while the relay is down"}, &res); err != nil {
+		t.Fatalf("send with the relay down: %v (the bundle comes from the DHT's public nodes)", err)
+	}
+	time.Sleep(3 * time.Second)
+	var h []historyEntry
+	if err := c.call("history", historyParams{Peer: b.PeerID}, &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 1 || (h[0].State != "queued" && h[0].State != "sent") {
+		t.Fatalf("with the relay down the message is %+v, want queued", h)
+	}
+	t0 := time.Now()
+	l.daemon("relay", dir+"/relay", append(relayListen("tcp"), "--relay")...)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		c.call("history", historyParams{Peer: b.PeerID}, &h)
+		if len(h) == 1 && h[0].State == "delivered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered 90 s after the relay came back: %+v", h)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("delivered %v after the relay came back", time.Since(t0).Round(time.Millisecond))
 }
