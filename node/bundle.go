@@ -140,7 +140,7 @@ func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey)
 	if err := n.connect(ctx, p); err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "p2pmsg bundle"), 10*time.Second)
+	sctx, cancel := context.WithTimeout(network.WithNoDial(network.WithAllowLimitedConn(ctx, "p2pmsg bundle"), "connected above"), 10*time.Second)
 	defer cancel()
 	s, err := n.host.NewStream(sctx, p, BundleProtocol)
 	if err != nil {

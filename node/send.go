@@ -241,7 +241,10 @@ func (d *delivery) open(ctx context.Context) error {
 		return err
 	}
 	// Envelopes are small: they may cross a relayed (limited) connection.
-	sctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "p2pmsg envelopes"), 10*time.Second)
+	// No dial: connect made sure of a connection, and NewStream would
+	// otherwise try the peer's direct addresses first even over a live
+	// relayed one, and wait for them to time out behind a NAT.
+	sctx, cancel := context.WithTimeout(network.WithNoDial(network.WithAllowLimitedConn(ctx, "p2pmsg envelopes"), "connected above"), 10*time.Second)
 	defer cancel()
 	s, err := d.n.host.NewStream(sctx, d.peer, MsgProtocol)
 	if err != nil {
@@ -492,6 +495,10 @@ func (n *Node) connect(ctx context.Context, p peer.ID) error {
 	if c := h.Network().Connectedness(p); c == network.Connected || c == network.Limited {
 		return nil
 	}
+	// A relayed connection will do: without this, a dial that reached
+	// the peer through its relay would go on trying its direct addresses
+	// (behind a NAT: until they time out).
+	ctx = network.WithAllowLimitedConn(ctx, "p2pmsg envelopes")
 	var errs []error
 	if len(h.Peerstore().Addrs(p)) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

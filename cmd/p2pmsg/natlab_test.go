@@ -297,6 +297,29 @@ func TestNATLabHolePunch(t *testing.T) {
 			t.Logf("%s: first message delivered %v after both nodes were up (send took %v)", transport, time.Since(t0).Round(time.Millisecond), first.Round(time.Millisecond))
 			path := waitPath(t, dir+"/a", b.PeerID, "hole-punched", "direct")
 			t.Logf("%s: path %s after %v", transport, path, time.Since(t0).Round(time.Millisecond))
+			// `p2pmsg status` of a NATed node: private, its reservation,
+			// the path to its contact.
+			var st struct {
+				Reachability string   `json:"reachability"`
+				RelayAddrs   []string `json:"relay_addrs"`
+				Contacts     []struct {
+					PeerID string `json:"peer_id"`
+					Path   string `json:"path"`
+				} `json:"contacts"`
+			}
+			c, err := dial(dir + "/a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.call("status", nil, &st)
+			c.close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Reachability != "private" || len(st.RelayAddrs) == 0 || !strings.Contains(st.RelayAddrs[0], "/p2p-circuit") ||
+				len(st.Contacts) != 1 || st.Contacts[0].PeerID != b.PeerID || st.Contacts[0].Path != path {
+				t.Fatalf("status of a NATed node: %+v", st)
+			}
 			stop(relay)
 			sendWait(t, dir+"/a", b.PeerID, "the relay is gone")
 			sendWait(t, dir+"/b", a.PeerID, "still here")
