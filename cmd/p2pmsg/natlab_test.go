@@ -333,22 +333,26 @@ func TestNATLabHolePunch(t *testing.T) {
 // Case 2: B behind a symmetric NAT: hole punching cannot work; messages
 // flow through the relay and the path is reported as relayed.
 func TestNATLabSymmetric(t *testing.T) {
-	l := newLab(t, true)
-	dir := t.TempDir()
-	_, r := l.daemon("relay", dir+"/relay", append(relayListen("tcp"), "--relay")...)
-	boot := r.Addrs[0]
-	nat := natArgs("tcp", boot, l.publicNodes(dir, "tcp", boot))
-	_, a := l.daemon("ha", dir+"/a", nat...)
-	_, b := l.daemon("hb", dir+"/b", nat...)
-	t0 := time.Now()
-	sendWait(t, dir+"/a", b.PeerID, "hello, symmetric B")
-	t.Logf("first message through the relay delivered %v after both nodes were up", time.Since(t0).Round(time.Millisecond))
-	sendWait(t, dir+"/b", a.PeerID, "hello, A")
-	time.Sleep(5 * time.Second) // time for a hole punch to fail
-	if p := pathTo(t, dir+"/a", b.PeerID); p != "relayed" {
-		t.Fatalf("path to the symmetric-NAT node: %s, want relayed", p)
+	for _, transport := range []string{"tcp", "quic"} {
+		t.Run(transport, func(t *testing.T) {
+			l := newLab(t, true)
+			dir := t.TempDir()
+			_, r := l.daemon("relay", dir+"/relay", append(relayListen(transport), "--relay")...)
+			boot := r.Addrs[0]
+			nat := natArgs(transport, boot, l.publicNodes(dir, transport, boot))
+			_, a := l.daemon("ha", dir+"/a", nat...)
+			_, b := l.daemon("hb", dir+"/b", nat...)
+			t0 := time.Now()
+			sendWait(t, dir+"/a", b.PeerID, "hello, symmetric B")
+			t.Logf("%s: first message through the relay delivered %v after both nodes were up", transport, time.Since(t0).Round(time.Millisecond))
+			sendWait(t, dir+"/b", a.PeerID, "hello, A")
+			time.Sleep(5 * time.Second) // time for a hole punch to fail
+			if p := pathTo(t, dir+"/a", b.PeerID); p != "relayed" {
+				t.Fatalf("path to the symmetric-NAT node: %s, want relayed", p)
+			}
+			sendWait(t, dir+"/a", b.PeerID, "still through the relay")
+		})
 	}
-	sendWait(t, dir+"/a", b.PeerID, "still through the relay")
 }
 
 // Case 3: the relay is down when the first message is sent: the message
