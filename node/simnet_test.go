@@ -1,0 +1,99 @@
+package node
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	"github.com/marcopolo/simnet"
+
+	"github.com/p2pmsg/p2pmsg/db"
+)
+
+// The hole-punch path without root: go-libp2p's simnet carries QUIC
+// between the nodes in memory, and its firewall router lets a node
+// receive only from addresses it has sent to, as a NAT does. The NAT lab
+// (cmd/p2pmsg, root) does the same with real kernels' NAT.
+
+type sourceIP struct{ ip atomic.Pointer[net.IP] }
+
+func (m *sourceIP) PreferredSourceIPForDestination(*net.UDPAddr) (net.IP, error) {
+	return *m.ip.Load(), nil
+}
+
+// simQUIC puts a node's QUIC sockets on the simulated network. quic-go
+// does not close a socket it was handed, so the test closes them after
+// the nodes (or their readers would outlive the test).
+func simQUIC(t *testing.T, router *simnet.SimpleFirewallRouter, public bool) libp2p.Option {
+	m := &sourceIP{}
+	return libp2p.QUICReuse(quicreuse.NewConnManager,
+		quicreuse.OverrideSourceIPSelector(func() (quicreuse.SourceIPSelector, error) { return m, nil }),
+		quicreuse.OverrideListenUDP(func(_ string, addr *net.UDPAddr) (net.PacketConn, error) {
+			m.ip.Store(&addr.IP)
+			if public {
+				router.SetAddrPubliclyReachable(addr)
+			}
+			c := simnet.NewSimConn(addr)
+			t.Cleanup(func() { c.Close() })
+			c.SetUpPacketReceiver(router)
+			router.AddNode(addr, c)
+			return c, nil
+		}))
+}
+
+func startSim(t *testing.T, router *simnet.SimpleFirewallRouter, public bool, addr string, cfg Config) *Node {
+	t.Helper()
+	cfg.ListenAddrs = []string{addr}
+	testHostOptions = []libp2p.Option{simQUIC(t, router, public)}
+	defer func() { testHostOptions = nil }()
+	return startConfig(t, cfg)
+}
+
+func TestHolePunchSimnet(t *testing.T) {
+	checkNoLeaks(t)
+	router := &simnet.SimpleFirewallRouter{}
+	rcfg := testConfig(t.TempDir())
+	rcfg.RelayService = true
+	relay := startSim(t, router, true, "/ip4/1.2.0.1/udp/8000/quic-v1", rcfg)
+	private := func(dir string) Config {
+		cfg := testConfig(dir, relay.AddrInfo())
+		cfg.Relays = []peer.AddrInfo{relay.AddrInfo()}
+		cfg.Reachability = network.ReachabilityPrivate
+		return cfg
+	}
+	a := startSim(t, router, false, "/ip4/2.2.0.1/udp/8000/quic-v1", private(t.TempDir()))
+	b := startSim(t, router, false, "/ip4/2.2.0.2/udp/8001/quic-v1", private(t.TempDir()))
+	for _, n := range []*Node{a, b} {
+		waitFor(t, 10*time.Second, "hole punching up", func() (bool, string) {
+			st, err := n.Status()
+			return err == nil && st.HolePunching, "not yet"
+		})
+	}
+	// A connection between a and b made while they joined the DHT
+	// (before hole punching was up) would never be upgraded: start from
+	// none. a knows b only through the relay.
+	a.Host().Network().ClosePeer(b.ID())
+	circuit := relay.Addrs()[0].String() + "/p2p-circuit/p2p/" + b.ID().String()
+	ai, err := peer.AddrInfoFromString(circuit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a relayed connection", func() (bool, string) {
+		err := a.Connect(t.Context(), *ai)
+		return err == nil, "not yet"
+	})
+	send(t, a, b, "through the simulated NAT")
+	waitDelivered(t, a, b.ID(), 1)
+	waitFor(t, 30*time.Second, "a hole-punched connection", func() (bool, string) {
+		p := a.Path(b.ID())
+		return p == PathHolePunched, string(p)
+	})
+	send(t, b, a, "and back, directly")
+	waitDelivered(t, b, a.ID(), 1)
+	checkConversation(t, history(t, b, a.ID()), db.Incoming, []string{"through the simulated NAT"})
+}
