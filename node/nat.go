@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -116,4 +117,28 @@ func (n *Node) relayAddrs() []string {
 		}
 	}
 	return out
+}
+
+// upgradeWhenPunchingReady waits until DCUtR is up (go-libp2p starts it
+// once the node knows a public address of its own), then drops the
+// relayed-only connections made before: DCUtR upgrades a relayed
+// connection only when it arrives, so those would stay relayed for
+// ever. They are dialled again through the relay when next needed, and
+// then upgraded.
+func (n *Node) upgradeWhenPunchingReady() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for !slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol) {
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+	for _, p := range n.host.Network().Peers() {
+		if n.Path(p) == PathRelayed {
+			n.log.Debug("relayed connection dropped, to be upgraded", "peer", p.String())
+			n.host.Network().ClosePeer(p)
+		}
+	}
 }

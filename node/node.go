@@ -200,6 +200,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.host, n.dht = h, d
 	n.mu.Unlock()
 	n.spawn(n.followReachability)
+	n.spawn(n.upgradeWhenPunchingReady)
 	h.SetStreamHandler(MsgProtocol, n.handleMsg)
 	h.SetStreamHandler(BundleProtocol, n.handleBundle)
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected, DisconnectedF: n.disconnected})
