@@ -342,6 +342,8 @@ func TestNATLabSymmetric(t *testing.T) {
 			nat := natArgs(transport, boot, l.publicNodes(dir, transport, boot))
 			_, a := l.daemon("ha", dir+"/a", nat...)
 			_, b := l.daemon("hb", dir+"/b", nat...)
+			waitHolePunching(t, dir+"/a")
+			waitHolePunching(t, dir+"/b")
 			t0 := time.Now()
 			sendWait(t, dir+"/a", b.PeerID, "hello, symmetric B")
 			t.Logf("%s: first message through the relay delivered %v after both nodes were up", transport, time.Since(t0).Round(time.Millisecond))
