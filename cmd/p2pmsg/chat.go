@@ -76,10 +76,11 @@ type (
 
 // followEvents feeds the daemon's new events to the screen.
 func followEvents(c *rpcClient, p *tea.Program) {
+	// From now on: the past is in the history the screen loads.
 	var last int64
-	var evs []node.Event
-	if c.call("events", subscribeParams{Since: 0}, &evs) == nil && len(evs) > 0 {
-		last = evs[len(evs)-1].ID
+	if err := c.call("last_event_id", nil, &last); err != nil {
+		p.Send(errMsg{err})
+		return
 	}
 	raw, _ := json.Marshal(subscribeParams{Since: last})
 	if err := c.enc.Encode(rpcRequest{JSONRPC: "2.0", ID: json.RawMessage("0"), Method: "subscribe", Params: raw}); err != nil {
@@ -213,6 +214,18 @@ func (m *chatModel) move(d int) {
 			return
 		}
 	}
+	if len(m.contacts) > 0 { // a peer not (yet) in the list: go to the list
+		m.selected = m.contacts[0].PeerID
+	}
+}
+
+// fit cuts s to n columns (runes; wide characters may still overflow).
+func fit(s string, n int) string {
+	r := []rune(s)
+	if n <= 1 || len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func short(peerID string) string {
@@ -248,15 +261,15 @@ func (m *chatModel) View() string {
 	if m.width == 0 {
 		return "starting…"
 	}
-	h := max(5, m.height-6)
+	h := max(3, m.height-8)
 	var left []string
 	for _, c := range m.contacts {
-		name := c.Name
+		name := printable(c.Name, true)
 		if name == "" {
 			name = short(c.PeerID)
 		}
 		if c.State == "request" {
-			name += " (request)"
+			name = "? " + name // a contact request
 		}
 		line := fmt.Sprintf("%-13.13s %-8.8s", name, c.Path)
 		if c.PeerID == m.selected {
@@ -267,31 +280,37 @@ func (m *chatModel) View() string {
 	if len(left) == 0 {
 		left = append(left, styleDim.Render("no contacts yet"))
 	}
+	rw := max(20, m.width-28)
 	var right []string
 	for _, msg := range m.history {
 		who := "them"
 		if msg.Direction == "out" {
 			who = "me"
 		}
-		line := fmt.Sprintf("%s %s: %s", msg.Time.Local().Format("15:04"), who, msg.Body)
+		line := fmt.Sprintf("%s %s: %s", msg.Time.Local().Format("15:04"), who, printable(msg.Body, true))
 		if mark := stateMark(msg); mark != "" {
-			line += "  " + styleDim.Render(mark)
+			line += "  " + mark
 		}
+		line = fit(line, rw-2) // one row per message: the layout never overflows
 		right = append(right, line)
 	}
 	if len(right) > h {
 		right = right[len(right)-h:]
 	}
-	rw := max(20, m.width-28)
 	body := lipgloss.JoinHorizontal(lipgloss.Top,
 		stylePane.Width(24).Height(h).Render(strings.Join(left, "\n")),
 		stylePane.Width(rw).Height(h).Render(strings.Join(right, "\n")))
 	var b strings.Builder
+	title := "no conversation: choose a contact with ↑/↓"
+	if m.selected != "" {
+		title = "conversation with " + m.selected
+	}
+	b.WriteString(fit(title, m.width) + "\n")
 	if m.warning != "" {
-		b.WriteString(styleWarning.Render(m.warning) + "\n")
+		b.WriteString(styleWarning.Render(fit(m.warning, m.width)) + "\n")
 	}
 	b.WriteString(body + "\n")
 	b.WriteString(m.input.View() + "\n")
-	b.WriteString(styleDim.Render("↑/↓ contact · Enter send · Esc quit  " + m.status))
+	b.WriteString(styleDim.Render(fit("↑/↓ contact · Enter send · Esc quit  "+printable(m.status, true), m.width)))
 	return b.String()
 }

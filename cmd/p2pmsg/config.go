@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/term"
 
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -83,6 +84,11 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 			return cfg, fail(exitUsage, "relay address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", r, err)
 		}
 		cfg.Relays = append(cfg.Relays, *ai)
+	}
+	for _, a := range fc.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return cfg, fail(exitUsage, "listen address %q: %v (want e.g. /ip4/0.0.0.0/tcp/4001)", a, err)
+		}
 	}
 	for _, b := range fc.Bootstrap {
 		ai, err := peer.AddrInfoFromString(b)

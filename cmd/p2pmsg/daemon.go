@@ -117,7 +117,7 @@ func openNode(e *env, cfg node.Config) (*node.Node, error) {
 	case errors.Is(err, db.ErrLocked):
 		return nil, fail(exitLocked, "%s is in use by another p2pmsg process (a daemon?): stop it, or talk to it with the other commands", e.data)
 	case errors.Is(err, db.ErrPassphraseRequired), errors.Is(err, db.ErrWrongPassphrase):
-		return nil, &cliError{code: exitPassphrase, err: err}
+		return nil, fail(exitPassphrase, "%v: check P2PMSG_PASSPHRASE (or unset it to be asked on a terminal)", err)
 	}
 	return nil, err
 }
@@ -127,15 +127,23 @@ func resolvePeer(n *node.Node, s string) (peer.ID, error) {
 	if p, err := peer.Decode(s); err == nil {
 		return p, nil
 	}
-	var c db.Contact
-	err := n.Store().View(func(r *db.ReadTx) (err error) {
-		c, err = r.ContactByName(s)
-		return err
-	})
+	cs, err := n.Contacts()
 	if err != nil {
-		return "", fail(exitNotFound, "unknown peer %q: neither a peer ID nor a contact's name (see p2pmsg contacts list)", s)
+		return "", err
 	}
-	return peer.Decode(c.PeerID)
+	var found []string
+	for _, c := range cs {
+		if c.Name == s {
+			found = append(found, c.PeerID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fail(exitNotFound, "unknown peer %q: neither a peer ID nor a contact's name (see p2pmsg contacts list)", s)
+	case 1:
+		return peer.Decode(found[0])
+	}
+	return "", fail(exitUsage, "%d contacts are named %q (%s): use a peer ID, or rename one", len(found), s, strings.Join(found, ", "))
 }
 
 // Wire types of the API (README: "JSON-RPC").
@@ -274,6 +282,9 @@ func sendAndWait(ctx context.Context, n *node.Node, p sendParams) (sendResult, e
 	if errors.Is(err, node.ErrPeerNotFound) || errors.Is(err, node.ErrBadPeer) {
 		return sendResult{}, &cliError{code: exitNotFound, err: err}
 	}
+	if errors.Is(err, node.ErrBlocked) {
+		return sendResult{}, fail(exitError, "%v: unblock it first (p2pmsg contacts unblock %s)", err, to)
+	}
 	if err != nil {
 		return sendResult{}, err
 	}
@@ -337,6 +348,14 @@ func methods(n *node.Node) map[string]handler {
 			}
 			return n.Events(p.Since, 10000)
 		},
+		"last_event_id": func(context.Context, json.RawMessage, func(any) error) (any, error) {
+			var id int64
+			err := n.Store().View(func(r *db.ReadTx) (err error) {
+				id, err = r.LastEventID()
+				return err
+			})
+			return id, err
+		},
 		"contacts.list":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return contactsOf(n) },
 		"contacts.add":     contactOp(n, func(p peer.ID, name string) error { return n.AddContact(p, name) }),
 		"contacts.accept":  contactOp(n, func(p peer.ID, _ string) error { return n.Accept(p) }),
@@ -357,6 +376,21 @@ func methods(n *node.Node) map[string]handler {
 		},
 		"status": func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.Status() },
 	}
+}
+
+// addContact adds or accepts a contact; a name is set only when given,
+// and must not be another contact's.
+func addContact(n *node.Node, p peer.ID, name string) error {
+	c, err := n.Contact(p)
+	if err != nil && !errors.Is(err, db.ErrNotFound) {
+		return err
+	}
+	if name == "" {
+		name = c.Name // keep the name it has
+	} else if other, err := resolvePeer(n, name); err == nil && other != p {
+		return fail(exitUsage, "the name %q is %s's already: rename that contact first", name, other)
+	}
+	return n.AddContact(p, name)
 }
 
 func contactOp(n *node.Node, f func(peer.ID, string) error) handler {

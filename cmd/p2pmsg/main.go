@@ -158,7 +158,7 @@ type env struct {
 // flags returns a flag set with the global flags registered.
 func (e *env) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard) // parse errors are reported once, by run
 	fs.StringVar(&e.data, "data", "", "data directory")
 	fs.StringVar(&e.configFile, "config", "", "TOML configuration file")
 	fs.BoolVar(&e.json, "json", false, "machine-readable output")

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,23 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitdaemon": waitDaemon,
 			"exitcode":   exitCode,
+			// hasprefix FILE: stdout begins with FILE's content.
+			"hasprefix": func(ts *testscript.TestScript, neg bool, args []string) {
+				want := ts.ReadFile(args[0])
+				got := ts.ReadFile("stdout")
+				if strings.HasPrefix(got, want) == neg {
+					ts.Fatalf("stdout does not begin with %s:\n%s", args[0], got)
+				}
+			},
+			// lastevent DIR VAR: $VAR = the daemon's newest event id.
+			"lastevent": func(ts *testscript.TestScript, neg bool, args []string) {
+				c, err := dial(ts.MkAbs(args[0]))
+				ts.Check(err)
+				defer c.close()
+				var id int64
+				ts.Check(c.call("last_event_id", nil, &id))
+				ts.Setenv(args[1], strconv.FormatInt(id, 10))
+			},
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0] + "s")
 				ts.Check(err)

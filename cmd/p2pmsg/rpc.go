@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // JSON-RPC 2.0 over the daemon's UNIX socket, one JSON object per line
@@ -21,7 +23,7 @@ const socketName = "p2pmsg.sock"
 
 type rpcRequest struct {
 	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
+	ID      json.RawMessage `json:"id,omitempty"` // absent: a notification
 	Method  string          `json:"method"`
 	Params  json.RawMessage `json:"params,omitempty"`
 }
@@ -37,6 +39,36 @@ type rpcErrorData struct {
 	Exit int `json:"exit"`
 }
 
+// rpcID is a response's id: always present, null when the request's
+// could not be read.
+type rpcID json.RawMessage
+
+func (id rpcID) MarshalJSON() ([]byte, error) {
+	if len(id) == 0 {
+		return []byte("null"), nil
+	}
+	return id, nil
+}
+
+type rpcSuccess struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      rpcID           `json:"id"`
+	Result  json.RawMessage `json:"result"`
+}
+
+type rpcFailure struct {
+	JSONRPC string    `json:"jsonrpc"`
+	ID      rpcID     `json:"id"`
+	Error   *rpcError `json:"error"`
+}
+
+type rpcNotification struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+// rpcResponse is what a client reads: a response or a notification.
 type rpcResponse struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id,omitempty"`
@@ -86,10 +118,13 @@ func listenSocket(dir string) (net.Listener, error) {
 
 func newRPCServer(ln net.Listener, methods map[string]handler) *rpcServer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &rpcServer{ln: ln, methods: methods, ctx: ctx, cancel: cancel}
+	s := &rpcServer{ln: ln, methods: methods, ctx: ctx, cancel: cancel}
+	s.wg.Add(1) // the accept loop, so that close waits for every connection
+	return s
 }
 
 func (s *rpcServer) serve() {
+	defer s.wg.Done()
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -109,10 +144,19 @@ func (s *rpcServer) close() {
 	s.wg.Wait()
 }
 
+// serveConn serves one client. A reader goroutine ends the connection's
+// context when the client goes, which ends its subscriptions and waits;
+// each request runs in its own goroutine, so a subscribed connection
+// still takes requests (answers may come out of order, as JSON-RPC
+// allows: the ids match them).
 func (s *rpcServer) serveConn(c net.Conn) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	go func() { <-ctx.Done(); c.Close() }()
+	var reqs sync.WaitGroup
+	defer func() {
+		cancel()
+		reqs.Wait()
+		c.Close()
+	}()
 	var wmu sync.Mutex
 	enc := json.NewEncoder(c)
 	write := func(v any) error {
@@ -120,43 +164,109 @@ func (s *rpcServer) serveConn(c net.Conn) {
 		defer wmu.Unlock()
 		return enc.Encode(v)
 	}
+	notify := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return write(rpcNotification{JSONRPC: "2.0", Method: "event", Params: b})
+	}
+	go func() { <-ctx.Done(); c.SetReadDeadline(time.Now()) }() // unblocks the scanner at shutdown
 	sc := bufio.NewScanner(c)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var req rpcRequest
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			write(rpcResponse{JSONRPC: "2.0", Error: &rpcError{Code: rpcParseError, Message: "parse error: " + err.Error()}})
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
 			continue
 		}
-		resp := rpcResponse{JSONRPC: "2.0", ID: req.ID}
-		h, ok := s.methods[req.Method]
-		switch {
-		case req.JSONRPC != "2.0":
-			resp.Error = &rpcError{Code: rpcInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`}
-		case !ok:
-			resp.Error = &rpcError{Code: rpcMethodNotFound, Message: "method not found: " + req.Method}
-		default:
-			notify := func(v any) error {
-				b, err := json.Marshal(v)
-				if err != nil {
-					return err
-				}
-				return write(rpcResponse{JSONRPC: "2.0", Method: "event", Params: b})
+		line = bytes.Clone(line)
+		reqs.Add(1)
+		go func() {
+			defer reqs.Done()
+			if line[0] == '[' {
+				s.serveBatch(ctx, line, write, notify)
+				return
 			}
-			result, err := h(ctx, req.Params, notify)
-			if err != nil {
-				resp.Error = toRPCError(err)
-			} else if resp.Result, err = json.Marshal(result); err != nil {
-				resp.Error = toRPCError(err)
+			if resp := s.handle(ctx, line, notify, false); resp != nil {
+				write(resp)
 			}
-		}
-		if req.ID == nil && resp.Error == nil {
-			continue // a notification from the client: no answer
-		}
-		if write(resp) != nil {
-			return
+		}()
+	}
+}
+
+func (s *rpcServer) serveBatch(ctx context.Context, line []byte, write func(any) error, notify func(any) error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(line, &items); err != nil {
+		write(rpcFailure{JSONRPC: "2.0", Error: &rpcError{Code: rpcParseError, Message: "parse error: " + err.Error()}})
+		return
+	}
+	if len(items) == 0 {
+		write(rpcFailure{JSONRPC: "2.0", Error: &rpcError{Code: rpcInvalidRequest, Message: "invalid request: empty batch"}})
+		return
+	}
+	var out []any
+	for _, it := range items {
+		if resp := s.handle(ctx, it, notify, true); resp != nil {
+			out = append(out, resp)
 		}
 	}
+	if len(out) > 0 { // a batch of notifications gets no answer
+		write(out)
+	}
+}
+
+// handle runs one request and returns its response, or nil for a
+// notification (which is never answered, not even with an error).
+func (s *rpcServer) handle(ctx context.Context, raw []byte, notify func(any) error, inBatch bool) any {
+	var req rpcRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		code, msg := rpcParseError, "parse error: "
+		if inBatch || json.Valid(raw) {
+			code, msg = rpcInvalidRequest, "invalid request: "
+		}
+		return rpcFailure{JSONRPC: "2.0", Error: &rpcError{Code: code, Message: msg + err.Error()}}
+	}
+	fail := func(code int, msg string) any {
+		return rpcFailure{JSONRPC: "2.0", ID: rpcID(req.ID), Error: &rpcError{Code: code, Message: msg}}
+	}
+	if len(req.ID) > 0 && !validID(req.ID) {
+		return rpcFailure{JSONRPC: "2.0", Error: &rpcError{Code: rpcInvalidRequest, Message: "invalid request: id must be a string, a number or null"}}
+	}
+	isNotification := len(req.ID) == 0
+	var resp any
+	h, ok := s.methods[req.Method]
+	switch {
+	case req.JSONRPC != "2.0":
+		resp = fail(rpcInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)
+	case req.Method == "":
+		resp = fail(rpcInvalidRequest, `invalid request: no "method"`)
+	case !ok:
+		resp = fail(rpcMethodNotFound, "method not found: "+req.Method)
+	default:
+		result, err := h(ctx, req.Params, notify)
+		var b []byte
+		if err == nil {
+			b, err = json.Marshal(result)
+		}
+		if err != nil {
+			resp = rpcFailure{JSONRPC: "2.0", ID: rpcID(req.ID), Error: toRPCError(err)}
+		} else {
+			resp = rpcSuccess{JSONRPC: "2.0", ID: rpcID(req.ID), Result: b}
+		}
+	}
+	if isNotification {
+		return nil
+	}
+	return resp
+}
+
+func validID(id json.RawMessage) bool {
+	switch id[0] {
+	case '"', 'n':
+		return true
+	}
+	var f float64
+	return json.Unmarshal(id, &f) == nil
 }
 
 func toRPCError(err error) *rpcError {

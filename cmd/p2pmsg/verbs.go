@@ -32,6 +32,15 @@ func (e *env) output(v any, people func()) error {
 // offline opens the store when no daemon runs: the verbs that only read
 // work without one.
 func (e *env) offline() (*node.Node, error) {
+	return e.openStore(false)
+}
+
+// openStore opens the node's store; only init and daemon may create one
+// (a typo in --data must not make a new identity).
+func (e *env) openStore(create bool) (*node.Node, error) {
+	if _, err := os.Stat(filepath.Join(e.data, db.FileName)); err != nil && !create {
+		return nil, fail(exitNotFound, "no identity in %s: run `p2pmsg --data %s init`, or check --data / P2PMSG_DATA", e.data, e.data)
+	}
 	fc, err := e.loadConfig()
 	if err != nil {
 		return nil, err
@@ -51,7 +60,7 @@ func cmdInit(e *env, args []string) error {
 	if _, err := os.Stat(filepath.Join(e.data, db.FileName)); err == nil {
 		return fail(exitExists, "%s holds an identity already; init never overwrites one (to start afresh, move that directory away)", e.data)
 	}
-	n, err := e.offline()
+	n, err := e.openStore(true)
 	if err != nil {
 		return err
 	}
@@ -156,7 +165,7 @@ func cmdHistory(e *env, args []string) error {
 			if m.Error != "" {
 				state += ": " + m.Error
 			}
-			fmt.Fprintf(e.stdout, "%s  %-4s  %s  [%s]\n", m.Time.Local().Format("2006-01-02 15:04:05"), who, m.Body, state)
+			fmt.Fprintf(e.stdout, "%s  %-4s  %s  [%s]\n", m.Time.Local().Format("2006-01-02 15:04:05"), who, printable(m.Body, false), state)
 		}
 	})
 }
@@ -191,14 +200,20 @@ func cmdReceive(e *env, args []string) error {
 	}
 	defer c.close()
 	if !*follow {
-		var evs []node.Event
-		if err := c.call("events", subscribeParams{Since: *since}, &evs); err != nil {
-			return err
+		// Page until the end: the daemon answers at most a page a call.
+		for after := *since; ; {
+			var evs []node.Event
+			if err := c.call("events", subscribeParams{Since: after}, &evs); err != nil {
+				return err
+			}
+			if len(evs) == 0 {
+				return nil
+			}
+			for _, ev := range evs {
+				print(ev)
+			}
+			after = evs[len(evs)-1].ID
 		}
-		for _, ev := range evs {
-			print(ev)
-		}
-		return nil
 	}
 	// Following ends with an interrupt, as a normal end (exit 0).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -232,14 +247,16 @@ func receiveOffline(e *env, since int64, print func(node.Event)) error {
 		return err
 	}
 	defer n.Close()
-	evs, err := n.Events(since, 1<<20)
-	if err != nil {
-		return err
+	for {
+		evs, err := n.Events(since, 10000)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		for _, ev := range evs {
+			print(ev)
+		}
+		since = evs[len(evs)-1].ID
 	}
-	for _, ev := range evs {
-		print(ev)
-	}
-	return nil
 }
 
 func cmdContacts(e *env, args []string) error {
@@ -283,7 +300,7 @@ func cmdContacts(e *env, args []string) error {
 				if c.Blocked {
 					flags = append(flags, "blocked")
 				}
-				fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, c.Name, c.Path, strings.Join(flags, ", "))
+				fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, printable(c.Name, true), c.Path, strings.Join(flags, ", "))
 			}
 		})
 	}
