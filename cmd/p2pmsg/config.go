@@ -133,6 +133,34 @@ func passphrase() ([]byte, error) {
 	return nil, nil
 }
 
+// newPassphrase asks, on a terminal, for the passphrase of a new store
+// (twice; empty: unsealed). Without a terminal the store is unsealed and
+// says so.
+func newPassphrase(e *env) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, nil
+	}
+	fmt.Fprint(e.stderr, "Passphrase to seal the keys of the new store (empty: store them unsealed): ")
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(e.stderr)
+	if err != nil || len(p) == 0 {
+		return nil, err
+	}
+	fmt.Fprint(e.stderr, "Again: ")
+	again, err := term.ReadPassword(fd)
+	fmt.Fprintln(e.stderr)
+	defer clear(again)
+	if err != nil {
+		return nil, err
+	}
+	if string(p) != string(again) {
+		clear(p)
+		return nil, fail(exitPassphrase, "the passphrases differ; nothing was created")
+	}
+	return p, nil
+}
+
 // promptPassphrase reads a passphrase from the terminal without echo.
 func promptPassphrase(e *env) ([]byte, error) {
 	fd := int(os.Stdin.Fd())

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -93,6 +94,9 @@ func cmdDaemon(e *env, args []string) error {
 	}
 	srv := newRPCServer(ln, methods(n))
 	go srv.serve()
+	if !n.Store().SecretsSealed() {
+		log.Warn("the keys are stored unsealed: anyone who can read " + e.data + " can read them (set P2PMSG_PASSPHRASE before the first start to seal them)")
+	}
 	log.Info("ready", "peer_id", n.ID().String(), "addrs", fmt.Sprint(n.Addrs()), "socket", ln.Addr().String())
 	<-ctx.Done()
 	log.Info("stopping")
@@ -104,6 +108,15 @@ func cmdDaemon(e *env, args []string) error {
 // terminal when the store is sealed and none was given, and turns store
 // errors into exit codes.
 func openNode(e *env, cfg node.Config) (*node.Node, error) {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, db.FileName)); err != nil && cfg.Passphrase == nil {
+		// A new store: on a terminal, offer to seal its keys.
+		p, err := newPassphrase(e)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Passphrase = p
+	}
+	defer func() { clear(cfg.Passphrase) }() // the store derived its key
 	n, err := node.New(cfg)
 	if errors.Is(err, db.ErrPassphraseRequired) && cfg.Passphrase == nil {
 		if cfg.Passphrase, err = promptPassphrase(e); err != nil {
@@ -301,10 +314,10 @@ func sendAndWait(ctx context.Context, n *node.Node, p sendParams) (sendResult, e
 		case db.Delivered:
 			return res, nil
 		case db.Failed:
-			return res, fail(exitError, "message %s failed: %s", res.ID, e.Reason)
+			return res, withResult(res, fail(exitError, "message %s failed: %s", res.ID, e.Reason))
 		}
 	}
-	return res, fail(exitTimeout, "message %s not delivered within %v (state: %s); it stays queued and is retried", res.ID, timeout, res.State)
+	return res, withResult(res, fail(exitTimeout, "message %s not delivered within %v (it is %s, and will be retried)", res.ID, timeout, res.State))
 }
 
 // methods is the daemon's API.

@@ -36,8 +36,20 @@ type rpcError struct {
 }
 
 type rpcErrorData struct {
-	Exit int `json:"exit"`
+	Exit   int             `json:"exit"`
+	Result json.RawMessage `json:"result,omitempty"` // what there is despite the error (send --wait: the message's id and state)
 }
+
+// resultError is an error that carries a result for the client anyway.
+type resultError struct {
+	result any
+	err    error
+}
+
+func (e *resultError) Error() string { return e.err.Error() }
+func (e *resultError) Unwrap() error { return e.err }
+
+func withResult(result any, err error) error { return &resultError{result, err} }
 
 // rpcID is a response's id: always present, null when the request's
 // could not be read.
@@ -270,6 +282,17 @@ func validID(id json.RawMessage) bool {
 }
 
 func toRPCError(err error) *rpcError {
+	e := toRPCErrorCode(err)
+	var re *resultError
+	if errors.As(err, &re) {
+		if b, merr := json.Marshal(re.result); merr == nil {
+			e.Data.Result = b
+		}
+	}
+	return e
+}
+
+func toRPCErrorCode(err error) *rpcError {
 	var ce *cliError
 	if errors.As(err, &ce) {
 		code := ce.code
@@ -327,6 +350,9 @@ func (c *rpcClient) call(method string, params, out any) error {
 			code := exitError
 			if resp.Error.Data != nil {
 				code = resp.Error.Data.Exit
+				if len(resp.Error.Data.Result) > 0 && out != nil {
+					json.Unmarshal(resp.Error.Data.Result, out)
+				}
 			}
 			return &cliError{code: code, err: errors.New(resp.Error.Message)}
 		}

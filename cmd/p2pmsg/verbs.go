@@ -119,6 +119,9 @@ func cmdSend(e *env, args []string) error {
 	defer c.close()
 	var r sendResult
 	err = c.call("send", sendParams{Peer: pos[0], Text: pos[1], Wait: *wait, Timeout: timeout.String()}, &r)
+	if err != nil && r.ID != "" && e.json {
+		e.output(r, nil) // a timeout or failure still names the message
+	}
 	if err != nil {
 		return err
 	}
