@@ -6,9 +6,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/textinput"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/p2pmsg/p2pmsg/node"
 )
@@ -47,7 +47,7 @@ func cmdChat(e *env, args []string) error {
 		return err
 	}
 	defer events.close()
-	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(os.Stdin), tea.WithOutput(e.stdout))
+	p := tea.NewProgram(m, tea.WithInput(os.Stdin), tea.WithOutput(e.stdout))
 	go followEvents(events, p)
 	_, err = p.Run()
 	return err
@@ -154,15 +154,15 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		m.input.Width = max(10, msg.Width-28)
-	case tea.KeyMsg:
-		switch msg.Type {
-		case tea.KeyCtrlC, tea.KeyEsc:
+		m.input.SetWidth(max(10, msg.Width-28))
+	case tea.KeyPressMsg:
+		switch msg.String() {
+		case "ctrl+c", "esc":
 			return m, tea.Quit
-		case tea.KeyUp, tea.KeyDown:
-			m.move(map[tea.KeyType]int{tea.KeyUp: -1, tea.KeyDown: 1}[msg.Type])
+		case "up", "down":
+			m.move(map[string]int{"up": -1, "down": 1}[msg.String()])
 			return m, m.loadHistory()
-		case tea.KeyEnter:
+		case "enter":
 			text := strings.TrimSpace(m.input.Value())
 			if text == "" || m.selected == "" {
 				return m, nil
@@ -257,7 +257,13 @@ func stateMark(m historyEntry) string {
 	return ""
 }
 
-func (m *chatModel) View() string {
+func (m *chatModel) View() tea.View {
+	v := tea.NewView(m.render())
+	v.AltScreen = true
+	return v
+}
+
+func (m *chatModel) render() string {
 	if m.width == 0 {
 		return "starting…"
 	}

@@ -151,3 +151,24 @@ func TestChatScreen(t *testing.T) {
 		t.Fatal("chat did not quit on Esc")
 	}
 }
+
+// Commands other than chat write nothing to a terminal but their output:
+// no terminal queries (Bubble Tea v1 sent one from its init, for every
+// command, and waited up to 5 s for an answer).
+func TestNoTerminalQueries(t *testing.T) {
+	cmd := cli("help")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out bytes.Buffer
+	io.Copy(&out, tty) // until the command exits (EIO)
+	cmd.Wait()
+	if bytes.Contains(out.Bytes(), []byte("\x1b]")) || bytes.Contains(out.Bytes(), []byte("\x1b[6n")) {
+		t.Fatalf("p2pmsg help queried the terminal: %q", out.Bytes()[:min(80, out.Len())])
+	}
+	if !bytes.Contains(out.Bytes(), []byte("Exit codes:")) {
+		t.Fatalf("help output: %q", out.String())
+	}
+}
