@@ -119,24 +119,7 @@ func maintainPrekeys(tx *db.Tx, now time.Time, rotate time.Duration) (changed bo
 		if err != nil && !errors.Is(err, db.ErrNotFound) {
 			return false, err
 		}
-		id, err := nextPrekeyID(tx, kind)
-		if err != nil {
-			return false, err
-		}
-		p := db.Prekey{Kind: kind, ID: id, Created: now, Expires: now.Add(rotate * (1 + graceRotations))}
-		if kind == db.SignedPrekey {
-			k := e2e.NewSignedPrekey(id)
-			pub := k.Public()
-			p.Public = pub[:]
-			p.Secret, _ = k.MarshalBinary()
-		} else {
-			k := e2e.NewPQPrekey(id, false)
-			p.Public = k.Public()
-			p.Secret, _ = k.MarshalBinary()
-		}
-		err = tx.PutPrekey(p)
-		clear(p.Secret)
-		if err != nil {
+		if err := putNewPrekey(tx, kind, now, now.Add(rotate*(1+graceRotations))); err != nil {
 			return false, err
 		}
 		changed = true
@@ -150,24 +133,7 @@ func maintainPrekeys(tx *db.Tx, now time.Time, rotate time.Duration) (changed bo
 			continue
 		}
 		for range oneTimeBatch {
-			id, err := nextPrekeyID(tx, kind)
-			if err != nil {
-				return false, err
-			}
-			p := db.Prekey{Kind: kind, ID: id, Created: now}
-			if kind == db.OneTimePrekey {
-				k := e2e.NewOneTimePrekey(id)
-				pub := k.Public()
-				p.Public = pub[:]
-				p.Secret, _ = k.MarshalBinary()
-			} else {
-				k := e2e.NewPQPrekey(id, true)
-				p.Public = k.Public()
-				p.Secret, _ = k.MarshalBinary()
-			}
-			err = tx.PutPrekey(p)
-			clear(p.Secret)
-			if err != nil {
+			if err := putNewPrekey(tx, kind, now, time.Time{}); err != nil {
 				return false, err
 			}
 		}
@@ -176,6 +142,37 @@ func maintainPrekeys(tx *db.Tx, now time.Time, rotate time.Duration) (changed bo
 		return false, err
 	}
 	return changed, tx.PruneSeen(now)
+}
+
+// putNewPrekey makes and stores a prekey of a kind; expires is when a
+// signed or PQ last-resort key's private half may go (zero: one-time).
+func putNewPrekey(tx *db.Tx, kind db.PrekeyKind, now, expires time.Time) error {
+	id, err := nextPrekeyID(tx, kind)
+	if err != nil {
+		return err
+	}
+	p := db.Prekey{Kind: kind, ID: id, Created: now, Expires: expires}
+	var dh interface {
+		Public() e2e.DHPublicKey
+		MarshalBinary() ([]byte, error)
+	}
+	switch kind {
+	case db.SignedPrekey:
+		dh = e2e.NewSignedPrekey(id)
+	case db.OneTimePrekey:
+		dh = e2e.NewOneTimePrekey(id)
+	default: // PQ, last-resort or one-time
+		k := e2e.NewPQPrekey(id, kind == db.PQOneTimePrekey)
+		p.Public = k.Public()
+		p.Secret, _ = k.MarshalBinary()
+	}
+	if dh != nil {
+		pub := dh.Public()
+		p.Public = pub[:]
+		p.Secret, _ = dh.MarshalBinary()
+	}
+	defer clear(p.Secret)
+	return tx.PutPrekey(p)
 }
 
 // currentPrekey is the newest prekey of a kind, with its private half.

@@ -38,21 +38,11 @@ func startDaemon(t *testing.T, dir string, extra ...string) idResult {
 			t.Logf("daemon %s:\n%s", dir, logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := dial(dir); err == nil {
-			var r idResult
-			err = c.call("id", nil, &r)
-			c.close()
-			if err == nil && len(r.Addrs) > 0 {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon in %s did not start", dir)
-		}
-		time.Sleep(50 * time.Millisecond)
+	r, err := waitAPI(dir, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return r
 }
 
 // screen collects what a program wrote to its terminal, without the

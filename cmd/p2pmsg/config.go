@@ -78,24 +78,17 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	if fc.PortMap != nil && !*fc.PortMap {
 		cfg.NoPortMap = true
 	}
-	for _, r := range fc.Relays {
-		ai, err := peer.AddrInfoFromString(r)
-		if err != nil {
-			return cfg, fail(exitUsage, "relay address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", r, err)
-		}
-		cfg.Relays = append(cfg.Relays, *ai)
+	var err error
+	if cfg.Relays, err = peerAddrs("relay", fc.Relays); err != nil {
+		return cfg, err
 	}
 	for _, a := range fc.Listen {
 		if _, err := ma.NewMultiaddr(a); err != nil {
 			return cfg, fail(exitUsage, "listen address %q: %v (want e.g. /ip4/0.0.0.0/tcp/4001)", a, err)
 		}
 	}
-	for _, b := range fc.Bootstrap {
-		ai, err := peer.AddrInfoFromString(b)
-		if err != nil {
-			return cfg, fail(exitUsage, "bootstrap address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", b, err)
-		}
-		cfg.BootstrapPeers = append(cfg.BootstrapPeers, *ai)
+	if cfg.BootstrapPeers, err = peerAddrs("bootstrap", fc.Bootstrap); err != nil {
+		return cfg, err
 	}
 	switch fc.Reachability {
 	case "", "auto":
@@ -122,6 +115,19 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	}
 	cfg.Passphrase = pass
 	return cfg, nil
+}
+
+// peerAddrs reads peers' multiaddrs (with /p2p/PEER_ID).
+func peerAddrs(what string, addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fail(exitUsage, "%s address %q: %v (want /ip4/.../tcp/PORT/p2p/PEER_ID)", what, a, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
 }
 
 // passphrase: $P2PMSG_PASSPHRASE, else nothing (an unsealed store, or

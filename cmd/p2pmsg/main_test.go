@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -69,8 +70,17 @@ func waitDaemon(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 || len(args) > 2 {
 		ts.Fatalf("usage: waitdaemon DIR [VAR]")
 	}
-	dir := ts.MkAbs(args[0])
-	deadline := time.Now().Add(20 * time.Second)
+	r, err := waitAPI(ts.MkAbs(args[0]), 20*time.Second)
+	ts.Check(err)
+	if len(args) == 2 {
+		ts.Setenv(args[1], r.Addrs[0])
+		ts.Setenv(args[1]+"_ID", r.PeerID)
+	}
+}
+
+// waitAPI waits until the daemon of dir answers "id" with an address.
+func waitAPI(dir string, timeout time.Duration) (idResult, error) {
+	deadline := time.Now().Add(timeout)
 	for {
 		c, err := dial(dir)
 		if err == nil {
@@ -78,15 +88,11 @@ func waitDaemon(ts *testscript.TestScript, neg bool, args []string) {
 			err = c.call("id", nil, &r)
 			c.close()
 			if err == nil && len(r.Addrs) > 0 {
-				if len(args) == 2 {
-					ts.Setenv(args[1], r.Addrs[0])
-					ts.Setenv(args[1]+"_ID", r.PeerID)
-				}
-				return
+				return r, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("no daemon answered on %s in 20 s: %v", dir, err)
+			return idResult{}, fmt.Errorf("no daemon answered on %s in %v: %v", dir, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -138,21 +138,11 @@ func (l *lab) daemon(ns, dir string, args ...string) (*exec.Cmd, idResult) {
 			l.t.Logf("daemon %s (%s) log:\n%s", dir, ns, logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := dial(dir); err == nil {
-			var r idResult
-			err = c.call("id", nil, &r)
-			c.close()
-			if err == nil && len(r.Addrs) > 0 {
-				return cmd, r
-			}
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("daemon in %s did not start:\n%s", ns, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	r, err := waitAPI(dir, 30*time.Second)
+	if err != nil {
+		l.t.Fatalf("daemon in %s: %v\n%s", ns, err, logs.String())
 	}
+	return cmd, r
 }
 
 func stop(cmd *exec.Cmd) {

@@ -52,6 +52,21 @@ func (e *env) openStore(create bool) (*node.Node, error) {
 	return openNode(e, cfg)
 }
 
+// ask calls a method of the running daemon, or, when none runs, does the
+// same on the store: the verbs that only read work without a daemon.
+func (e *env) ask(method string, params, out any, offline func(*node.Node) error) error {
+	if c, err := dial(e.data); err == nil {
+		defer c.close()
+		return c.call(method, params, out)
+	}
+	n, err := e.offline()
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return offline(n)
+}
+
 func cmdInit(e *env, args []string) error {
 	fs := e.flags("init")
 	if _, err := e.parse(fs, args, 0, "p2pmsg init"); err != nil {
@@ -80,18 +95,8 @@ func cmdID(e *env, args []string) error {
 		return err
 	}
 	var r idResult
-	if c, err := dial(e.data); err == nil {
-		defer c.close()
-		if err := c.call("id", nil, &r); err != nil {
-			return err
-		}
-	} else {
-		n, err := e.offline()
-		if err != nil {
-			return err
-		}
-		r = idOf(n)
-		n.Close()
+	if err := e.ask("id", nil, &r, func(n *node.Node) error { r = idOf(n); return nil }); err != nil {
+		return err
 	}
 	return e.output(r, func() {
 		fmt.Fprintf(e.stdout, "peer ID: %s\nfingerprint: %s\n", r.PeerID, r.Fingerprint)
@@ -136,24 +141,15 @@ func cmdHistory(e *env, args []string) error {
 		return err
 	}
 	var h []historyEntry
-	if c, err := dial(e.data); err == nil {
-		defer c.close()
-		if err := c.call("history", historyParams{Peer: pos[0], Limit: *limit}, &h); err != nil {
-			return err
-		}
-	} else {
-		n, err := e.offline()
-		if err != nil {
-			return err
-		}
-		defer n.Close()
+	err = e.ask("history", historyParams{Peer: pos[0], Limit: *limit}, &h, func(n *node.Node) error {
 		p, err := resolvePeer(n, pos[0])
-		if err != nil {
-			return err
+		if err == nil {
+			h, err = historyOf(n, p, *limit)
 		}
-		if h, err = historyOf(n, p, *limit); err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	return e.output(h, func() {
 		for _, m := range h {
@@ -279,20 +275,12 @@ func cmdContacts(e *env, args []string) error {
 			return fail(exitUsage, "usage: %s", usage)
 		}
 		var cs []contactEntry
-		if c, err := dial(e.data); err == nil {
-			defer c.close()
-			if err := c.call("contacts.list", nil, &cs); err != nil {
-				return err
-			}
-		} else {
-			n, err := e.offline()
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			if cs, err = contactsOf(n); err != nil {
-				return err
-			}
+		err := e.ask("contacts.list", nil, &cs, func(n *node.Node) (err error) {
+			cs, err = contactsOf(n)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		return e.output(cs, func() {
 			for _, c := range cs {
