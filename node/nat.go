@@ -28,6 +28,7 @@ type natState struct {
 	mu           sync.Mutex
 	reachability network.Reachability
 	punched      map[peer.ID]time.Time
+	onPunch      func(peer.ID) // after a successful hole punch
 }
 
 // Trace implements holepunch.EventTracer.
@@ -39,6 +40,9 @@ func (s *natState) Trace(evt *holepunch.Event) {
 		s.mu.Lock()
 		s.punched[evt.Remote] = time.Now()
 		s.mu.Unlock()
+		if s.onPunch != nil {
+			s.onPunch(evt.Remote)
+		}
 	}
 }
 

@@ -70,6 +70,7 @@ type Node struct {
 	convs     map[peer.ID]*conv
 	workers   map[peer.ID]*worker
 	lastIssue map[peer.ID]time.Time // one-time prekeys handed to each peer
+	paths     map[peer.ID]Path      // contacts' paths, as last reported
 	issued    tokenBucket           // one-time prekeys handed to anyone
 
 	nat natState
@@ -125,10 +126,18 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
+	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, convs: map[peer.ID]*conv{}, workers: map[peer.ID]*worker{},
-		lastIssue: map[peer.ID]time.Time{}, evCh: make(chan struct{}),
-		nat: natState{punched: map[peer.ID]time.Time{}}}, nil
+		lastIssue: map[peer.ID]time.Time{}, paths: map[peer.ID]Path{}, evCh: make(chan struct{}),
+		nat: natState{punched: map[peer.ID]time.Time{}}}
+	n.nat.onPunch = func(p peer.ID) {
+		n.spawn(func() {
+			if n.isContact(p) {
+				n.pathChanged(p)
+			}
+		})
+	}
+	return n, nil
 }
 
 // ID is the node's peer ID: its user's address.
@@ -413,30 +422,38 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 // tells subscribers when a contact comes online.
 // The notifiee runs in the swarm's path: it reads nothing from the store
 // there (a re-seal holds the store's lock), only in its own goroutine.
-func (n *Node) connected(net network.Network, c network.Conn) {
+func (n *Node) connected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	first := len(net.ConnsToPeer(p)) == 1
 	n.spawn(func() {
 		if !n.isContact(p) {
 			return
 		}
 		n.kick(p)
-		if first {
-			n.connectivity(p, true)
+		n.pathChanged(p)
+	})
+}
+
+func (n *Node) disconnected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	n.spawn(func() {
+		if n.isContact(p) {
+			n.pathChanged(p)
 		}
 	})
 }
 
-func (n *Node) disconnected(net network.Network, c network.Conn) {
-	p := c.RemotePeer()
-	if net.Connectedness(p) == network.Connected {
+// pathChanged raises a connectivity event when a contact's path changed:
+// it came online or went offline, or moved between relayed and direct.
+func (n *Node) pathChanged(p peer.ID) {
+	path := n.Path(p)
+	n.mu.Lock()
+	old, known := n.paths[p]
+	n.paths[p] = path
+	n.mu.Unlock()
+	if known && old == path || !known && path == PathOffline {
 		return
 	}
-	n.spawn(func() {
-		if n.isContact(p) {
-			n.connectivity(p, false)
-		}
-	})
+	n.connectivity(p, path)
 }
 
 func (n *Node) isContact(p peer.ID) bool {
@@ -447,8 +464,8 @@ func (n *Node) isContact(p peer.ID) bool {
 	return err == nil
 }
 
-func (n *Node) connectivity(p peer.ID, up bool) {
-	path := n.Path(p)
+func (n *Node) connectivity(p peer.ID, path Path) {
+	up := path != PathOffline
 	err := n.store.Update(func(tx *db.Tx) error {
 		return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up, Path: string(path)}, time.Now())
 	})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p2pmsg/p2pmsg/node"
 )
 
 // The NAT lab (DESIGN §9): network namespaces that this test creates and
@@ -227,6 +229,15 @@ func waitHolePunching(t *testing.T, dir string) {
 	}
 }
 
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in %v", what, timeout)
+		}
+	}
+}
+
 func labListen(transport string) []string {
 	if transport == "quic" {
 		return []string{"--listen", "/ip4/0.0.0.0/udp/4001/quic-v1"}
@@ -287,6 +298,22 @@ func TestNATLabHolePunch(t *testing.T) {
 			t.Logf("%s: first message delivered %v after both nodes were up (send took %v)", transport, time.Since(t0).Round(time.Millisecond), first.Round(time.Millisecond))
 			path := waitPath(t, dir+"/a", b.PeerID, "hole-punched", "direct")
 			t.Logf("%s: path %s after %v", transport, path, time.Since(t0).Round(time.Millisecond))
+			// The event stream reported the move to a direct path.
+			waitFor(t, 10*time.Second, "a connectivity event with the direct path", func() bool {
+				c, err := dial(dir + "/a")
+				if err != nil {
+					return false
+				}
+				defer c.close()
+				var evs []node.Event
+				c.call("events", subscribeParams{}, &evs)
+				for _, e := range evs {
+					if e.Kind == node.EventConnectivity && e.Peer == b.PeerID && (e.Path == "hole-punched" || e.Path == "direct") {
+						return true
+					}
+				}
+				return false
+			})
 			// `p2pmsg status` of a NATed node: private, its reservation,
 			// the path to its contact.
 			var st struct {
