@@ -195,6 +195,11 @@ type historyEntry struct {
 	Request   bool      `json:"contact_request,omitempty"` // from a stranger not yet accepted
 }
 
+type resendParams struct {
+	Peer string `json:"peer"`
+	ID   string `json:"id"`
+}
+
 type peerParams struct {
 	Peer string `json:"peer"`
 	Name string `json:"name,omitempty"`
@@ -369,12 +374,32 @@ func methods(n *node.Node) map[string]handler {
 			})
 			return id, err
 		},
-		"contacts.list":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return contactsOf(n) },
-		"contacts.add":     contactOp(n, func(p peer.ID, name string) error { return n.AddContact(p, name) }),
-		"contacts.accept":  contactOp(n, func(p peer.ID, _ string) error { return n.Accept(p) }),
-		"contacts.block":   contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, true) }),
-		"contacts.unblock": contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, false) }),
-		"trust":            contactOp(n, func(p peer.ID, _ string) error { return n.TrustIdentity(p) }),
+		"contacts.list":     func(context.Context, json.RawMessage, func(any) error) (any, error) { return contactsOf(n) },
+		"contacts.add":      contactOp(n, func(p peer.ID, name string) error { return n.AddContact(p, name) }),
+		"contacts.accept":   contactOp(n, func(p peer.ID, _ string) error { return n.Accept(p) }),
+		"contacts.block":    contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, true) }),
+		"contacts.unblock":  contactOp(n, func(p peer.ID, _ string) error { return n.Block(p, false) }),
+		"trust":             contactOp(n, func(p peer.ID, _ string) error { return n.TrustIdentity(p) }),
+		"contacts.verified": contactOp(n, func(p peer.ID, _ string) error { return n.SetVerified(p, true) }),
+		"resend": func(ctx context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
+			p, err := decode[resendParams](raw)
+			if err != nil {
+				return nil, err
+			}
+			to, err := resolvePeer(n, p.Peer)
+			if err != nil {
+				return nil, err
+			}
+			b, err := hex.DecodeString(p.ID)
+			if err != nil || len(b) != 16 {
+				return nil, fail(exitUsage, "message id %q: want the 32 hex digits that send and history print", p.ID)
+			}
+			newID, err := n.Resend(ctx, to, [16]byte(b))
+			if err != nil {
+				return nil, err
+			}
+			return sendResult{ID: hex.EncodeToString(newID[:]), State: string(db.Queued)}, nil
+		},
 		"verify": func(_ context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
 			p, err := decode[peerParams](raw)
 			if err != nil {

@@ -51,7 +51,9 @@ Commands:
                                the event stream, from after event ID
   contacts list | add PEER [--name NAME] | accept PEER | block PEER | unblock PEER
   verify PEER                  safety number to compare with PEER
-  trust PEER                   accept PEER's new identity key after a key change
+  trust PEER [--verified]      accept PEER's new identity key after a key change;
+                               --verified: record that you compared safety numbers
+  resend PEER MESSAGE_ID       send a failed message again, as a new message
   status                       the running node's state
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
@@ -98,6 +100,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"trust":    cmdTrust,
 	"status":   cmdStatus,
 	"chat":     cmdChat,
+	"resend":   cmdResend,
 	"demo":     cmdDemo,
 }
 

@@ -321,11 +321,33 @@ func peerCall(e *env, method string, p peerParams) error {
 
 func cmdTrust(e *env, args []string) error {
 	fs := e.flags("trust")
-	pos, err := e.parse(fs, args, 1, "p2pmsg trust PEER")
+	verified := fs.Bool("verified", false, "record that you compared safety numbers (sessions kept)")
+	pos, err := e.parse(fs, args, 1, "p2pmsg trust PEER [--verified]")
 	if err != nil {
 		return err
 	}
+	if *verified {
+		return peerCall(e, "contacts.verified", peerParams{Peer: pos[0]})
+	}
 	return peerCall(e, "trust", peerParams{Peer: pos[0]})
+}
+
+func cmdResend(e *env, args []string) error {
+	fs := e.flags("resend")
+	pos, err := e.parse(fs, args, 2, "p2pmsg resend PEER MESSAGE_ID")
+	if err != nil {
+		return err
+	}
+	c, err := dial(e.data)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	var r sendResult
+	if err := c.call("resend", resendParams{Peer: pos[0], ID: pos[1]}, &r); err != nil {
+		return err
+	}
+	return e.output(r, func() { fmt.Fprintf(e.stdout, "%s %s\n", r.ID, r.State) })
 }
 
 func cmdVerify(e *env, args []string) error {
