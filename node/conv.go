@@ -138,7 +138,7 @@ type batchState struct {
 	sent       bool // envelopes were queued for the peer
 	events     bool
 	keyChange  bool // raised once per batch
-	newContact bool // the peer became a contact request in this batch
+	newContact bool // the peer became a contact in this batch
 	requested  bool // and its event was raised
 }
 
@@ -209,6 +209,10 @@ func (c *conv) process(batch []*op) {
 	}
 	if err == nil && st.sent {
 		c.n.kick(c.peer)
+	}
+	if err == nil && st.newContact {
+		// Its connection may predate it: report its path from now on.
+		c.n.spawn(func() { c.n.pathChanged(c.peer) })
 	}
 }
 
@@ -308,7 +312,7 @@ func (c *conv) accept(tx *db.Tx, st *batchState, now time.Time) error {
 	}
 	if !st.hasContact {
 		st.contact = db.Contact{PeerID: c.key}
-		st.hasContact = true
+		st.hasContact, st.newContact = true, true
 	}
 	st.contact.State = db.ContactAccepted
 	return tx.PutContact(st.contact, now)
