@@ -130,7 +130,8 @@ func (n *Node) relayAddrs() []string {
 // ever. They are dialled again through the relay when next needed, and
 // then upgraded.
 func (n *Node) upgradeWhenPunchingReady() {
-	t := time.NewTicker(250 * time.Millisecond)
+	const poll = 50 * time.Millisecond
+	t := time.NewTicker(poll)
 	defer t.Stop()
 	for !slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol) {
 		select {
@@ -139,10 +140,14 @@ func (n *Node) upgradeWhenPunchingReady() {
 			return
 		}
 	}
-	for _, p := range n.host.Network().Peers() {
-		if n.Path(p) == PathRelayed {
-			n.log.Debug("relayed connection dropped, to be upgraded", "peer", p.String())
-			n.host.Network().ClosePeer(p)
+	// Only connections certainly older than the service: one that came
+	// in the last poll interval may already have been seen by it.
+	before := time.Now().Add(-poll)
+	for _, c := range n.host.Network().Conns() {
+		if (c.Stat().Limited || isCircuit(c.RemoteMultiaddr())) && c.Stat().Opened.Before(before) &&
+			n.Path(c.RemotePeer()) == PathRelayed {
+			n.log.Debug("relayed connection dropped, to be upgraded", "peer", c.RemotePeer().String())
+			c.Close()
 		}
 	}
 }
