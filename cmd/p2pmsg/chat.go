@@ -53,17 +53,6 @@ func cmdChat(e *env, args []string) error {
 	return err
 }
 
-// call makes one request on its own connection: the chat screen's
-// commands run concurrently.
-func call(dir, method string, params, out any) error {
-	c, err := dial(dir)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	return c.call(method, params, out)
-}
-
 type (
 	contactsMsg []contactEntry
 	historyMsg  struct {

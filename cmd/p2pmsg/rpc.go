@@ -326,6 +326,17 @@ func dial(dir string) (*rpcClient, error) {
 
 func (c *rpcClient) close() { c.c.Close() }
 
+// call makes one request on a connection of its own (the chat screen's
+// requests run concurrently; a verb makes one).
+func call(dir, method string, params, out any) error {
+	c, err := dial(dir)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return c.call(method, params, out)
+}
+
 // call sends a request and decodes its result into out; an error answer
 // becomes a cliError with the exit code the daemon gave.
 func (c *rpcClient) call(method string, params, out any) error {

@@ -117,13 +117,8 @@ func cmdSend(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(e.data)
-	if err != nil {
-		return err
-	}
-	defer c.close()
 	var r sendResult
-	err = c.call("send", sendParams{Peer: pos[0], Text: pos[1], Wait: *wait, Timeout: timeout.String()}, &r)
+	err = call(e.data, "send", sendParams{Peer: pos[0], Text: pos[1], Wait: *wait, Timeout: timeout.String()}, &r)
 	if err != nil && r.ID != "" && e.json {
 		e.output(r, nil) // a timeout or failure still names the message
 	}
@@ -307,13 +302,8 @@ func cmdContacts(e *env, args []string) error {
 
 // peerCall runs a method on one peer through the daemon.
 func peerCall(e *env, method string, p peerParams) error {
-	c, err := dial(e.data)
-	if err != nil {
-		return err
-	}
-	defer c.close()
 	var r map[string]string
-	if err := c.call(method, p, &r); err != nil {
+	if err := call(e.data, method, p, &r); err != nil {
 		return err
 	}
 	return e.output(r, func() { fmt.Fprintf(e.stdout, "%s: %s\n", method, r["peer_id"]) })
@@ -338,13 +328,8 @@ func cmdResend(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(e.data)
-	if err != nil {
-		return err
-	}
-	defer c.close()
 	var r sendResult
-	if err := c.call("resend", resendParams{Peer: pos[0], ID: pos[1]}, &r); err != nil {
+	if err := call(e.data, "resend", resendParams{Peer: pos[0], ID: pos[1]}, &r); err != nil {
 		return err
 	}
 	return e.output(r, func() { fmt.Fprintf(e.stdout, "%s %s\n", r.ID, r.State) })
@@ -356,13 +341,8 @@ func cmdVerify(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(e.data)
-	if err != nil {
-		return err
-	}
-	defer c.close()
 	var r map[string]string
-	if err := c.call("verify", peerParams{Peer: pos[0]}, &r); err != nil {
+	if err := call(e.data, "verify", peerParams{Peer: pos[0]}, &r); err != nil {
 		return err
 	}
 	return e.output(r, func() {
@@ -381,13 +361,8 @@ func cmdStatus(e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, "p2pmsg status [--json]"); err != nil {
 		return err
 	}
-	c, err := dial(e.data)
-	if err != nil {
-		return err
-	}
-	defer c.close()
 	var st node.Status
-	if err := c.call("status", nil, &st); err != nil {
+	if err := call(e.data, "status", nil, &st); err != nil {
 		return err
 	}
 	return e.output(st, func() {
