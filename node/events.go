@@ -32,28 +32,26 @@ const (
 // Event is an entry of the node's event log. IDs grow monotonically and
 // survive restarts: a client resumes with Subscribe(ctx, lastSeenID).
 type Event struct {
-	ID        int64     `json:"id"`
-	Kind      EventKind `json:"kind"`
-	Time      time.Time `json:"time"`
-	Peer      string    `json:"peer,omitempty"`
-	MessageID string    `json:"message_id,omitempty"`
-	Direction string    `json:"direction,omitempty"`
-	State     string    `json:"state,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Connected *bool     `json:"connected,omitempty"`
-	Path      string    `json:"path,omitempty"` // connectivity: direct, hole-punched, relayed, offline
+	ID   int64     `json:"id"`
+	Kind EventKind `json:"kind"`
+	Time time.Time `json:"time"`
+	EventData
 }
 
-// payload is what the events table holds; id, kind and time have columns.
-type payload struct {
+// EventData is what an event says beyond its id, kind and time; the
+// events table holds it as JSON.
+type EventData struct {
 	Peer      string `json:"peer,omitempty"`
 	MessageID string `json:"message_id,omitempty"`
 	Direction string `json:"direction,omitempty"`
 	State     string `json:"state,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	Connected *bool  `json:"connected,omitempty"`
-	Path      string `json:"path,omitempty"`
+	Path      string `json:"path,omitempty"` // connectivity: direct, hole-punched, relayed, offline
 }
+
+// payload is the name the writers inside node use.
+type payload = EventData
 
 func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
 	b, err := json.Marshal(p)
@@ -67,12 +65,11 @@ func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
 func msgIDString(id [16]byte) string { return hex.EncodeToString(id[:]) }
 
 func decodeEvent(e db.Event) Event {
-	var p payload
+	ev := Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time}
 	// A payload that does not decode still yields its id, kind and time:
 	// a client must be able to step over it.
-	_ = json.Unmarshal(e.Payload, &p)
-	return Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time, Peer: p.Peer, MessageID: p.MessageID,
-		Direction: p.Direction, State: p.State, Reason: p.Reason, Connected: p.Connected, Path: p.Path}
+	_ = json.Unmarshal(e.Payload, &ev.EventData)
+	return ev
 }
 
 // notifyEvents wakes the subscribers after a commit that appended events.

@@ -276,23 +276,30 @@ func natArgs(transport, relay string, public []string) []string {
 	return args
 }
 
+// natedPair builds the lab (symmetricB: B's NAT is symmetric) with a
+// relay, the public nodes and a daemon behind each NAT, and waits until
+// both can hole-punch: DCUtR must be up before a relayed connection
+// arrives (go-libp2p starts it once a public address is known).
+func natedPair(t *testing.T, transport string, symmetricB bool) (dir string, relay *exec.Cmd, a, b idResult) {
+	l := newLab(t, symmetricB)
+	dir = t.TempDir()
+	relay, r := l.daemon("relay", dir+"/relay", append(relayListen(transport), "--relay")...)
+	boot := r.Addrs[0]
+	nat := natArgs(transport, boot, l.publicNodes(dir, transport, boot))
+	_, a = l.daemon("ha", dir+"/a", nat...)
+	_, b = l.daemon("hb", dir+"/b", nat...)
+	waitHolePunching(t, dir+"/a")
+	waitHolePunching(t, dir+"/b")
+	return dir, relay, a, b
+}
+
 // Case 1: the NATed nodes meet through the relay, the connection is
 // upgraded to a direct one (hole punching), and messages flow both ways,
 // also after the relay is gone.
 func TestNATLabHolePunch(t *testing.T) {
 	for _, transport := range []string{"tcp", "quic"} {
 		t.Run(transport, func(t *testing.T) {
-			l := newLab(t, false)
-			dir := t.TempDir()
-			relay, r := l.daemon("relay", dir+"/relay", append(relayListen(transport), "--relay")...)
-			boot := r.Addrs[0]
-			nat := natArgs(transport, boot, l.publicNodes(dir, transport, boot))
-			_, a := l.daemon("ha", dir+"/a", nat...)
-			_, b := l.daemon("hb", dir+"/b", nat...)
-			// DCUtR must be up before the relayed connection arrives
-			// (go-libp2p starts it once a public address is known).
-			waitHolePunching(t, dir+"/a")
-			waitHolePunching(t, dir+"/b")
+			dir, relay, a, b := natedPair(t, transport, false)
 			t0 := time.Now()
 			first := sendWait(t, dir+"/a", b.PeerID, "hello through the NATs")
 			t.Logf("%s: first message delivered %v after both nodes were up (send took %v)", transport, time.Since(t0).Round(time.Millisecond), first.Round(time.Millisecond))
@@ -352,15 +359,7 @@ func TestNATLabHolePunch(t *testing.T) {
 func TestNATLabSymmetric(t *testing.T) {
 	for _, transport := range []string{"tcp", "quic"} {
 		t.Run(transport, func(t *testing.T) {
-			l := newLab(t, true)
-			dir := t.TempDir()
-			_, r := l.daemon("relay", dir+"/relay", append(relayListen(transport), "--relay")...)
-			boot := r.Addrs[0]
-			nat := natArgs(transport, boot, l.publicNodes(dir, transport, boot))
-			_, a := l.daemon("ha", dir+"/a", nat...)
-			_, b := l.daemon("hb", dir+"/b", nat...)
-			waitHolePunching(t, dir+"/a")
-			waitHolePunching(t, dir+"/b")
+			dir, _, a, b := natedPair(t, transport, true)
 			t0 := time.Now()
 			sendWait(t, dir+"/a", b.PeerID, "hello, symmetric B")
 			t.Logf("%s: first message through the relay delivered %v after both nodes were up", transport, time.Since(t0).Round(time.Millisecond))
