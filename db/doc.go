@@ -1,7 +1,8 @@
 // Package db is the SQLite store of a p2pmsg node: identity, prekeys,
 // replay records, contacts, sessions, the outbox, message history and the
-// event log, in one file (DESIGN §7). It stores rows and opaque blobs; it
-// knows nothing of the cryptography that makes them.
+// event log, in one file (docs/design.md §7.4 has the tables). It stores
+// rows and opaque blobs; it knows nothing of the cryptography that makes
+// them.
 //
 // # Guarantees
 //

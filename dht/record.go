@@ -1,6 +1,7 @@
 // Package dht keeps p2pmsg's prekey bundles in a private Kademlia DHT
-// (/p2pmsg/kad/1.0.0, DESIGN §4): the record key scheme and the validator
-// that every node runs on the records it is asked to store or returns.
+// (/p2pmsg/kad/1.0.0, docs/design.md §4): the record key scheme and the
+// validator that every node runs on the records it is asked to store or
+// returns.
 //
 // A record lives under /p2pmsg-bundle/<binary peer ID>. Its value is an
 // e2e bundle. A node accepts it only if the peer ID names an Ed25519 key,

@@ -9,7 +9,8 @@ import (
 )
 
 const (
-	// MaxBundleSize is the hard limit on an encoded bundle (DESIGN §4).
+	// MaxBundleSize is the hard limit on an encoded bundle; the DHT
+	// validator refuses larger records (docs/design.md §4).
 	MaxBundleSize = 8 << 10
 	// MaxBundleLifetime is how far ahead a bundle may expire.
 	MaxBundleLifetime = 14 * 24 * time.Hour

@@ -1,6 +1,8 @@
 // Package e2e is the cryptographic core of p2pmsg: identities, signed
-// prekey bundles, the PQXDH handshake (X3DH with ML-KEM-768, as Signal's
-// PQXDH) and the Double Ratchet with header encryption.
+// prekey bundles, the handshake (Signal's [PQXDH]: [X3DH] made hybrid with
+// ML-KEM-768, [FIPS 203]) and the [Double Ratchet] with header encryption.
+// This comment is the specification of what the package puts on the wire;
+// docs/design.md places it in the whole system.
 //
 // It is pure: standard library and golang.org/x/crypto only, no I/O, no
 // goroutines, no clock (times are parameters). It works on values that the
@@ -12,14 +14,21 @@
 //
 // An [Identity] is an Ed25519 key (the libp2p peer key; the peer ID is the
 // address) and an X25519 identity DH key that the Ed25519 key certifies by
-// signing "p2pmsg/v1/ikdh" || IKdh. Go has no XEdDSA; a certified second key
-// is the simple, standard alternative. Prekeys: a [SignedPrekey] (X25519,
+// signing "p2pmsg/v1/ikdh" || IKdh. Go has no XEdDSA, with which [X3DH]
+// signs using the X25519 identity key itself; a certified second key is
+// the simple, standard alternative. Prekeys: a [SignedPrekey] (X25519,
 // rotated weekly), a last-resort [PQPrekey] (ML-KEM-768), and one-time
-// X25519 and ML-KEM-768 prekeys, handed out once by their owner.
+// X25519 and ML-KEM-768 prekeys, handed out once by their owner. X25519
+// keys go through crypto/ecdh, ML-KEM-768 keys through crypto/mlkem.
 //
 // Every function that draws randomness has a deterministic twin that takes
-// it as input (NewIdentity / NewIdentityFromSeeds, Initiate / InitiateWith,
-// Encrypt / EncryptWith, ...), so that known-answer tests pin every output.
+// it as input (NewIdentity / NewIdentityFromSeeds, NewSignedPrekey /
+// NewSignedPrekeyFromKey, NewOneTimePrekey / NewOneTimePrekeyFromKey,
+// NewPQPrekey / NewPQPrekeyFromSeed, Encrypt / EncryptWith), so that
+// known-answer tests pin every output. The twin of [Initiate] must fix the
+// ML-KEM encapsulation randomness, which only crypto/mlkem/mlkemtest can
+// do, and Go provides that package for known-answer tests only: that twin
+// is part of the package's tests, never of a binary.
 //
 // # Handshake
 //
@@ -44,7 +53,8 @@
 //
 // # Ratchet
 //
-// The Double Ratchet of the Signal specification with header encryption:
+// The [Double Ratchet] of the Signal specification, in its variant with
+// header encryption:
 //
 //	KDF_RK(rk, dh) = HKDF-SHA256(salt = rk, dh, "p2pmsg/v1/root", 96) -> rk, ck, nhk
 //	KDF_CK(ck):  mk = HMAC-SHA256(ck, 0x01), next ck = HMAC-SHA256(ck, 0x02)
@@ -58,8 +68,8 @@
 // forged body fails the header check, before the receiver derives a single
 // chain key for it (the body is sealed first). Nonces are random and carried
 // in the envelope: a session rolled back by a crash never reuses a
-// key/nonce pair. The header key is reused along a chain, hence the 192-bit
-// nonce.
+// key/nonce pair. The header key is reused along a chain, hence
+// XChaCha20-Poly1305 ([XChaCha20]) and its 192-bit random nonce.
 //
 // The sending half of a DH ratchet step (a fresh ratchet key, KDF_RK) runs
 // at the next Encrypt rather than on receipt; the key schedule is the
@@ -116,11 +126,73 @@
 //
 // The session state encoding is documented in state.go.
 //
+// # Safety numbers
+//
+// [SafetyNumber] is Signal's numeric fingerprint (version 0 of its
+// NumericFingerprintGenerator) computed over our keys. For each of the two
+// identities, with IK its 32-byte Ed25519 public key and id its binary
+// libp2p peer ID ([PeerIDBytes]: the 38 bytes 0x00 0x24 0x08 0x01 0x12 0x20
+// || IK, an identity multihash of the protobuf-encoded public key):
+//
+//	h = 0x00 0x00 || IK || id            the version, 0, as two bytes
+//	5200 times: h = SHA-512(h || IK)
+//	for i = 0 .. 5: c_i = the 5 bytes h[5i : 5i+5] as a big-endian integer, mod 100000
+//	half = c_0 || ... || c_5, each written as 5 decimal digits with leading zeros
+//
+// Each half is 30 digits, from the first 30 of the 64 bytes of h. The
+// safety number is the two halves concatenated, the one that sorts first
+// as a string (byte order; for digit strings of one length, numeric
+// order) first, so both users see the same 60 digits. [FormatSafetyNumber]
+// writes it as 12 groups of 5 digits separated by single spaces. Signal's
+// keys carry a type byte (0x05) and its identifier is its own; ours are
+// the raw Ed25519 key and the peer ID, so the numbers are not Signal's.
+// The known-answer tests pin one.
+//
+// # Compatibility
+//
+// Envelopes, bundles, session states and identities start with a version
+// byte; this version of the package writes and reads version 1 of each. It
+// refuses any other version, and any flag bit or envelope kind it does not
+// know, with an error and before any cryptography: it never guesses at a
+// newer format. What a node (package node) does with what it refuses:
+//
+//   - Envelope, version 1 (kinds 1 and 2): another version or kind is
+//     [ErrMalformed]. The node stores nothing, answers the frame "rejected:
+//     malformed", and the sender marks the message failed.
+//   - Bundle, version 1: another version or an unknown flag is
+//     [ErrBundleMalformed]. The DHT validator refuses such a record, a
+//     bundle fetched from its owner is refused, and a first message to
+//     that peer cannot start a session: Send fails, nothing is queued.
+//   - Session state, version 1 ([Session.UnmarshalBinary]): another
+//     version or an unknown flag is [ErrMalformed]. The node keeps a
+//     peer's sessions in a record of its own, also of version 1; a record
+//     it cannot read is logged and replaced by an empty one, so the
+//     sessions with that peer are lost and both sides start a new session
+//     from a fresh bundle (the peer's next envelope is answered "rejected:
+//     no session", which makes it drop its sessions too).
+//   - Identity, version 1 ([Identity.UnmarshalBinary]): another version
+//     is [ErrMalformed], and the node does not start. Prekeys are stored
+//     without a version byte, in fixed sizes.
+//   - Content: the plaintext inside an envelope is the node's
+//     (node/wire.go): a version byte, 1, the sender's clock as 8 bytes big
+//     endian (unix milliseconds) and the UTF-8 text. Content of another
+//     version, or shorter than 9 bytes, still comes in an authenticated
+//     envelope: the node stores the message with a placeholder text saying
+//     that this version cannot show it, acknowledges it "stored", and the
+//     sender sees it delivered. The original bytes are not kept, so a later
+//     update does not bring the message back.
+//
+// The protocols are /p2pmsg/kad/1.0.0, /p2pmsg/msg/1.0.0 and
+// /p2pmsg/bundle/1.0.0; a node speaks those versions only.
+//
 // # What the caller must do
 //
 //   - Save the session after every Encrypt and successful Decrypt, in the
 //     transaction that stores the message; if that transaction fails, load
 //     the session again rather than keep the in-memory one, which is ahead.
+//     The saved state holds every secret of the session: store it sealed
+//     (package db seals it with XChaCha20-Poly1305 under a key derived from
+//     the user's passphrase with Argon2id, [RFC 9106]).
 //   - Check that a bundle's Identity is the peer it was fetched for, and
 //     refuse one-time prekeys in bundles from the DHT (they belong only in
 //     bundles fetched from their owner).
@@ -148,5 +220,13 @@
 //   - Identity keys are compared in constant time; secret-holding types
 //     print only public parts.
 //   - The safety number ([SafetyNumber]) lets two users check that neither
-//     identity was substituted.
+//     identity was substituted. It covers the Ed25519 identity keys; the
+//     X25519 identity key is bound to them by its certificate.
+//
+// [X3DH]: https://signal.org/docs/specifications/x3dh/
+// [PQXDH]: https://signal.org/docs/specifications/pqxdh/
+// [Double Ratchet]: https://signal.org/docs/specifications/doubleratchet/
+// [FIPS 203]: https://csrc.nist.gov/pubs/fips/203/final
+// [RFC 9106]: https://www.rfc-editor.org/rfc/rfc9106
+// [XChaCha20]: https://datatracker.ietf.org/doc/html/draft-irtf-cfrg-xchacha
 package e2e

@@ -27,8 +27,8 @@ const (
 	// PrekeyOverhead is what a prekey envelope adds to its plaintext.
 	PrekeyOverhead = MessageOverhead + prekeyBlockSize
 
-	// MaxEnvelopeSize is the hard limit on an envelope (DESIGN §7: frames
-	// carry at most 64 KiB of ciphertext).
+	// MaxEnvelopeSize is the hard limit on an envelope, and so on a frame
+	// of /p2pmsg/msg/1.0.0, which carries one (docs/design.md §7).
 	MaxEnvelopeSize = 64 << 10
 	// MaxPlaintextSize is the largest plaintext that Encrypt accepts: its
 	// envelope fits MaxEnvelopeSize even as a prekey message.

@@ -10,8 +10,9 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// The primitives of DESIGN §5 and §6. Each function is a straight call into
-// the standard library or x/crypto, so that BenchmarkFloor can be built from
+// The primitives of the key schedule (the package documentation, sections
+// Handshake and Ratchet). Each function is a straight call into the
+// standard library or x/crypto, so that BenchmarkFloor can be built from
 // exactly the same calls.
 
 const (

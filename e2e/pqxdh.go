@@ -5,12 +5,10 @@ import (
 	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/mlkem"
-	"crypto/mlkem/mlkemtest"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -29,11 +27,16 @@ var filler = [32]byte{
 	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 }
 
+// encapsulator is ML-KEM-768 encapsulation: Initiate passes crypto/mlkem's
+// randomised Encapsulate; the known-answer tests pass a deterministic one
+// (initiate_test.go), which only crypto/mlkem/mlkemtest provides, so that
+// it stays out of every binary.
 type encapsulator func(*mlkem.EncapsulationKey768) (ss, ct []byte, err error)
 
-// Initiate starts a session with the owner of a verified bundle (PQXDH,
-// DESIGN §5), using the bundle's one-time prekeys when it has them. Every
-// envelope the session encrypts is a prekey message until the peer answers.
+// Initiate starts a session with the owner of a verified bundle (PQXDH, as
+// the package documentation gives it), using the bundle's one-time prekeys
+// when it has them. Every envelope the session encrypts is a prekey message
+// until the peer answers.
 func Initiate(self *Identity, b *Bundle) (*Session, error) {
 	var ek [32]byte
 	rand.Read(ek[:])
@@ -41,23 +44,6 @@ func Initiate(self *Identity, b *Bundle) (*Session, error) {
 	return initiate(self, b, &ek, func(k *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 		ss, ct := k.Encapsulate()
 		return ss, ct, nil
-	})
-}
-
-// InitiatorRandom is the randomness that Initiate draws.
-type InitiatorRandom struct {
-	Ephemeral [32]byte // EK_A, an X25519 private key
-	KEM       [32]byte // ML-KEM-768 encapsulation randomness (FIPS 203 m)
-}
-
-// Format keeps the ephemeral key out of logs.
-func (r InitiatorRandom) Format(f fmt.State, _ rune) { fmt.Fprint(f, "e2e.InitiatorRandom{}") }
-
-// InitiateWith is the deterministic twin of Initiate, for known-answer
-// tests only: it encapsulates with crypto/mlkem/mlkemtest.
-func InitiateWith(self *Identity, b *Bundle, r *InitiatorRandom) (*Session, error) {
-	return initiate(self, b, &r.Ephemeral, func(k *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
-		return mlkemtest.Encapsulate768(k, r.KEM[:])
 	})
 }
 

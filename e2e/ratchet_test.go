@@ -10,7 +10,12 @@ import (
 	"time"
 )
 
-// Acceptance item 1: the original validation list, one test each.
+// The basic properties of the protocol, one test each: both sides derive
+// the same secrets, messages round-trip in both directions, equal
+// plaintexts never give equal ciphertexts, old keys read neither earlier
+// nor later messages (forward secrecy, post-compromise security), messages
+// decrypt in any order, and every single-bit change to a normal or a
+// prekey envelope is rejected without changing the session.
 
 func TestX25519ExchangeGivesBothSidesTheSameSecret(t *testing.T) {
 	a := mustX25519(bytes.Repeat([]byte{1}, 32))
@@ -243,7 +248,16 @@ func flipAll(t *testing.T, env []byte, f func([]byte)) {
 	}
 }
 
-// Acceptance item 2.
+// What a hostile network or peer can try, and what must hold against it:
+// replays and forgeries are rejected and leave the session as it was;
+// counter jumps past MaxSkip and captured headers on forged bodies are
+// rejected before any chain key is derived; a session survives being saved
+// and loaded at any point; initial messages cannot be replayed nor
+// one-time prekeys reused; prekey messages reach their own session; bad
+// bundles and low-order points are refused; safety numbers agree on both
+// sides; the skipped-key limits and expiry hold, idle sessions included;
+// counters cannot wrap; nothing prints a secret; identities and prekeys
+// survive storage.
 
 func TestReplayedMessageIsRejected(t *testing.T) {
 	alice, bob := established(t)

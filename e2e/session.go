@@ -8,9 +8,12 @@ import (
 	"time"
 )
 
-// Limits on skipped message keys (DESIGN §6). MaxSkippedChains is ours:
-// each chain with stored keys costs one header trial per unknown message,
-// so bounding chains bounds the cost of rejecting a forgery.
+// Limits on skipped message keys (docs/design.md §6). MaxSkip bounds the
+// keys that one message can make the receiver derive; MaxSkippedKeys and
+// SkippedKeyMaxAge bound what a session stores. MaxSkippedChains goes
+// beyond the Signal specification: each chain with stored keys costs one
+// header trial per unknown message, so bounding chains bounds the cost of
+// rejecting a forgery (docs/e2e-decisions.md, 1).
 const (
 	MaxSkip          = 1000
 	MaxSkippedKeys   = 2000
