@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
+
+// ErrNameTaken: another contact has the name already.
+var ErrNameTaken = errors.New("db: another contact has that name")
 
 // ContactState says whether the user has accepted a contact; a stranger's
 // first message makes a contact request.
@@ -24,6 +29,7 @@ type Contact struct {
 	State       ContactState
 	Verified    bool // the safety number was compared
 	Blocked     bool
+	KeyChanged  bool // it presented another identity key; waits for the user's trust
 	Created     time.Time
 	Updated     time.Time
 }
@@ -33,11 +39,16 @@ func (t *Tx) PutContact(c Contact, now time.Time) error {
 	if c.State == "" {
 		c.State = ContactRequest
 	}
-	_, err := t.exec(`INSERT INTO contacts (peer_id, name, identity_key, state, verified, blocked, created, updated)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.exec(`INSERT INTO contacts (peer_id, name, identity_key, state, verified, blocked, key_changed, created, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, identity_key = excluded.identity_key,
-			state = excluded.state, verified = excluded.verified, blocked = excluded.blocked, updated = excluded.updated`,
-		c.PeerID, c.Name, c.IdentityKey, string(c.State), c.Verified, c.Blocked, millis(now), millis(now))
+			state = excluded.state, verified = excluded.verified, blocked = excluded.blocked,
+			key_changed = excluded.key_changed, updated = excluded.updated`,
+		c.PeerID, c.Name, c.IdentityKey, string(c.State), c.Verified, c.Blocked, c.KeyChanged, millis(now), millis(now))
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+		return fmt.Errorf("contact %s: %w: %q", c.PeerID, ErrNameTaken, c.Name)
+	}
 	return t.s.classify("put contact", err)
 }
 
@@ -53,13 +64,13 @@ func (t *Tx) EnsureContact(peer string, now time.Time) (added bool, err error) {
 	return n == 1, err
 }
 
-const contactColumns = "peer_id, name, identity_key, state, verified, blocked, created, updated"
+const contactColumns = "peer_id, name, identity_key, state, verified, blocked, key_changed, created, updated"
 
 func scanContact(sc interface{ Scan(...any) error }) (Contact, error) {
 	var c Contact
 	var state string
 	var created, updated int64
-	err := sc.Scan(&c.PeerID, &c.Name, &c.IdentityKey, &state, &c.Verified, &c.Blocked, &created, &updated)
+	err := sc.Scan(&c.PeerID, &c.Name, &c.IdentityKey, &state, &c.Verified, &c.Blocked, &c.KeyChanged, &created, &updated)
 	c.State, c.Created, c.Updated = ContactState(state), fromMillis(created), fromMillis(updated)
 	return c, err
 }
@@ -98,6 +109,33 @@ func (r *ReadTx) Contacts() ([]Contact, error) {
 		out = append(out, c)
 	}
 	return out, r.s.classify("contacts", rows.Err())
+}
+
+// DeleteContact deletes a contact with everything kept for it: its
+// session, its history (and so its outbox) and its place in the search
+// index. Messages have no cascade from contacts on purpose: only this
+// deliberate call removes history. It reports whether the contact existed.
+func (t *Tx) DeleteContact(peer string) (bool, error) {
+	for _, q := range []string{
+		"DELETE FROM sessions WHERE peer_id = ?",
+		"DELETE FROM outbox WHERE peer_id = ?",
+		"DELETE FROM messages WHERE peer_id = ?",
+	} {
+		if _, err := t.exec(q, peer); err != nil {
+			return false, t.s.classify("delete contact", err)
+		}
+	}
+	res, err := t.exec("DELETE FROM contacts WHERE peer_id = ?", peer)
+	if err != nil {
+		return false, t.s.classify("delete contact", err)
+	}
+	// Rowids of deleted messages may be handed out again: the index must
+	// not believe it already holds them (see migration 0002).
+	if _, err := t.exec(`UPDATE fts_state SET indexed = min(indexed, (SELECT coalesce(max(seq), 0) FROM messages))`); err != nil {
+		return false, t.s.classify("delete contact", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // PutSetting stores a setting.

@@ -192,6 +192,22 @@ func (r *ReadTx) History(peer string, before Cursor, limit int) ([]Message, erro
 	return out, nil
 }
 
+// HistoryAfter returns up to limit messages of the conversation with peer
+// that come after the cursor, oldest first. Page forward with the cursor
+// of the last message returned.
+func (r *ReadTx) HistoryAfter(peer string, after Cursor, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("db: history: limit %d is not positive", limit)
+	}
+	rows, err := r.q.Query("SELECT "+messageColumns+` FROM messages WHERE peer_id = ? AND (time, seq) > (?, ?)
+		ORDER BY time, seq LIMIT ?`, peer, millis(after.Time), after.Seq, limit)
+	if err != nil {
+		return nil, r.s.classify("history", err)
+	}
+	out, err := collectMessages(rows)
+	return out, r.s.classify("history", err)
+}
+
 func collectMessages(rows *sql.Rows) ([]Message, error) {
 	defer rows.Close()
 	var out []Message

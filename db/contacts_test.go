@@ -1,0 +1,152 @@
+package db
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// History pages forward as well as back: walking a conversation with
+// HistoryAfter from the zero cursor meets every message once, in order.
+func TestHistoryPagesForwardWithoutGapOrRepeat(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	update(t, s, func(tx *Tx) error {
+		tx.EnsureContact("a", t0)
+		for i := range 25 {
+			// Equal times for pairs: the seq breaks the tie.
+			at := t0.Add(time.Duration(i/2) * time.Second)
+			if _, err := tx.InsertMessage(Message{ID: msgID(i), Peer: "a", Direction: Outgoing, Body: fmt.Sprint(i), State: Queued, Sent: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(r *ReadTx) error {
+		var got []string
+		for c := (Cursor{}); ; {
+			page, err := r.HistoryAfter("a", c, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, m := range page {
+				got = append(got, m.Body)
+			}
+			c = CursorOf(page[len(page)-1])
+		}
+		if fmt.Sprint(got) != fmt.Sprint(seq(25)) {
+			t.Fatalf("forward walk: %v", got)
+		}
+		return nil
+	})
+}
+
+func seq(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(i)
+	}
+	return out
+}
+
+// DeleteContact removes the contact, its session, its history, its
+// outbox and its search entries, and leaves other conversations alone;
+// messages stored afterwards are indexed again (rowids may be reused).
+func TestDeleteContactRemovesItsHistory(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	update(t, s, func(tx *Tx) error {
+		for _, p := range []string{"a", "b"} {
+			tx.EnsureContact(p, t0)
+			if err := tx.PutSession(p, []byte("state"), t0); err != nil {
+				return err
+			}
+		}
+		// a's messages take the highest rowids.
+		for i := range 10 {
+			peer := "b"
+			if i >= 5 {
+				peer = "a"
+			}
+			if _, err := tx.InsertMessage(Message{ID: msgID(i), Peer: peer, Direction: Outgoing, Body: "walrus " + peer, State: Queued, Sent: t0}); err != nil {
+				return err
+			}
+			if err := tx.Enqueue(OutboxEntry{MessageID: msgID(i), Peer: peer, Envelope: []byte{1}, NextAttempt: t0, Created: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, s, func(tx *Tx) error {
+		if ok, err := tx.DeleteContact("a"); !ok || err != nil {
+			t.Fatalf("delete: %v %v", ok, err)
+		}
+		if ok, err := tx.DeleteContact("a"); ok || err != nil {
+			t.Fatalf("second delete: %v %v", ok, err)
+		}
+		return nil
+	})
+	view(t, s, func(r *ReadTx) error {
+		if _, err := r.Contact("a"); err == nil {
+			t.Error("contact kept")
+		}
+		if _, err := r.Session("a"); err == nil {
+			t.Error("session kept")
+		}
+		if h, _ := r.History("a", Cursor{}, 100); len(h) != 0 {
+			t.Errorf("history kept: %d", len(h))
+		}
+		if o, _ := r.OutboxFor("a"); len(o) != 0 {
+			t.Errorf("outbox kept: %d", len(o))
+		}
+		if f, _ := r.Search("walrus", 100); len(f) != 5 || f[0].Peer != "b" {
+			t.Errorf("search after delete: %v", f)
+		}
+		if h, _ := r.History("b", Cursor{}, 100); len(h) != 5 {
+			t.Errorf("b's history: %d", len(h))
+		}
+		if _, err := r.Session("b"); err != nil {
+			t.Errorf("b's session: %v", err)
+		}
+		return nil
+	})
+	update(t, s, func(tx *Tx) error {
+		tx.EnsureContact("a", t0)
+		_, err := tx.InsertMessage(Message{ID: msgID(20), Peer: "a", Direction: Outgoing, Body: "narwhal", State: Queued, Sent: t0})
+		return err
+	})
+	view(t, s, func(r *ReadTx) error {
+		if f, err := r.Search("narwhal", 10); err != nil || len(f) != 1 {
+			t.Errorf("a message stored after the delete is not found: %v %v", f, err)
+		}
+		return nil
+	})
+}
+
+// Names are unique: a second contact cannot take a name in use, and
+// an empty name is no name.
+func TestContactNamesAreUnique(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	update(t, s, func(tx *Tx) error {
+		if err := tx.PutContact(Contact{PeerID: "a", Name: "bob"}, t0); err != nil {
+			return err
+		}
+		if err := tx.PutContact(Contact{PeerID: "b", Name: "bob"}, t0); !errors.Is(err, ErrNameTaken) {
+			t.Fatalf("duplicate name: %v", err)
+		}
+		for _, p := range []string{"c", "d"} {
+			if err := tx.PutContact(Contact{PeerID: p}, t0); err != nil {
+				t.Fatalf("unnamed %s: %v", p, err)
+			}
+		}
+		return tx.PutContact(Contact{PeerID: "a", Name: "bob", KeyChanged: true}, t0)
+	})
+	view(t, s, func(r *ReadTx) error {
+		if c, err := r.Contact("a"); err != nil || !c.KeyChanged || c.Name != "bob" {
+			t.Fatalf("a: %+v %v", c, err)
+		}
+		return nil
+	})
+}
