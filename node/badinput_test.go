@@ -98,24 +98,24 @@ func fetchRawBundle(t testing.TB, h host.Host, n *Node) *e2e.Bundle {
 // badInputSetup: a and b have talked; a's first envelope to b is kept, as
 // it went over the wire, for replays.
 func badInputSetup(t *testing.T) (a, b *Node, first []byte) {
-	// Keep a copy of each envelope as it goes on the wire.
+	// Keep a copy of each envelope of a's as it goes on the wire.
 	var mu sync.Mutex
 	wire := map[e2e.MessageID][]byte{}
-	testTap = func(id e2e.MessageID, env []byte) {
+	boot := startNode(t, t.TempDir())
+	acfg := testConfig(t.TempDir(), boot.AddrInfo())
+	acfg.tap = func(id e2e.MessageID, env []byte) {
 		mu.Lock()
 		wire[id] = append([]byte(nil), env...)
 		mu.Unlock()
 	}
-	t.Cleanup(func() { testTap = nil }) // after the nodes closed
-	boot := startNode(t, t.TempDir())
-	a = startNode(t, t.TempDir(), boot.AddrInfo())
+	a = startConfig(t, acfg)
 	b = startNode(t, t.TempDir(), boot.AddrInfo())
 	id := send(t, a, b, "first")
 	waitFor(t, 10*time.Second, "first delivered", func() (bool, string) {
 		return count(history(t, a, b.ID()), db.Outgoing, db.Delivered) == 1, "not yet"
 	})
 	mu.Lock()
-	first = wire[id]
+	first = wire[e2e.MessageID(id)]
 	mu.Unlock()
 	if first == nil {
 		t.Fatal("no copy of the first envelope")
@@ -138,11 +138,11 @@ func assertConversationContinues(t *testing.T, a, b *Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(contacts) != 1 || contacts[0].PeerID != a.ID().String() {
+	if len(contacts) != 1 || contacts[0].PeerID != a.ID() {
 		t.Fatalf("b's contacts after the attack: %+v, want only a", contacts)
 	}
 	var n int
-	b.Store().View(func(r *db.ReadTx) error {
+	b.store.View(func(r *db.ReadTx) error {
 		ms, err := r.Search("first", 100)
 		n = len(ms)
 		return err

@@ -36,8 +36,8 @@ func BenchmarkSteadyMessaging(b *testing.B) {
 	last, _ := lastEvent(b, a)
 
 	var mu sync.Mutex
-	start := map[string]time.Time{}
-	events := a.Subscribe(ctx, last)
+	start := map[MessageID]time.Time{}
+	events := a.Watch(ctx, last, EventState)
 	b.ResetTimer()
 	t0 := time.Now()
 	var wg sync.WaitGroup
@@ -54,7 +54,7 @@ func BenchmarkSteadyMessaging(b *testing.B) {
 					return
 				}
 				mu.Lock()
-				start[msgIDString(id)] = s
+				start[id] = s
 				mu.Unlock()
 			}
 		}()
@@ -67,11 +67,11 @@ func BenchmarkSteadyMessaging(b *testing.B) {
 	}()
 	lat := make([]time.Duration, 0, b.N)
 	for len(lat) < b.N {
-		e, ok := <-events
-		if !ok {
-			b.Fatal("event stream ended")
+		e, err := events.Next()
+		if err != nil {
+			b.Fatal(err)
 		}
-		if e.Kind != EventState || e.State != string(db.Delivered) {
+		if e.State != Delivered {
 			continue
 		}
 		at := time.Now()
@@ -225,7 +225,7 @@ func waitDelivered(t testing.TB, n *Node, p peer.ID, want int) {
 
 func lastEvent(t testing.TB, n *Node) (int64, error) {
 	var id int64
-	err := n.Store().View(func(r *db.ReadTx) (err error) {
+	err := n.store.View(func(r *db.ReadTx) (err error) {
 		id, err = r.LastEventID()
 		return err
 	})

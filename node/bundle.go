@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -17,16 +17,10 @@ import (
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// One-time prekeys are handed out at most once per issueEvery to one peer
-// and issueBurst at once (issueRate a second on average) to all: peer IDs
-// cost nothing, so a per-peer limit alone would let anyone drain them.
-// Beyond the limits a fetch gets the bundle with the last-resort keys
-// only, as the DHT has it, served from memory without a write.
-const (
-	issueEvery = 10 * time.Second
-	issueBurst = 30
-	issueRate  = 0.5
-)
+// Bundles (docs/design.md §4): signing them, serving ours on
+// /p2pmsg/bundle/1.0.0 with one-time prekeys within the issuing limits
+// (limits.go; docs/node-decisions.md, 7), and fetching a peer's. Their
+// publication to the DHT is in publish.go.
 
 // tokenBucket is a rate limit: take succeeds while tokens are left;
 // tokens come back at rate per second, up to burst.
@@ -48,25 +42,32 @@ func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
 	return true
 }
 
+// issueOneTime reports whether p may get one-time prekeys now, and if so
+// counts them as given.
+func (n *Node) issueOneTime(p peer.ID, now time.Time) bool {
+	is := &n.issuing
+	is.Lock()
+	defer is.Unlock()
+	if now.Sub(is.last[p]) < issueEvery || !is.bucket.take(now, issueRate, issueBurst) {
+		return false
+	}
+	is.last[p] = now
+	if len(is.last) > maxIssueMemory {
+		for k, t := range is.last {
+			if now.Sub(t) >= issueEvery {
+				delete(is.last, k)
+			}
+		}
+	}
+	return true
+}
+
 // handleBundle serves /p2pmsg/bundle/1.0.0: our bundle, with one fresh
 // one-time prekey of each kind, each handed out once.
 func (n *Node) handleBundle(s network.Stream) {
 	defer s.Close()
-	p := s.Conn().RemotePeer()
 	now := time.Now()
-	n.mu.Lock()
-	oneTime := now.Sub(n.lastIssue[p]) >= issueEvery && n.issued.take(now, issueRate, issueBurst)
-	if oneTime {
-		n.lastIssue[p] = now
-		if len(n.lastIssue) > 4096 {
-			for k, t := range n.lastIssue {
-				if now.Sub(t) >= issueEvery {
-					delete(n.lastIssue, k)
-				}
-			}
-		}
-	}
-	n.mu.Unlock()
+	oneTime := n.issueOneTime(s.Conn().RemotePeer(), now)
 	b := n.cachedBundle(now)
 	if oneTime || b == nil {
 		err := n.store.Update(func(tx *db.Tx) (err error) {
@@ -89,21 +90,22 @@ func (n *Node) handleBundle(s network.Stream) {
 			n.cacheBundle(b, now)
 		}
 	}
-	s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	s.SetWriteDeadline(time.Now().Add(bundleIOTimeout))
 	if _, err := s.Write(appendFrame(nil, b)); err != nil {
 		s.Reset()
 	}
 }
 
 // cachedBundle is the last bundle signed without one-time prekeys, while
-// it has a day or more to live.
+// it has bundleCacheMinLife or more to live.
 func (n *Node) cachedBundle(now time.Time) []byte {
-	n.pubMu.Lock()
-	defer n.pubMu.Unlock()
-	if n.bundle == nil || n.bundleExpires.Sub(now) < 24*time.Hour {
+	pub := &n.publication
+	pub.Lock()
+	defer pub.Unlock()
+	if pub.bundle == nil || pub.expires.Sub(now) < bundleCacheMinLife {
 		return nil
 	}
-	return n.bundle
+	return pub.bundle
 }
 
 func (n *Node) cacheBundle(b []byte, now time.Time) {
@@ -111,9 +113,10 @@ func (n *Node) cacheBundle(b []byte, now time.Time) {
 	if err != nil {
 		return
 	}
-	n.pubMu.Lock()
-	n.bundle, n.bundleExpires = b, parsed.Expires
-	n.pubMu.Unlock()
+	pub := &n.publication
+	pub.Lock()
+	pub.bundle, pub.expires = b, parsed.Expires
+	pub.Unlock()
 }
 
 // fetchBundle gets p's bundle: from p itself when it is reachable (with
@@ -136,18 +139,15 @@ func (n *Node) fetchBundle(ctx context.Context, p peer.ID) (*e2e.Bundle, error) 
 	return b, nil
 }
 
+// fetchDirect asks p for its bundle over a stream (dial.go opens it), and
+// checks that the key p's ID names signed it.
 func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey) (*e2e.Bundle, error) {
-	if err := n.connect(ctx, p); err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(network.WithNoDial(network.WithAllowLimitedConn(ctx, "p2pmsg bundle"), "connected above"), 10*time.Second)
-	defer cancel()
-	s, err := n.host.NewStream(sctx, p, BundleProtocol)
+	s, err := n.openStream(ctx, p, BundleProtocol, "p2pmsg bundle")
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	s.SetReadDeadline(time.Now().Add(bundleIOTimeout))
 	raw, err := readFrame(bufio.NewReader(s), e2e.MaxBundleSize)
 	if err != nil {
 		s.Reset()
@@ -163,100 +163,62 @@ func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey)
 	return b, nil
 }
 
-// PublishBundle rotates prekeys when due, signs a bundle with a new seq
-// and publishes it to the DHT. It reports how many peers store it.
-func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
-	if err := n.running(); err != nil {
-		return 0, err
-	}
-	// One publication at a time: two signed concurrently could reach the
-	// DHT in the wrong order, and the peers would refuse the later one
-	// (its seq is lower than what they hold).
-	n.publishing.Lock()
-	defer n.publishing.Unlock()
-	now := time.Now()
-	var b []byte
-	err = n.store.Update(func(tx *db.Tx) error {
-		if _, err := maintainPrekeys(tx, now, n.cfg.rotate()); err != nil {
-			return err
-		}
-		b, err = signBundle(tx, n.self, now, false)
-		return err
-	})
+// signBundle signs the node's current bundle with a new seq; with
+// oneTime, it issues one fresh one-time prekey of each kind into it (for
+// a direct fetch; never for the DHT).
+func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool) ([]byte, error) {
+	r := tx.Read()
+	spkRow, err := currentPrekey(r, db.SignedPrekey)
 	if err != nil {
-		return 0, fmt.Errorf("node: sign bundle: %w", err)
+		return nil, err
 	}
-	n.cacheBundle(b, now)
-	replicas, err = n.dht.Publish(ctx, n.id, b)
-	if err == nil {
-		n.pubMu.Lock()
-		n.published, n.replicas = now, replicas
-		n.pubMu.Unlock()
+	spk, err := loadSigned(r, spkRow.ID, now)
+	if err != nil {
+		return nil, fmt.Errorf("node: current signed prekey: %w", err)
 	}
-	return replicas, err
-}
-
-// Published reports when the bundle was last published and to how many
-// peers; the zero time when it never was.
-func (n *Node) Published() (time.Time, int) {
-	n.pubMu.Lock()
-	defer n.pubMu.Unlock()
-	return n.published, n.replicas
-}
-
-// publishLoop publishes at start, retries with backoff until a peer
-// stores the bundle, then republishes every RepublishInterval; it checks
-// hourly whether the prekeys are due for rotation.
-func (n *Node) publishLoop() {
-	const (
-		firstRetry = 2 * time.Second
-		maxRetry   = 5 * time.Minute
-	)
-	retry := firstRetry
-	wait := time.Duration(0)
-	for {
-		select {
-		case <-time.After(wait):
-		case <-n.ctx.Done():
-			return
+	pqRow, err := currentPrekey(r, db.PQPrekey)
+	if err != nil {
+		return nil, err
+	}
+	pq, err := loadPQ(r, db.PQPrekey, pqRow.ID, now)
+	if err != nil {
+		return nil, fmt.Errorf("node: current PQ prekey: %w", err)
+	}
+	expires := now.Add(bundleLifetime)
+	if spkRow.Expires.Before(expires) {
+		expires = spkRow.Expires
+	}
+	if pqRow.Expires.Before(expires) {
+		expires = pqRow.Expires
+	}
+	// seq: above every seq this store signed, and the clock, so that a
+	// store restored from a backup still supersedes what it published
+	// since.
+	seq := uint64(now.UnixMilli())
+	if b, err := r.Setting("bundle-seq"); err == nil && len(b) == 8 {
+		if last := binary.BigEndian.Uint64(b); last >= seq {
+			seq = last + 1
 		}
-		if due, err := n.rotationDue(); err != nil {
-			n.log.Warn("check prekeys", "err", err)
-		} else if last, _ := n.Published(); !due && !last.IsZero() && time.Since(last) < n.cfg.republish() {
-			wait = min(time.Hour, n.cfg.republish()-time.Since(last))
-			continue
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-		replicas, err := n.PublishBundle(ctx)
-		cancel()
-		if err != nil {
-			if n.ctx.Err() != nil {
-				return
+	}
+	if err := tx.PutSetting("bundle-seq", binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return nil, err
+	}
+	params := e2e.BundleParams{Seq: seq, Expires: expires, SignedPrekey: spk, PQPrekey: pq}
+	if oneTime {
+		if id, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, now); err == nil {
+			if params.OneTimePrekey, err = loadOneTime(r, id); err != nil {
+				return nil, err
 			}
-			level := slog.LevelWarn
-			if errors.Is(err, dht.ErrNoPeers) {
-				level = slog.LevelDebug // no peers yet: normal at start
+		} else if !errors.Is(err, db.ErrNotFound) {
+			return nil, err
+		}
+		if id, _, err := tx.IssueOneTimePrekey(db.PQOneTimePrekey, now); err == nil {
+			if params.PQOneTimePrekey, err = loadPQ(r, db.PQOneTimePrekey, id, now); err != nil {
+				return nil, err
 			}
-			n.log.Log(n.ctx, level, "publish bundle", "err", err, "retry", retry)
-			wait, retry = retry, min(2*retry, maxRetry)
-			continue
+		} else if !errors.Is(err, db.ErrNotFound) {
+			return nil, err
 		}
-		n.log.Info("bundle published", "replicas", replicas)
-		retry, wait = firstRetry, min(time.Hour, n.cfg.republish())
 	}
-}
-
-// rotationDue reports whether the signed prekeys are older than the
-// rotation interval.
-func (n *Node) rotationDue() (bool, error) {
-	var due bool
-	err := n.store.View(func(r *db.ReadTx) error {
-		p, err := currentPrekey(r, db.SignedPrekey)
-		if err != nil {
-			return err
-		}
-		due = time.Since(p.Created) >= n.cfg.rotate()
-		return nil
-	})
-	return due, err
+	return self.SignBundle(params)
 }

@@ -2,16 +2,20 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
+	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
 // Config configures a node. The zero value works: a store in the user's
@@ -36,11 +40,11 @@ type Config struct {
 	// reach it through them, and DCUtR upgrades to a direct connection
 	// where the NATs allow.
 	Relays []peer.AddrInfo
-	// Reachability overrides AutoNAT's verdict: network.ReachabilityPublic
-	// for a node known to be reachable, ReachabilityPrivate for one known
-	// to be behind NAT (it then takes relay reservations at once). Zero:
-	// AutoNAT decides.
-	Reachability network.Reachability
+	// Reachability overrides AutoNAT's verdict: ReachabilityPublic for a
+	// node known to be reachable, ReachabilityPrivate for one known to be
+	// behind NAT (it then takes relay reservations at once). Empty or
+	// ReachabilityAuto: AutoNAT decides.
+	Reachability Reachability
 	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router. Tests
 	// turn it off: it multicasts on the LAN.
 	NoPortMap bool
@@ -48,10 +52,15 @@ type Config struct {
 	// DHT server): for a node with a public address, so that peers behind
 	// NAT can reach each other through it.
 	RelayService bool
-	// DHTMode: dht.ModeAuto (a server once reachable), ModeServer (for a
-	// reachable node, and for tests on loopback, where Auto stays a
-	// client), ModeClient.
-	DHTMode dht.Mode
+	// DHTMode: DHTAuto (the default: a server once reachable), DHTServer
+	// (for a reachable node, and for tests on loopback, where Auto stays
+	// a client), DHTClient.
+	DHTMode DHTMode
+
+	// NoCreate makes New fail with ErrNoIdentity instead of creating an
+	// identity and a store in a DataDir that has none: for tools that only
+	// read, where a mistyped directory must not make a new identity.
+	NoCreate bool
 
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
@@ -70,6 +79,101 @@ type Config struct {
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero
 	// means 64 and 256.
 	ConnLow, ConnHigh int
+
+	// Test hooks, set by this package's tests on the Config they pass to
+	// New. tap sees each envelope as it is written to the wire.
+	// hostOptions are added to the host's (a connection gater that forces
+	// a relayed path, a simulated network).
+	tap         func(id e2e.MessageID, envelope []byte)
+	hostOptions []libp2p.Option
+}
+
+// DHTMode is how the node takes part in the DHT.
+type DHTMode string
+
+const (
+	DHTAuto   DHTMode = "auto"
+	DHTServer DHTMode = "server"
+	DHTClient DHTMode = "client"
+)
+
+func (m *DHTMode) UnmarshalText(b []byte) error {
+	switch v := DHTMode(b); v {
+	case "", DHTAuto, DHTServer, DHTClient:
+		*m = v
+		return nil
+	}
+	return fmt.Errorf("%w: DHT mode %q: want auto, server or client", ErrInvalidConfig, b)
+}
+
+func (m DHTMode) dht() dht.Mode {
+	switch m {
+	case DHTServer:
+		return dht.ModeServer
+	case DHTClient:
+		return dht.ModeClient
+	}
+	return dht.ModeAuto
+}
+
+// Reachability is whether others can dial the node directly.
+type Reachability string
+
+const (
+	ReachabilityAuto    Reachability = "auto"
+	ReachabilityPublic  Reachability = "public"
+	ReachabilityPrivate Reachability = "private"
+	// ReachabilityUnknown: AutoNAT has no verdict yet (Status only).
+	ReachabilityUnknown Reachability = "unknown"
+)
+
+func (r *Reachability) UnmarshalText(b []byte) error {
+	switch v := Reachability(b); v {
+	case "", ReachabilityAuto, ReachabilityPublic, ReachabilityPrivate:
+		*r = v
+		return nil
+	}
+	return fmt.Errorf("%w: reachability %q: want auto, public or private", ErrInvalidConfig, b)
+}
+
+// validate refuses a configuration that cannot work, with a sentence that
+// names the field.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	for _, a := range c.ListenAddrs {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			bad("listen address %q: %v (want e.g. /ip4/0.0.0.0/tcp/4001)", a, err)
+		}
+	}
+	for what, ais := range map[string][]peer.AddrInfo{"bootstrap peer": c.BootstrapPeers, "relay": c.Relays} {
+		for _, ai := range ais {
+			if err := ai.ID.Validate(); err != nil || len(ai.Addrs) == 0 {
+				bad("%s %s: want a peer ID and at least one address", what, ai.ID)
+			}
+		}
+	}
+	if err := c.DHTMode.UnmarshalText([]byte(c.DHTMode)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Reachability.UnmarshalText([]byte(c.Reachability)); err != nil {
+		errs = append(errs, err)
+	}
+	for name, d := range map[string]time.Duration{"republish interval": c.RepublishInterval, "rotate interval": c.RotateInterval,
+		"retry min": c.RetryMin, "retry max": c.RetryMax, "lookup timeout": c.LookupTimeout} {
+		if d < 0 {
+			bad("%s %v is negative", name, d)
+		}
+	}
+	if c.retryMin() > c.retryMax() {
+		bad("retry min %v is above retry max %v", c.retryMin(), c.retryMax())
+	}
+	if c.ConnLow < 0 || c.ConnHigh < 0 || c.connLow() > c.connHigh() {
+		bad("connection watermarks low %d, high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
+	}
+	return errors.Join(errs...)
 }
 
 func or[T comparable](v, def T) T {
@@ -80,11 +184,13 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-func (c *Config) republish() time.Duration { return or(c.RepublishInterval, 12*time.Hour) }
-func (c *Config) rotate() time.Duration    { return or(c.RotateInterval, 7*24*time.Hour) }
-func (c *Config) retryMin() time.Duration  { return or(c.RetryMin, time.Second) }
-func (c *Config) retryMax() time.Duration  { return or(c.RetryMax, 5*time.Minute) }
-func (c *Config) lookup() time.Duration    { return or(c.LookupTimeout, 10*time.Second) }
+func (c *Config) republish() time.Duration { return or(c.RepublishInterval, defaultRepublish) }
+func (c *Config) rotate() time.Duration    { return or(c.RotateInterval, defaultRotate) }
+func (c *Config) retryMin() time.Duration  { return or(c.RetryMin, defaultRetryMin) }
+func (c *Config) retryMax() time.Duration  { return or(c.RetryMax, defaultRetryMax) }
+func (c *Config) lookup() time.Duration    { return or(c.LookupTimeout, defaultLookup) }
+func (c *Config) connLow() int             { return or(c.ConnLow, defaultConnLow) }
+func (c *Config) connHigh() int            { return or(c.ConnHigh, defaultConnHigh) }
 
 func (c *Config) listenAddrs() []string {
 	if len(c.ListenAddrs) > 0 {
@@ -98,6 +204,12 @@ func (c *Config) logger() *slog.Logger {
 		return c.Logger
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Exists reports whether dir holds a node's store.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, db.FileName))
+	return err == nil
 }
 
 // DefaultDataDir is $P2PMSG_DATA, else $XDG_DATA_HOME/p2pmsg, else

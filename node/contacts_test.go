@@ -11,23 +11,25 @@ import (
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// nextEvent waits for the next event of a kind on a subscription.
-func nextEvent(t *testing.T, ch <-chan Event, kind EventKind) Event {
+// nextEvent waits for the next event of a kind.
+func nextEvent(t *testing.T, w *Watcher, kind EventKind) Event {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
 	for {
-		select {
-		case e, ok := <-ch:
-			if !ok {
-				t.Fatalf("event stream closed while waiting for %s", kind)
-			}
-			if e.Kind == kind {
-				return e
-			}
-		case <-timeout:
-			t.Fatalf("no %s event in 10 s", kind)
+		e, err := w.Next()
+		if err != nil {
+			t.Fatalf("waiting for a %s event: %v", kind, err)
+		}
+		if e.Kind == kind {
+			return e
 		}
 	}
+}
+
+// watch follows n's events after an id for 10 s at most.
+func watch(t *testing.T, n *Node, after int64) *Watcher {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return n.Watch(ctx, after)
 }
 
 // A stranger's message is stored as a contact request, announced, not
@@ -39,19 +41,16 @@ func TestContactRequestAndBlock(t *testing.T) {
 	b := startNode(t, t.TempDir(), boot.AddrInfo())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	events := b.Subscribe(ctx, 0)
+	events := watch(t, b, 0)
 
 	send(t, a, b, "hi, we met at the conference")
-	if e := nextEvent(t, events, EventContactRequest); e.Peer != a.ID().String() {
+	if e := nextEvent(t, events, EventContactRequest); e.Peer != a.ID() {
 		t.Fatalf("contact request from %s, want %s", e.Peer, a.ID())
 	}
-	if e := nextEvent(t, events, EventMessage); e.Direction != "in" || e.Peer != a.ID().String() {
+	if e := nextEvent(t, events, EventMessage); e.Direction != "in" || e.Peer != a.ID() {
 		t.Fatalf("message event %+v", e)
 	}
-	c, err := b.Contact(a.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := storedContact(t, b, a.ID())
 	if c.State != db.ContactRequest || c.IdentityKey == nil {
 		t.Fatalf("stranger's contact: state %s, identity key %x; want a request with its key", c.State, c.IdentityKey)
 	}
@@ -59,7 +58,7 @@ func TestContactRequestAndBlock(t *testing.T) {
 	if err := b.Accept(a.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := b.Contact(a.ID()); c.State != db.ContactAccepted {
+	if c, _ := b.Contact(a.ID()); c.State != ContactAccepted {
 		t.Fatalf("after Accept: %s", c.State)
 	}
 
@@ -98,12 +97,10 @@ func TestKeyChangeRefused(t *testing.T) {
 	if a2.ID() != aID {
 		t.Fatal("the restored key gives another peer ID")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	last, _ := lastEvent(t, b)
-	events := b.Subscribe(ctx, last)
+	events := watch(t, b, last)
 	id := send(t, a2, b, "it is me, new laptop")
-	if e := nextEvent(t, events, EventKeyChange); e.Peer != aID.String() {
+	if e := nextEvent(t, events, EventKeyChange); e.Peer != aID {
 		t.Fatalf("key change for %s", e.Peer)
 	}
 	waitFor(t, 10*time.Second, "the message refused", func() (bool, string) {
@@ -112,7 +109,7 @@ func TestKeyChangeRefused(t *testing.T) {
 	})
 	checkConversation(t, history(t, b, aID), db.Incoming, []string{"hello"})
 
-	if err := b.TrustIdentity(aID); err != nil {
+	if changed, err := b.TrustIdentity(aID); err != nil || !changed {
 		t.Fatal(err)
 	}
 	send(t, a2, b, "and now?")
@@ -122,8 +119,8 @@ func TestKeyChangeRefused(t *testing.T) {
 	checkConversation(t, history(t, b, aID), db.Incoming, []string{"hello", "and now?"})
 }
 
-func find(h []db.Message, id e2e.MessageID) *db.Message {
-	i := slices.IndexFunc(h, func(m db.Message) bool { return m.ID == id })
+func find[ID ~[16]byte](h []db.Message, id ID) *db.Message {
+	i := slices.IndexFunc(h, func(m db.Message) bool { return m.ID == [16]byte(id) })
 	if i < 0 {
 		return nil
 	}
@@ -162,25 +159,17 @@ func TestEventsResumeAfterRestart(t *testing.T) {
 	b.Close()
 
 	b = startNode(t, bDir, boot.AddrInfo())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	events := b.Subscribe(ctx, mark)
+	events := watch(t, b, mark)
 	var got []string
 	for len(got) < 2 {
 		e := nextEvent(t, events, EventMessage)
 		if e.ID <= mark {
 			t.Fatalf("event %d replayed, asked for those after %d", e.ID, mark)
 		}
-		var id [16]byte
-		for _, m := range history(t, b, a.ID()) {
-			if msgIDString(m.ID) == e.MessageID {
-				id = m.ID
-				got = append(got, m.Body)
-			}
+		if m := find(history(t, b, a.ID()), e.MessageID); m == nil || m.Body != e.Text || e.Name != "" || e.Direction != Incoming {
+			t.Fatalf("event %+v: b holds %+v", e, m)
 		}
-		if id == ([16]byte{}) {
-			t.Fatalf("event names message %s, which b does not hold", e.MessageID)
-		}
+		got = append(got, e.Text)
 	}
 	if !slices.Equal(got, []string{"two", "three"}) {
 		t.Fatalf("resumed events name %q, want two, three", got)

@@ -135,10 +135,10 @@ func (c *child) quit(t *testing.T) {
 	}
 }
 
-// Acceptance 4: B, a separate process, is killed with SIGKILL in the
-// middle of a 1,000-message burst and restarted. Afterwards B's history
-// holds every message exactly once, A's outbox is empty, and the next
-// messages both ways decrypt.
+// A crash loses nothing and stores nothing twice: B, a separate process,
+// is killed with SIGKILL in the middle of a 1,000-message burst and
+// restarted. Afterwards B's history holds every message exactly once, A's
+// outbox is empty, and the next messages both ways decrypt.
 func TestCrashMidBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes; skipped with -short")

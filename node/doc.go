@@ -1,14 +1,69 @@
 // Package node is where the libp2p host, the crypto of package e2e and the
-// store of package db meet (DESIGN §1, §7, §8): one user's node, its
-// protocols, the send and receive pipelines, the outbox and the event log.
+// store of package db meet (docs/design.md §1, §7, §8): one user's node,
+// its protocols, the send and receive pipelines, the outbox and the event
+// log.
+//
+// # Where a message goes
+//
+// The files, in the order a message passes them.
+//
+// Sending:
+//
+//	send.go          Send checks the text, and fetches the peer's bundle
+//	                 first when no session with it is stored (bundle.go)
+//	conversation.go  queues a sendOp on the peer's conversation; a batch
+//	                 of its ops runs in one store transaction
+//	encrypt.go       the sendOp: encrypt (starting a session from the
+//	                 bundle), the message, the outbox row, the event
+//	conversation.go  commit, then Send returns; the worker is kicked
+//	outbox.go        the peer's worker writes the outbox over one stream
+//	dial.go          connect (a live connection, known addresses, the
+//	                 DHT) and open the stream
+//	wire.go          frames out, acks back
+//	outbox.go        acks committed: delivered, or failed with a reason
+//	                 (then trust.go drops the sessions when the reason
+//	                 calls for a new one); what failed waits with backoff
+//
+// Receiving:
+//
+//	inbound.go       the /p2pmsg/msg/1.0.0 handler reads frames (wire.go)
+//	                 and queues a recvOp per envelope on the sender's
+//	                 conversation
+//	conversation.go  a batch of ops in one store transaction
+//	decrypt.go       the recvOp: decrypt under a session, or answer a
+//	                 prekey message (PQXDH as responder, prekeys.go)
+//	trust.go         the identity key on record, contact requests,
+//	                 key changes
+//	conversation.go  commit (session record, messages, events)
+//	inbound.go       then the acks, in order
+//
+// Beside the message path:
+//
+//	identity.go      the identity key, which is the host key; peer IDs
+//	prekeys.go       prekeys: rotation, one-time stock, loading
+//	sessions.go      a peer's session record (up to five sessions)
+//	bundle.go        signing, serving and fetching bundles
+//	publish.go       publishing the bundle to the DHT
+//	contacts.go      the contact API (names, accept, block, verify)
+//	message.go       messages, history pages
+//	events.go        the event log: Events, Watch
+//	hostevents.go    the host-event loop: connections, reachability,
+//	                 DCUtR coming up, hole punches, mDNS
+//	nat.go           paths (direct, hole-punched, relayed, offline),
+//	                 reachability, dropping relayed connections for DCUtR
+//	status.go        Status
+//	node.go          New, Start, Close; the node's state and its locks
+//	config.go        Config and its validation
+//	limits.go        every tunable, with its reason
 //
 // # Using it
 //
 // New opens the store in Config.DataDir (creating the identity and the
 // first prekeys on first use); Start builds the host, joins the DHT
 // through Config.BootstrapPeers and starts serving; Close stops it all
-// and waits for every goroutine it started. Send, History, Subscribe and
-// the contact operations are the API; the Example shows a whole
+// and waits for every goroutine it started. Send, History, Watch and the
+// contact operations are the API; a node that is not started serves
+// everything that only reads the store. The Example shows a whole
 // conversation.
 //
 // # Protocols
@@ -39,8 +94,9 @@
 // transaction: it encrypts in order, writes the session record once, the
 // messages, the outbox rows (the exact envelope bytes) and the events,
 // and commits. Send returns after that commit: the message is durable and
-// "queued". A first message needs the peer's bundle: fetched from the
-// peer when it is reachable, else from the DHT.
+// "queued". A first message needs the peer's bundle: Send fetches it
+// before it queues the message (from the peer when it is reachable, else
+// from the DHT), so that a conversation never waits for the network.
 //
 // One worker per peer delivers the outbox over one stream, oldest first,
 // up to 1024 envelopes unacknowledged, and records acks in batches
@@ -85,10 +141,20 @@
 // writing to a peer, or Accept, accepts it; a blocked peer's messages are
 // decrypted, acknowledged and dropped, and what was queued for it fails.
 //
+// # Host events
+//
+// One goroutine follows the host: connections to contacts kick their
+// workers and raise connectivity events when their path changes,
+// AutoNAT's verdict is kept for Status, relayed connections made before
+// DCUtR came up are dropped so that they are upgraded when dialled
+// again, and hole punches and peers found on the LAN are acted on. It
+// reads the store on its own goroutine, never on libp2p's.
+//
 // # Events
 //
 // Every stored message, state change, contact request, key change and
-// contact (dis)connection is a row of the store's event log, with an id
-// that only grows. Subscribe reads from any id on, then follows new
-// events: no in-memory cap, and a client resumes after a restart.
+// change of a contact's path is a row of the store's event log, with an
+// id that only grows. Watch reads from any id on, then follows new
+// events; Events reads a page. No in-memory cap, and a client resumes
+// after a restart.
 package node

@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
 )
@@ -30,28 +35,40 @@ const (
 )
 
 // Event is an entry of the node's event log. IDs grow monotonically and
-// survive restarts: a client resumes with Subscribe(ctx, lastSeenID).
+// survive restarts: a client resumes with Watch(ctx, lastSeenID).
+// Which fields are set depends on the kind.
 type Event struct {
-	ID   int64     `json:"id"`
-	Kind EventKind `json:"kind"`
-	Time time.Time `json:"time"`
-	EventData
+	ID   int64
+	Kind EventKind
+	Time time.Time // when it was logged
+	Peer peer.ID
+	Name string // the peer's contact name, as it is now
+
+	// EventMessage and EventState.
+	MessageID MessageID
+	State     MessageState // the message's state at this event
+	Reason    string       // EventState failed, EventKeyChange: why
+	// EventMessage: the message as stored. Text is empty when the
+	// message was deleted since (its contact was removed).
+	Direction Direction
+	Text      string
+	Sent      time.Time // the sender's clock
+	Stored    time.Time // when this node stored it
+
+	// EventConnectivity: how the contact is reached now (PathOffline:
+	// it went away).
+	Path Path
 }
 
-// EventData is what an event says beyond its id, kind and time; the
-// events table holds it as JSON.
-type EventData struct {
+// payload is what the events table holds of an event, as JSON.
+type payload struct {
 	Peer      string `json:"peer,omitempty"`
 	MessageID string `json:"message_id,omitempty"`
 	Direction string `json:"direction,omitempty"`
 	State     string `json:"state,omitempty"`
 	Reason    string `json:"reason,omitempty"`
-	Connected *bool  `json:"connected,omitempty"`
 	Path      string `json:"path,omitempty"` // connectivity: direct, hole-punched, relayed, offline
 }
-
-// payload is the name the writers inside node use.
-type payload = EventData
 
 func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
 	b, err := json.Marshal(p)
@@ -64,85 +81,156 @@ func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
 
 func msgIDString(id [16]byte) string { return hex.EncodeToString(id[:]) }
 
-func decodeEvent(e db.Event) Event {
-	ev := Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time}
-	// A payload that does not decode still yields its id, kind and time:
-	// a client must be able to step over it.
-	_ = json.Unmarshal(e.Payload, &ev.EventData)
-	return ev
+// decodeEvents turns stored events into Events, with the message and the
+// contact's name that a client shows, keeping those of the kinds asked
+// for (all when kinds is empty).
+func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, error) {
+	out := make([]Event, 0, len(evs))
+	names := map[string]string{}
+	for _, e := range evs {
+		if len(kinds) > 0 && !slices.Contains(kinds, EventKind(e.Kind)) {
+			continue
+		}
+		ev := Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time}
+		var d payload
+		// A payload that does not decode still yields its id, kind and
+		// time: a client must be able to step over it.
+		_ = json.Unmarshal(e.Payload, &d)
+		ev.Peer, _ = peer.Decode(d.Peer)
+		ev.MessageID, _ = ParseMessageID(d.MessageID)
+		ev.Direction, ev.State, ev.Reason, ev.Path = Direction(d.Direction), MessageState(d.State), d.Reason, Path(d.Path)
+		if d.Peer != "" {
+			name, ok := names[d.Peer]
+			if !ok {
+				c, err := r.Contact(d.Peer)
+				if err != nil && !errors.Is(err, db.ErrNotFound) {
+					return nil, err
+				}
+				name, names[d.Peer] = c.Name, c.Name
+			}
+			ev.Name = name
+		}
+		if ev.Kind == EventMessage && !ev.MessageID.IsZero() {
+			m, err := r.Message(ev.MessageID)
+			switch {
+			case err == nil:
+				ev.Text, ev.Sent, ev.Stored = m.Body, m.Sent, m.Time()
+			case !errors.Is(err, db.ErrNotFound):
+				return nil, err
+			}
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
-// notifyEvents wakes the subscribers after a commit that appended events.
+// notifyEvents wakes the watchers after a commit that appended events.
 func (n *Node) notifyEvents() {
-	n.evMu.Lock()
-	close(n.evCh)
-	n.evCh = make(chan struct{})
-	n.evMu.Unlock()
+	ev := &n.events
+	ev.Lock()
+	close(ev.ch)
+	ev.ch = make(chan struct{})
+	ev.Unlock()
 }
 
 func (n *Node) eventsChanged() <-chan struct{} {
-	n.evMu.Lock()
-	defer n.evMu.Unlock()
-	return n.evCh
+	ev := &n.events
+	ev.Lock()
+	defer ev.Unlock()
+	return ev.ch
 }
 
-// Subscribe streams the events with ids above after, from the store, then
-// live as they are committed, until ctx ends or the node closes; then the
-// channel is closed. Nothing is dropped: a slow reader only delays its own
-// stream, which reads on from the store.
-func (n *Node) Subscribe(ctx context.Context, after int64) <-chan Event {
-	ch := make(chan Event, 64)
-	ok := n.spawn(func() {
-		defer close(ch)
-		for {
-			changed := n.eventsChanged()
-			var evs []db.Event
-			err := n.store.View(func(r *db.ReadTx) (err error) {
-				evs, err = r.Events(after, 256)
-				return err
-			})
-			if err != nil {
-				n.log.Warn("event stream ends", "err", err)
-				return
-			}
-			for _, e := range evs {
-				select {
-				case ch <- decodeEvent(e):
-					after = e.ID
-				case <-ctx.Done():
-					return
-				case <-n.ctx.Done():
-					return
-				}
-			}
-			if len(evs) > 0 {
-				continue
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return
-			case <-n.ctx.Done():
-				return
-			}
+// A Watcher follows the event log: from the store first, then live as
+// events are committed. Nothing is dropped and nothing is held in memory
+// beyond one page: a slow reader only delays itself.
+type Watcher struct {
+	n     *Node
+	ctx   context.Context
+	after int64
+	kinds []EventKind
+	buf   []Event
+}
+
+// Watch follows the events with ids above after, of the given kinds (all
+// when none are given).
+func (n *Node) Watch(ctx context.Context, after int64, kinds ...EventKind) *Watcher {
+	return &Watcher{n: n, ctx: ctx, after: after, kinds: kinds}
+}
+
+// Next returns the next event, waiting for one. It returns ctx's error
+// when ctx ends, ErrClosed when the node closes, or the store's error.
+func (w *Watcher) Next() (Event, error) {
+	for len(w.buf) == 0 {
+		changed := w.n.eventsChanged()
+		if err := w.ctx.Err(); err != nil {
+			return Event{}, err
 		}
-	})
-	if !ok {
-		close(ch)
+		if w.n.ctx.Err() != nil {
+			return Event{}, ErrClosed
+		}
+		read := 0
+		err := w.n.store.View(func(r *db.ReadTx) error {
+			evs, err := r.Events(w.after, eventPage)
+			if err != nil {
+				return err
+			}
+			read = len(evs)
+			if read > 0 {
+				w.after = evs[read-1].ID
+			}
+			w.buf, err = decodeEvents(r, evs, w.kinds)
+			return err
+		})
+		if err != nil {
+			if w.n.ctx.Err() != nil {
+				return Event{}, ErrClosed
+			}
+			return Event{}, err
+		}
+		if read > 0 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-w.ctx.Done():
+		case <-w.n.ctx.Done():
+		}
 	}
-	return ch
+	ev := w.buf[0]
+	w.buf = w.buf[1:]
+	return ev, nil
 }
 
-// Events returns up to limit events with ids above after, oldest first.
-func (n *Node) Events(after int64, limit int) ([]Event, error) {
-	var evs []db.Event
-	err := n.store.View(func(r *db.ReadTx) (err error) {
-		evs, err = r.Events(after, limit)
+// Events returns up to limit events with ids above after, of the given
+// kinds (all when none are given), oldest first. Fewer than limit does
+// not mean the end when kinds are given: go on from the last id read,
+// which Events also returns.
+func (n *Node) Events(after int64, limit int, kinds ...EventKind) (evs []Event, last int64, err error) {
+	if limit <= 0 || limit > MaxPage {
+		return nil, after, fmt.Errorf("%w: a page holds 1 to %d events, not %d", ErrInvalid, MaxPage, limit)
+	}
+	last = after
+	err = n.store.View(func(r *db.ReadTx) error {
+		stored, err := r.Events(after, limit)
+		if err != nil {
+			return err
+		}
+		if len(stored) > 0 {
+			last = stored[len(stored)-1].ID
+		}
+		evs, err = decodeEvents(r, stored, kinds)
 		return err
 	})
-	out := make([]Event, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, decodeEvent(e))
-	}
-	return out, err
+	return evs, last, err
+}
+
+// LastEventID is the id of the newest event (0 when there is none): a
+// client that wants only what comes next watches from it.
+func (n *Node) LastEventID() (int64, error) {
+	var id int64
+	err := n.store.View(func(r *db.ReadTx) (err error) {
+		id, err = r.LastEventID()
+		return err
+	})
+	return id, err
 }

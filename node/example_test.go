@@ -8,8 +8,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/node"
 )
 
@@ -30,7 +28,7 @@ func Example() {
 			BootstrapPeers: boot,
 			NoMDNS:         true, // stay on loopback: no multicast
 			NoPortMap:      true,
-			DHTMode:        dht.ModeServer, // Auto stays a client on loopback
+			DHTMode:        node.DHTServer, // Auto stays a client on loopback
 		})
 		if err != nil {
 			log.Fatal(err)
@@ -50,17 +48,14 @@ func Example() {
 		}
 	}()
 
-	events := bob.Subscribe(ctx, 0)
+	events := bob.Watch(ctx, 0, node.EventMessage)
 	if _, err := alice.Send(ctx, bob.ID(), "Hi Bob, it's Alice."); err != nil {
 		log.Fatal(err)
 	}
-	for e := range events {
-		if e.Kind == node.EventMessage && e.Direction == "in" {
-			from, _ := peer.Decode(e.Peer)
-			msgs, _ := bob.History(from, db.Cursor{}, 1)
-			fmt.Println(msgs[0].Body)
-			break
-		}
+	e, err := events.Next()
+	if err != nil {
+		log.Fatal(err)
 	}
+	fmt.Println(e.Text)
 	// Output: Hi Bob, it's Alice.
 }

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/dht"
 )
 
 // testConfig is a node on loopback only, a DHT server (ModeAuto stays a
@@ -20,7 +19,7 @@ import (
 // short retries.
 func testConfig(dir string, boot ...peer.AddrInfo) Config {
 	cfg := Config{DataDir: dir, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, NoMDNS: true, NoPortMap: true,
-		DHTMode: dht.ModeServer, BootstrapPeers: boot, RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
+		DHTMode: DHTServer, BootstrapPeers: boot, RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
 		LookupTimeout: 5 * time.Second}
 	if os.Getenv("P2PMSG_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -69,7 +68,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 // history reads a whole conversation, oldest first.
 func history(t testing.TB, n *Node, p peer.ID) []db.Message {
 	t.Helper()
-	h, err := n.History(p, db.Cursor{}, 100000)
+	var h []db.Message
+	err := n.store.View(func(r *db.ReadTx) (err error) {
+		h, err = r.History(p.String(), db.Cursor{}, 100000)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,4 +135,17 @@ func checkNoLeaks(t *testing.T) {
 			t.Errorf("goroutines leaked after Close: %v", err)
 		}
 	})
+}
+
+// storedContact reads a contact as the store holds it.
+func storedContact(t testing.TB, n *Node, p peer.ID) db.Contact {
+	t.Helper()
+	var c db.Contact
+	if err := n.store.View(func(r *db.ReadTx) (err error) {
+		c, err = r.Contact(p.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -1,16 +1,18 @@
 package node
 
 import (
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
+
+// NAT traversal as the node sees it (docs/design.md §8;
+// docs/node-decisions.md, 14, 15): how each contact is reached, what
+// AutoNAT says of us, and the relayed connections dropped so that DCUtR
+// upgrades them. The host-event loop (hostevents.go) feeds it.
 
 // Path is how a contact is reached right now.
 type Path string
@@ -22,28 +24,24 @@ const (
 	PathOffline     Path = "offline"
 )
 
-// natState follows what go-libp2p learns about our reachability and the
-// hole punches that succeeded.
+// natState is what go-libp2p told us about our reachability and the hole
+// punches that succeeded. Its lock is a leaf.
 type natState struct {
 	mu           sync.Mutex
 	reachability network.Reachability
 	punched      map[peer.ID]time.Time
-	onPunch      func(peer.ID) // after a successful hole punch
 }
 
-// Trace implements holepunch.EventTracer.
-func (s *natState) Trace(evt *holepunch.Event) {
-	if evt.Type != holepunch.EndHolePunchEvtT {
-		return
-	}
-	if end, ok := evt.Evt.(*holepunch.EndHolePunchEvt); ok && end.Success {
-		s.mu.Lock()
-		s.punched[evt.Remote] = time.Now()
-		s.mu.Unlock()
-		if s.onPunch != nil {
-			s.onPunch(evt.Remote)
-		}
-	}
+func (s *natState) punchedWith(p peer.ID, at time.Time) {
+	s.mu.Lock()
+	s.punched[p] = at
+	s.mu.Unlock()
+}
+
+func (s *natState) setReachability(r network.Reachability) {
+	s.mu.Lock()
+	s.reachability = r
+	s.mu.Unlock()
 }
 
 // Path reports how p is reached now.
@@ -75,41 +73,16 @@ func isCircuit(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// followReachability keeps the latest AutoNAT verdict for Status.
-func (n *Node) followReachability() {
-	sub, err := n.host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
-	if err != nil {
-		n.log.Warn("reachability unknown", "err", err)
-		return
-	}
-	defer sub.Close()
-	for {
-		select {
-		case e, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			r := e.(event.EvtLocalReachabilityChanged).Reachability
-			n.nat.mu.Lock()
-			n.nat.reachability = r
-			n.nat.mu.Unlock()
-			n.log.Info("reachability", "now", r.String())
-		case <-n.ctx.Done():
-			return
-		}
-	}
-}
-
-func (n *Node) reachability() string {
+func (n *Node) reachability() Reachability {
 	n.nat.mu.Lock()
 	defer n.nat.mu.Unlock()
 	switch n.nat.reachability {
 	case network.ReachabilityPublic:
-		return "public"
+		return ReachabilityPublic
 	case network.ReachabilityPrivate:
-		return "private"
+		return ReachabilityPrivate
 	}
-	return "unknown"
+	return ReachabilityUnknown
 }
 
 // relayAddrs are our addresses through relays: one per reservation.
@@ -123,26 +96,13 @@ func (n *Node) relayAddrs() []string {
 	return out
 }
 
-// upgradeWhenPunchingReady waits until DCUtR is up (go-libp2p starts it
-// once the node knows a public address of its own), then drops the
-// relayed-only connections made before: DCUtR upgrades a relayed
-// connection only when it arrives, so those would stay relayed for
-// ever. They are dialled again through the relay when next needed, and
-// then upgraded.
-func (n *Node) upgradeWhenPunchingReady() {
-	const poll = 50 * time.Millisecond
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for !slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol) {
-		select {
-		case <-t.C:
-		case <-n.ctx.Done():
-			return
-		}
-	}
-	// Only connections certainly older than the service: one that came
-	// in the last poll interval may already have been seen by it.
-	before := time.Now().Add(-poll)
+// dropRelayedOpenedBefore drops the relayed-only connections opened
+// before a time that is certainly before DCUtR came up: DCUtR upgrades a
+// relayed connection only when it arrives, so those would stay relayed
+// for ever. They are dialled again through the relay when next needed,
+// and then upgraded. A connection that came later may already be under
+// a hole punch, and is left alone.
+func (n *Node) dropRelayedOpenedBefore(before time.Time) {
 	for _, c := range n.host.Network().Conns() {
 		if (c.Stat().Limited || isCircuit(c.RemoteMultiaddr())) && c.Stat().Opened.Before(before) &&
 			n.Path(c.RemotePeer()) == PathRelayed {

@@ -16,10 +16,11 @@ import (
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// Acceptance 2: a 20-node network. Every node publishes its bundle; 10
-// random pairs that were never connected find each other through the DHT
-// alone and complete a first message; a forged bundle, an expired one and
-// one with an older seq are refused by every node asked to store them.
+// Peers that never met find each other through the DHT alone, and the DHT
+// keeps only valid, newest bundles: in a 20-node network where every node
+// publishes its bundle, 10 random pairs that were never connected complete
+// a first message; a forged bundle, an expired one and one with an older
+// seq are refused by every node asked to store them.
 func TestNetworkOfTwenty(t *testing.T) {
 	checkNoLeaks(t)
 	const size = 20
@@ -33,7 +34,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 	for _, n := range nodes {
 		// The routing tables fill as nodes join: refresh so that each
 		// knows the network, as the periodic refresh would.
-		<-n.DHT().Inner().RefreshRoutingTable()
+		<-n.dht.Inner().RefreshRoutingTable()
 	}
 	for i, n := range nodes {
 		r, err := n.PublishBundle(ctx)
@@ -85,7 +86,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 	victim := nodes[3]
 	key := dht.Key(victim.ID())
 	attacker := startNode(t, t.TempDir(), boot.AddrInfo())
-	msgr, err := pb.NewProtocolMessenger(attacker.DHT().Inner().MessageSender())
+	msgr, err := pb.NewProtocolMessenger(attacker.dht.Inner().MessageSender())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 			if err := msgr.PutValue(ctx, n.ID(), record.MakePutRecord(key, value)); err == nil {
 				t.Errorf("%s bundle: node %s accepted it", name, n.ID().ShortString())
 			}
-			got, err := n.DHT().Stored(ctx, victim.ID())
+			got, err := n.dht.Stored(ctx, victim.ID())
 			if err != nil || !bytes.Equal(got, newest) {
 				t.Errorf("%s bundle: node %s holds another record than the newest (err %v)", name, n.ID().ShortString(), err)
 			}
@@ -130,7 +131,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 func signTestBundle(t testing.TB, n *Node, seq uint64, expires time.Time) []byte {
 	t.Helper()
 	var out []byte
-	err := n.Store().Update(func(tx *db.Tx) error {
+	err := n.store.Update(func(tx *db.Tx) error {
 		b, err := signBundle(tx, n.self, time.Now(), false)
 		if err != nil || seq == 0 {
 			out = b

@@ -7,23 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	ma "github.com/multiformats/go-multiaddr"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -39,11 +31,34 @@ var (
 	ErrTooLong         = errors.New("node: message too long")
 	ErrNotStarted      = errors.New("node: not started")
 	ErrClosed          = errors.New("node: closed")
+	ErrNotFound        = errors.New("node: not found")
+	ErrInvalid         = errors.New("node: invalid request")
+	ErrNameTaken       = errors.New("node: another contact has that name")
+	ErrInvalidConfig   = errors.New("node: invalid configuration")
+	ErrNoIdentity      = errors.New("node: no identity in the data directory")
+
+	// The store's: another process holds the data directory, and the
+	// passphrase that seals the keys is missing or wrong.
+	ErrLocked             = db.ErrLocked
+	ErrPassphraseRequired = db.ErrPassphraseRequired
+	ErrWrongPassphrase    = db.ErrWrongPassphrase
 )
 
 // Node is one user's p2pmsg node: its store, its libp2p host, its DHT and
 // the pipelines between them. Make one with New, start it with Start (or
 // Run), and Close it.
+//
+// Its state is grouped by concern, each group with its own lock. Two
+// mutexes only serialise a whole operation, and are held across store
+// transactions and network calls: lifecycle.startMu (Start, and Close's
+// teardown) and publication.publishing (one publication at a time); each
+// is taken first, and by nothing that any other lock's holder waits for.
+// The other locks guard memory only: delivery's is held while kick starts
+// a worker, which takes lifecycle's (through spawnIf); publication's may
+// be taken under publication.publishing; all others are leaves, with
+// nothing locked, and nothing waited for, while one is held. So a
+// conversation's batch, the retry loop and the host-event loop may all
+// kick at any time.
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
@@ -54,47 +69,98 @@ type Node struct {
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 
-	// Set by Start.
+	// Set by Start under lifecycle's lock, before started; read without a
+	// lock by whoever learnt from running (or from a goroutine that Start
+	// spawned) that the node is started.
 	host host.Host
 	dht  *dht.DHT
 	mdns io.Closer
 
-	startMu   sync.Mutex // held by Start, and by Close while it tears down
-	closeOnce sync.Once
-	closeErr  error
-	mu        sync.Mutex
-	started   bool
-	closed    bool
-	convs     map[peer.ID]*conv
-	workers   map[peer.ID]*worker
-	lastIssue map[peer.ID]time.Time // one-time prekeys handed to each peer
-	paths     map[peer.ID]Path      // contacts' paths, as last reported
-	issued    tokenBucket           // one-time prekeys handed to anyone
+	// lifecycle: Start, Close and the goroutines Close waits for.
+	lifecycle struct {
+		startMu   sync.Mutex // held by Start, and by Close while it tears down
+		closeOnce sync.Once
+		closeErr  error
 
+		sync.Mutex // guards started, closed, and wg.Add against Close's wg.Wait
+		started    bool
+		closed     bool
+		wg         sync.WaitGroup
+	}
+
+	// convs: one conversation per peer that the node talked with since it
+	// started (conversation.go).
+	convs struct {
+		sync.Mutex
+		m map[peer.ID]*conv
+	}
+
+	// delivery: one outbox worker per peer with something to deliver
+	// (outbox.go).
+	delivery struct {
+		sync.Mutex
+		workers map[peer.ID]*worker
+	}
+
+	// issuing: who got one-time prekeys when, and the budget of all
+	// (bundle.go).
+	issuing struct {
+		sync.Mutex
+		last   map[peer.ID]time.Time // one-time prekeys handed to each peer
+		bucket tokenBucket           // one-time prekeys handed to anyone
+	}
+
+	// paths: each contact's path, as last reported in a connectivity
+	// event (hostevents.go).
+	paths struct {
+		sync.Mutex
+		m map[peer.ID]Path
+	}
+
+	// publication: the bundle served to all and its publication to the
+	// DHT (bundle.go, publish.go).
+	publication struct {
+		publishing sync.Mutex // held through a publication
+
+		sync.Mutex
+		bundle    []byte // signed without one-time prekeys, served to all
+		expires   time.Time
+		published time.Time // last successful publication
+		replicas  int
+	}
+
+	// events: wakes the Watchers when events are committed (events.go).
+	events struct {
+		sync.Mutex
+		ch chan struct{} // closed and replaced at each commit with events
+	}
+
+	// nat: what go-libp2p told us of our reachability and of the hole
+	// punches that succeeded (nat.go).
 	nat natState
 
-	evMu sync.Mutex
-	evCh chan struct{} // closed and replaced when events are committed
-
-	publishing    sync.Mutex // held through a publication
-	pubMu         sync.Mutex
-	bundle        []byte // signed without one-time prekeys, served to all
-	bundleExpires time.Time
-	published     time.Time // last successful publication
-	replicas      int
+	// hostQueue: from the hole-punch tracer and mDNS, on libp2p's
+	// goroutines, to the host-event loop (hostevents.go).
+	hostQueue   chan hostEvent
+	hostDropped atomic.Int64 // events dropped because the queue was full
 }
 
 // New opens (or creates) the store and the identity in cfg.DataDir. It
 // starts no networking.
 func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir == "" {
 		d, err := DefaultDataDir()
 		if err != nil {
 			return nil, err
 		}
 		cfg.DataDir = d
+	}
+	if cfg.NoCreate && !Exists(cfg.DataDir) {
+		return nil, fmt.Errorf("%w: %s", ErrNoIdentity, cfg.DataDir)
 	}
 	store, err := db.Open(cfg.DataDir, db.Options{Passphrase: cfg.Passphrase})
 	if err != nil {
@@ -127,55 +193,18 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
-		ctx: ctx, cancel: cancel, convs: map[peer.ID]*conv{}, workers: map[peer.ID]*worker{},
-		lastIssue: map[peer.ID]time.Time{}, paths: map[peer.ID]Path{}, evCh: make(chan struct{}),
-		nat: natState{punched: map[peer.ID]time.Time{}}}
-	n.nat.onPunch = func(p peer.ID) {
-		n.spawn(func() {
-			if n.isContact(p) {
-				n.pathChanged(p)
-			}
-		})
-	}
+		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize)}
+	n.convs.m = map[peer.ID]*conv{}
+	n.delivery.workers = map[peer.ID]*worker{}
+	n.issuing.last = map[peer.ID]time.Time{}
+	n.paths.m = map[peer.ID]Path{}
+	n.events.ch = make(chan struct{})
+	n.nat.punched = map[peer.ID]time.Time{}
 	return n, nil
 }
 
-// ID is the node's peer ID: its user's address.
-func (n *Node) ID() peer.ID { return n.id }
-
-// Identity is the node's public identity.
-func (n *Node) Identity() e2e.PublicIdentity { return n.self.Public() }
-
-// Host is the libp2p host: nil before Start; read it after Start returns.
-func (n *Node) Host() host.Host { return n.host }
-
-// DHT is the node's DHT: nil before Start; read it after Start returns.
-func (n *Node) DHT() *dht.DHT { return n.dht }
-
-// Store is the node's store, for reads beyond what Node offers.
-func (n *Node) Store() *db.Store { return n.store }
-
-// Addrs are the node's listen addresses with /p2p/<id>, for others to
-// bootstrap from or connect to.
-func (n *Node) Addrs() []ma.Multiaddr {
-	if n.host == nil {
-		return nil
-	}
-	p2p, _ := ma.NewComponent("p2p", n.id.String())
-	var out []ma.Multiaddr
-	for _, a := range n.host.Addrs() {
-		out = append(out, a.Encapsulate(p2p.Multiaddr()))
-	}
-	return out
-}
-
-// AddrInfo is the node's ID and listen addresses.
-func (n *Node) AddrInfo() peer.AddrInfo {
-	if n.host == nil {
-		return peer.AddrInfo{ID: n.id}
-	}
-	return peer.AddrInfo{ID: n.id, Addrs: n.host.Addrs()}
-}
+// SecretsSealed reports whether the keys are sealed with a passphrase.
+func (n *Node) SecretsSealed() bool { return n.store.SecretsSealed() }
 
 // Start builds the host, joins the DHT through the bootstrap peers,
 // serves the protocols and starts publishing the bundle and delivering
@@ -183,11 +212,12 @@ func (n *Node) AddrInfo() peer.AddrInfo {
 // bootstrap peers (bounded by ctx). After a failed Start, Start may be
 // called again; Close stops a Start under way.
 func (n *Node) Start(ctx context.Context) error {
-	n.startMu.Lock()
-	defer n.startMu.Unlock()
-	n.mu.Lock()
-	closed, started := n.closed, n.started
-	n.mu.Unlock()
+	lc := &n.lifecycle
+	lc.startMu.Lock()
+	defer lc.startMu.Unlock()
+	lc.Lock()
+	closed, started := lc.closed, lc.started
+	lc.Unlock()
 	switch {
 	case closed:
 		return ErrClosed
@@ -205,14 +235,24 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.mu.Lock()
+	// Subscribed before anything connects: the loop sees every change of
+	// a peer's connectedness from here on.
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged),
+		new(event.EvtLocalReachabilityChanged), new(event.EvtLocalProtocolsUpdated)},
+		eventbus.BufSize(hostEventBuffer), eventbus.Name("p2pmsg host events"))
+	if err != nil {
+		d.Close()
+		h.Close()
+		return fmt.Errorf("node: subscribe to host events: %w", err)
+	}
+	lc.Lock()
 	n.host, n.dht = h, d
-	n.mu.Unlock()
-	n.spawn(n.followReachability)
-	n.spawn(n.upgradeWhenPunchingReady)
+	lc.Unlock()
+	if !n.spawn(func() { n.hostEventLoop(sub) }) {
+		sub.Close()
+	}
 	h.SetStreamHandler(MsgProtocol, n.handleMsg)
 	h.SetStreamHandler(BundleProtocol, n.handleBundle)
-	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected, DisconnectedF: n.disconnected})
 	if !n.cfg.NoMDNS {
 		svc := mdns.NewMdnsService(h, "p2pmsg", mdnsNotifee{n})
 		if err := svc.Start(); err != nil {
@@ -226,80 +266,14 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Warn("DHT bootstrap", "err", err)
 		}
 	}
-	n.mu.Lock()
-	n.started = true
-	n.mu.Unlock()
+	lc.Lock()
+	lc.started = true
+	lc.Unlock()
 	n.spawn(n.publishLoop)
 	n.spawn(n.retryLoop)
 	n.spawn(n.greetContacts)
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
-}
-
-// testHostOptions, set by a test around a Start, adds host options (a
-// connection gater that forces a relayed path, say).
-var testHostOptions []libp2p.Option
-
-// buildHost makes the libp2p host and the DHT, and undoes its steps when
-// one fails.
-func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
-	cm, err := connmgr.NewConnManager(or(n.cfg.ConnLow, 64), or(n.cfg.ConnHigh, 256), connmgr.WithGracePeriod(time.Minute))
-	if err != nil {
-		return nil, nil, err
-	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
-	if err != nil {
-		cm.Close()
-		return nil, nil, err
-	}
-	opts := []libp2p.Option{
-		libp2p.Identity(n.priv),
-		libp2p.ListenAddrStrings(n.cfg.listenAddrs()...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.DisableMetrics(),
-		libp2p.EnableRelay(), // reach peers through relays
-		libp2p.EnableHolePunching(holepunch.WithTracer(&n.nat)),
-	}
-	if !n.cfg.NoPortMap {
-		opts = append(opts, libp2p.NATPortMap())
-	}
-	switch n.cfg.Reachability {
-	case network.ReachabilityPublic:
-		opts = append(opts, libp2p.ForceReachabilityPublic())
-	case network.ReachabilityPrivate:
-		opts = append(opts, libp2p.ForceReachabilityPrivate())
-	}
-	if len(n.cfg.Relays) > 0 {
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(n.cfg.Relays))
-	}
-	opts = append(opts, testHostOptions...)
-	if n.cfg.RelayService {
-		// go-libp2p runs the relay service only while the node believes
-		// itself publicly reachable; the user says it is.
-		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic(), libp2p.EnableNATService())
-	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		rm.Close()
-		cm.Close()
-		return nil, nil, fmt.Errorf("node: start host: %w", err)
-	}
-	mode := n.cfg.DHTMode
-	if n.cfg.RelayService {
-		mode = dht.ModeServer // a public relay serves the DHT too
-	}
-	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers})
-	if err != nil {
-		h.Close()
-		return nil, nil, fmt.Errorf("node: start DHT: %w", err)
-	}
-	return h, d, nil
 }
 
 // Run starts the node, runs it until ctx ends, and closes it.
@@ -316,13 +290,14 @@ func (n *Node) Run(ctx context.Context) error {
 // goroutine the node started. It is idempotent; concurrent calls all
 // return once the node is closed.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		n.mu.Lock()
-		n.closed = true
-		n.mu.Unlock()
+	lc := &n.lifecycle
+	lc.closeOnce.Do(func() {
+		lc.Lock()
+		lc.closed = true
+		lc.Unlock()
 		n.cancel()
-		n.startMu.Lock() // a Start under way has seen the cancel
-		defer n.startMu.Unlock()
+		lc.startMu.Lock() // a Start under way has seen the cancel
+		defer lc.startMu.Unlock()
 		var errs []error
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
@@ -333,143 +308,45 @@ func (n *Node) Close() error {
 		if n.host != nil {
 			errs = append(errs, n.host.Close())
 		}
-		n.wg.Wait()
+		lc.wg.Wait()
 		errs = append(errs, n.store.Close())
-		n.closeErr = errors.Join(errs...)
+		lc.closeErr = errors.Join(errs...)
 	})
-	return n.closeErr
+	return lc.closeErr
 }
 
 // spawn runs f in a goroutine that Close waits for, unless the node is
 // closing; it reports whether f runs.
 func (n *Node) spawn(f func()) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
+	return n.spawnIf(false, f)
+}
+
+// spawnIf is spawn, and with needHost also refuses before Start built the
+// host. The lifecycle lock is a leaf: callers may hold delivery's.
+func (n *Node) spawnIf(needHost bool, f func()) bool {
+	lc := &n.lifecycle
+	lc.Lock()
+	defer lc.Unlock()
+	if lc.closed || needHost && n.host == nil {
 		return false
 	}
-	n.wg.Add(1)
+	lc.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer lc.wg.Done()
 		f()
 	}()
 	return true
 }
 
 func (n *Node) running() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	lc := &n.lifecycle
+	lc.Lock()
+	defer lc.Unlock()
 	switch {
-	case n.closed:
+	case lc.closed:
 		return ErrClosed
-	case !n.started:
+	case !lc.started:
 		return ErrNotStarted
 	}
 	return nil
-}
-
-// greetContacts connects to the accepted contacts at start: a node that
-// was offline tells its contacts it is back, and they deliver what they
-// queued for it at once instead of at their next backoff step.
-func (n *Node) greetContacts() {
-	const (
-		maxGreet    = 64
-		concurrency = 4
-	)
-	contacts, err := n.Contacts()
-	if err != nil {
-		n.log.Warn("greet contacts", "err", err)
-		return
-	}
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	greeted := 0
-	for i := len(contacts) - 1; i >= 0 && greeted < maxGreet; i-- {
-		c := contacts[i]
-		p, err := peer.Decode(c.PeerID)
-		if err != nil || c.Blocked || c.State != db.ContactAccepted {
-			continue
-		}
-		greeted++
-		select {
-		case sem <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := n.connect(n.ctx, p); err != nil {
-				n.log.Debug("contact not reachable", "peer", p.ShortString(), "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-type mdnsNotifee struct{ n *Node }
-
-func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
-	if ai.ID == m.n.id {
-		return
-	}
-	m.n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
-	m.n.kick(ai.ID)
-}
-
-// connected delivers what waits for a peer as soon as it connects, and
-// tells subscribers when a contact comes online.
-// The notifiee runs in the swarm's path: it reads nothing from the store
-// there (a re-seal holds the store's lock), only in its own goroutine.
-func (n *Node) connected(_ network.Network, c network.Conn) {
-	p := c.RemotePeer()
-	n.spawn(func() {
-		if !n.isContact(p) {
-			return
-		}
-		n.kick(p)
-		n.pathChanged(p)
-	})
-}
-
-func (n *Node) disconnected(_ network.Network, c network.Conn) {
-	p := c.RemotePeer()
-	n.spawn(func() {
-		if n.isContact(p) {
-			n.pathChanged(p)
-		}
-	})
-}
-
-// pathChanged raises a connectivity event when a contact's path changed:
-// it came online or went offline, or moved between relayed and direct.
-func (n *Node) pathChanged(p peer.ID) {
-	path := n.Path(p)
-	n.mu.Lock()
-	old, known := n.paths[p]
-	n.paths[p] = path
-	n.mu.Unlock()
-	if known && old == path || !known && path == PathOffline {
-		return
-	}
-	n.connectivity(p, path)
-}
-
-func (n *Node) isContact(p peer.ID) bool {
-	err := n.store.View(func(r *db.ReadTx) error {
-		_, err := r.Contact(p.String())
-		return err
-	})
-	return err == nil
-}
-
-func (n *Node) connectivity(p peer.ID, path Path) {
-	up := path != PathOffline
-	err := n.store.Update(func(tx *db.Tx) error {
-		return appendEvent(tx, EventConnectivity, payload{Peer: p.String(), Connected: &up, Path: string(path)}, time.Now())
-	})
-	if err == nil {
-		n.notifyEvents()
-	}
 }

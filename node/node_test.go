@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// Acceptance 1: two nodes that share only a bootstrap node exchange 100
-// messages each way, both starting at once (so both start a session);
-// both histories hold all 200, in order, exactly once.
+// Two nodes that share only a bootstrap node, and both write first at
+// once (so both start a session), deliver everything exactly once and in
+// order: after 100 messages each way, both histories hold all 200, in
+// order, once each, and both outboxes are empty.
 func TestTwoNodesThroughBootstrap(t *testing.T) {
 	checkNoLeaks(t)
 	boot := startNode(t, t.TempDir())
@@ -71,7 +71,7 @@ func TestTwoNodesThroughBootstrap(t *testing.T) {
 func outbox(t testing.TB, n *Node) int {
 	t.Helper()
 	var out []db.OutboxEntry
-	err := n.Store().View(func(r *db.ReadTx) (err error) {
+	err := n.store.View(func(r *db.ReadTx) (err error) {
 		out, err = r.DueOutbox(time.Now().Add(24*time.Hour), 100000)
 		return err
 	})
@@ -81,7 +81,8 @@ func outbox(t testing.TB, n *Node) int {
 	return len(out)
 }
 
-// Acceptance 3: messages sent while B is down stay queued; when B starts
+// Messages to a recipient that is down wait in the outbox, and go as soon
+// as it is back: sent while B is down they stay queued; when B starts
 // again they are delivered within 5 s, in order, once.
 func TestOfflineRecipient(t *testing.T) {
 	checkNoLeaks(t)
@@ -123,7 +124,7 @@ func TestOfflineRecipient(t *testing.T) {
 	checkConversation(t, history(t, b, a.ID()), db.Incoming, append([]string{"hello b"}, want...))
 }
 
-func send(t testing.TB, from, to *Node, text string) e2e.MessageID {
+func send(t testing.TB, from, to *Node, text string) MessageID {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,14 +1,12 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"strings"
 	"unicode/utf8"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
@@ -18,505 +16,109 @@ import (
 // Send encrypts text for peer `to` and returns the message's id once the
 // message, the new session state and the envelope are durably stored
 // (state queued). Delivery goes on in the background, retried until the
-// peer acknowledges it; follow it with Subscribe or History.
+// peer acknowledges it; follow it with Watch or History.
 //
 // A first message to a peer needs its bundle: fetched from the peer when
 // it is reachable (with one-time prekeys), else from the DHT. When neither
 // works Send fails with ErrPeerNotFound and stores nothing.
-func (n *Node) Send(ctx context.Context, to peer.ID, text string) (e2e.MessageID, error) {
+func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, error) {
 	if err := n.running(); err != nil {
-		return e2e.MessageID{}, err
+		return MessageID{}, err
 	}
 	switch {
 	case to == n.id:
-		return e2e.MessageID{}, errors.New("node: cannot send to yourself")
+		return MessageID{}, fmt.Errorf("%w: you cannot send to yourself", ErrInvalid)
+	case strings.TrimSpace(text) == "":
+		return MessageID{}, fmt.Errorf("%w: the message is empty", ErrInvalid)
 	case len(text) > MaxTextSize:
-		return e2e.MessageID{}, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(text), MaxTextSize)
+		return MessageID{}, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(text), MaxTextSize)
 	case !utf8.ValidString(text):
-		return e2e.MessageID{}, errors.New("node: message text is not valid UTF-8")
+		return MessageID{}, fmt.Errorf("%w: the message text is not valid UTF-8", ErrInvalid)
 	}
 	c, err := n.conv(to)
 	if err != nil {
-		return e2e.MessageID{}, err
+		return MessageID{}, err
 	}
-	o := &op{kind: opSend, text: text}
+	// The bundle is fetched before the op is submitted, so that the
+	// conversation never waits for the network and a first message is
+	// submitted once.
+	var b *e2e.Bundle
+	need, err := c.needsBundle()
+	if err != nil {
+		return MessageID{}, err
+	}
+	if need {
+		if b, err = n.fetchBundle(ctx, to); err != nil {
+			return MessageID{}, err
+		}
+	}
+	o := newSendOp(text, b)
 	c.submit(o)
-	<-o.done
+	o.wait()
 	if errors.Is(o.err, errNeedBundle) {
-		b, err := n.fetchBundle(ctx, to)
-		if err != nil {
-			return e2e.MessageID{}, err
+		// The rare path, and why it exists: the peer had a session when
+		// we looked, and it was gone when the op ran. Only the
+		// conversation drops sessions: after a "no session" or "unknown
+		// prekey" ack (outbox.go's commitAcks resets them), TrustIdentity
+		// or RemoveContact, any of which may run between the look and the
+		// op. One more round, with a bundle this time, so that it cannot
+		// end here again.
+		if b, err = n.fetchBundle(ctx, to); err != nil {
+			return MessageID{}, err
 		}
-		o = &op{kind: opSend, text: text, bundle: b}
+		o = newSendOp(text, b)
 		c.submit(o)
-		<-o.done
+		o.wait()
 	}
-	return o.id, o.err
+	return MessageID(o.id), o.err
 }
 
-// worker delivers one peer's outbox over one stream; at most one per peer.
-type worker struct {
-	kick chan struct{}
-}
-
-// kick makes sure a worker delivers what waits for p.
-func (n *Node) kick(p peer.ID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed || n.host == nil {
-		return
+// needsBundle reports whether a message to the peer must start a session
+// (no session with it is stored), so that Send fetches the bundle first.
+// The common case, a session known from the last batch, reads nothing.
+// A blocked peer needs none: the op fails with ErrBlocked, as it must,
+// without a fetch.
+func (c *conv) needsBundle() (bool, error) {
+	known := c.sessions.Load()
+	if known == sessionsSome {
+		return false, nil
 	}
-	w, ok := n.workers[p]
-	if !ok {
-		w = &worker{kick: make(chan struct{}, 1)}
-		n.workers[p] = w
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.deliver(p, w)
-		}()
-	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
-
-const (
-	// maxInflight bounds the envelopes on the wire without an ack.
-	maxInflight = 1024
-	// idleStream: a stream with nothing to send is closed after this.
-	idleStream = 30 * time.Second
-	// markSentAfter: envelopes written and not acknowledged by then are
-	// marked sent in the store.
-	markSentAfter = 200 * time.Millisecond
-)
-
-// testTap, when set by a test before nodes start, sees each envelope as
-// it is written to the wire.
-var testTap func(id e2e.MessageID, envelope []byte)
-
-// delivery is a worker's state.
-type delivery struct {
-	n    *Node
-	peer peer.ID
-	key  string
-
-	s        network.Stream
-	bw       *bufio.Writer
-	acks     chan ack      // from s's reader
-	readErr  chan error    // from s's reader
-	gone     chan struct{} // closed when s is dropped
-	inflight map[e2e.MessageID]bool
-	unsent   []written // not yet marked sent, in the order written
-	afterRow int64     // the outbox row last written
-}
-
-type written struct {
-	id e2e.MessageID
-	at time.Time
-}
-
-func (n *Node) deliver(p peer.ID, w *worker) {
-	d := &delivery{n: n, peer: p, key: p.String(), inflight: map[e2e.MessageID]bool{}}
-	defer d.closeStream()
-	for {
-		d.work(w)
-		n.mu.Lock()
-		select {
-		case <-w.kick:
-			n.mu.Unlock()
-			continue
-		default:
-		}
-		delete(n.workers, p)
-		n.mu.Unlock()
-		return
-	}
-}
-
-// work runs the worker until it has nothing left to do or must wait for
-// a retry.
-func (d *delivery) work(w *worker) {
-	ctx := d.n.ctx
-	idle := time.NewTimer(idleStream)
-	defer idle.Stop()
-	markSent := time.NewTimer(time.Hour)
-	defer markSent.Stop()
-	// The outbox is read again only when something new may wait in it:
-	// at start, on a kick, and when the window was full.
-	pending := true
-	for {
-		if pending && len(d.inflight) < maxInflight {
-			wrote, err := d.sendPending(ctx)
-			if err != nil {
-				d.retryLater(err)
-				return
-			}
-			pending = len(d.inflight) >= maxInflight
-			if wrote {
-				idle.Reset(idleStream)
-				markSent.Reset(markSentAfter)
-			}
-		}
-		select {
-		case <-w.kick:
-			pending = true
-		case a := <-d.acks:
-			full := len(d.inflight) >= maxInflight
-			if err := d.handleAcks(a); err != nil {
-				d.retryLater(err)
-				return
-			}
-			pending = pending || full
-			idle.Reset(idleStream)
-		case err := <-d.readErr:
-			d.retryLater(fmt.Errorf("stream closed: %w", err))
-			return
-		case <-markSent.C:
-			if err := d.commitAcks(nil); err != nil {
-				d.retryLater(err)
-				return
-			}
-		case <-idle.C:
-			if len(d.inflight) > 0 {
-				d.retryLater(errors.New("no acknowledgement"))
-			}
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// sendPending writes the outbox entries not yet on the wire, oldest
-// first, and reports whether it wrote any.
-func (d *delivery) sendPending(ctx context.Context) (bool, error) {
-	if len(d.inflight) == 0 {
-		// Everything written was answered: start from the first entry.
-		// (Rowids may be reused once the outbox has emptied.)
-		d.afterRow = 0
-	}
-	var entries []db.OutboxEntry
-	blocked := false
-	err := d.n.store.View(func(r *db.ReadTx) (err error) {
-		if c, err := r.Contact(d.key); err == nil && c.Blocked {
-			blocked = true
+	need := known == sessionsNone
+	err := c.n.store.View(func(r *db.ReadTx) error {
+		ct, err := r.Contact(c.key)
+		if err == nil && ct.Blocked {
+			need = false
 			return nil
 		}
-		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight))
-		return err
-	})
-	if blocked {
-		return false, d.giveUpAll("the recipient is blocked")
-	}
-	if err != nil || len(entries) == 0 {
-		return false, err
-	}
-	if d.s == nil {
-		if err := d.open(ctx); err != nil {
-			return false, err
-		}
-	}
-	now := time.Now()
-	for _, e := range entries {
-		d.afterRow = e.Row
-		if d.inflight[e.MessageID] {
-			continue
-		}
-		if testTap != nil {
-			testTap(e.MessageID, e.Envelope)
-		}
-		if _, err := d.bw.Write(appendFrame(nil, e.Envelope)); err != nil {
-			return false, err
-		}
-		d.inflight[e.MessageID] = true
-		d.unsent = append(d.unsent, written{e.MessageID, now})
-	}
-	return true, d.bw.Flush()
-}
-
-func (d *delivery) open(ctx context.Context) error {
-	if err := d.n.connect(ctx, d.peer); err != nil {
-		return err
-	}
-	// Envelopes are small: they may cross a relayed (limited) connection.
-	// No dial: connect made sure of a connection, and NewStream would
-	// otherwise try the peer's direct addresses first even over a live
-	// relayed one, and wait for them to time out behind a NAT.
-	sctx, cancel := context.WithTimeout(network.WithNoDial(network.WithAllowLimitedConn(ctx, "p2pmsg envelopes"), "connected above"), 10*time.Second)
-	defer cancel()
-	s, err := d.n.host.NewStream(sctx, d.peer, MsgProtocol)
-	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	// Each stream has its own channels: what its reader reports after
-	// the stream was dropped must not end the next one.
-	acks, readErr, gone := make(chan ack, maxInflight), make(chan error, 1), make(chan struct{})
-	if !d.n.spawn(func() { readAcks(s, acks, readErr, gone) }) {
-		s.Reset()
-		return ErrClosed
-	}
-	d.s, d.bw = s, bufio.NewWriterSize(s, 32<<10)
-	d.acks, d.readErr, d.gone = acks, readErr, gone
-	return nil
-}
-
-func readAcks(s network.Stream, acks chan<- ack, readErr chan<- error, gone <-chan struct{}) {
-	r := bufio.NewReader(s)
-	for {
-		a, err := readAck(r)
-		if err != nil {
-			select {
-			case readErr <- err:
-			case <-gone:
-			}
-			return
-		}
-		select {
-		case acks <- a:
-		case <-gone:
-			return
-		}
-	}
-}
-
-// closeStream drops the stream; its channels go with it (nil channels
-// block for ever in the worker's select).
-func (d *delivery) closeStream() {
-	if d.s != nil {
-		d.s.Reset()
-		close(d.gone)
-		d.s, d.bw = nil, nil
-		d.acks, d.readErr, d.gone = nil, nil, nil
-	}
-}
-
-// handleAcks takes a and the acks behind it, and commits them at once.
-func (d *delivery) handleAcks(a ack) error {
-	batch := []ack{a}
-	for more := true; more && len(batch) < maxInflight; {
-		select {
-		case a := <-d.acks:
-			batch = append(batch, a)
-		default:
-			more = false
-		}
-	}
-	for _, a := range batch {
-		if !d.inflight[a.id] {
-			d.closeStream()
-			return fmt.Errorf("node: %s acknowledged a message it was not sent", d.key)
-		}
-	}
-	return d.commitAcks(batch)
-}
-
-// commitAcks records acknowledgements, and marks the envelopes written
-// meanwhile as sent.
-func (d *delivery) commitAcks(batch []ack) error {
-	now := time.Now()
-	acked := make(map[e2e.MessageID]bool, len(batch))
-	for _, a := range batch {
-		acked[a.id] = true
-	}
-	// Mark sent what has waited for its ack a while; what is answered
-	// at once goes straight to delivered, without the extra write.
-	var stale []e2e.MessageID
-	keep := d.unsent[:0]
-	for _, w := range d.unsent {
-		switch {
-		case acked[w.id]:
-		case now.Sub(w.at) >= markSentAfter || batch == nil:
-			stale = append(stale, w.id)
-		default:
-			keep = append(keep, w)
-		}
-	}
-	d.unsent = keep
-	var retry []ack
-	events, renew := false, false
-	err := d.n.store.Update(func(tx *db.Tx) error {
-		events, renew = false, false
-		for _, id := range stale {
-			if ok, err := tx.SetMessageState(d.key, id, db.Sent, ""); err != nil {
-				return err
-			} else if ok {
-				events = true
-				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Sent)}, now); err != nil {
-					return err
-				}
-			}
-		}
-		for _, a := range batch {
-			var ok bool
-			var err error
-			var state db.MessageState
-			var reason string
-			switch a.status {
-			case ackStored:
-				ok, err = tx.Delivered(d.key, a.id)
-				state = db.Delivered
-			case ackRejected:
-				reason = a.reason.String()
-				ok, err = tx.GiveUp(d.key, a.id, reason)
-				state = db.Failed
-				renew = renew || a.reason.renewsSession()
-			case ackRetry:
-				retry = append(retry, a)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if ok {
-				events = true
-				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.id), State: string(state), Reason: reason}, now); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, a := range batch {
-		delete(d.inflight, a.id)
-	}
-	if events {
-		d.n.notifyEvents()
-	}
-	if renew {
-		// The peer cannot read our session any more: forget it, so that
-		// the next message starts a new one from a fresh bundle.
-		if c, err := d.n.conv(d.peer); err == nil {
-			o := &op{kind: opReset}
-			c.submit(o)
-			<-o.done
-			d.n.log.Info("session with peer dropped: it could not decrypt", "peer", d.key)
-		}
-	}
-	if len(retry) > 0 {
-		return errors.New("node: the recipient asked to retry later")
-	}
-	return nil
-}
-
-// giveUpAll fails everything queued for the peer.
-func (d *delivery) giveUpAll(reason string) error {
-	now := time.Now()
-	err := d.n.store.Update(func(tx *db.Tx) error {
-		entries, err := tx.Read().OutboxFor(d.key)
-		if err != nil {
+		if err != nil && !errors.Is(err, db.ErrNotFound) {
 			return err
 		}
-		for _, e := range entries {
-			if ok, err := tx.GiveUp(d.key, e.MessageID, reason); err != nil {
-				return err
-			} else if ok {
-				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(e.MessageID), State: string(db.Failed), Reason: reason}, now); err != nil {
-					return err
-				}
+		if known == sessionsUnknown {
+			_, err = r.Session(c.key)
+			need = errors.Is(err, db.ErrNotFound)
+			if need {
+				err = nil
 			}
 		}
-		return nil
-	})
-	if err == nil {
-		d.n.notifyEvents()
-	}
-	return err
-}
-
-// retryLater puts everything not acknowledged back for a later attempt,
-// with exponential backoff, and drops the stream.
-func (d *delivery) retryLater(cause error) {
-	d.closeStream()
-	if d.n.ctx.Err() != nil {
-		return // closing: the entries stay due, and start-up sends them
-	}
-	now := time.Now()
-	err := d.n.store.Update(func(tx *db.Tx) error {
-		entries, err := tx.Read().OutboxFor(d.key)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			wait := d.n.cfg.retryMin() << min(e.Attempts, 20)
-			if wait > d.n.cfg.retryMax() || wait <= 0 {
-				wait = d.n.cfg.retryMax()
-			}
-			if err := tx.RetryLater(e.MessageID, now.Add(wait), cause.Error()); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
 	if err != nil {
-		d.n.log.Warn("record a failed delivery", "peer", d.key, "err", err)
+		return false, fmt.Errorf("node: store: %w", err)
 	}
-	d.n.log.Debug("delivery postponed", "peer", d.key, "cause", cause)
-	clear(d.inflight)
-	d.unsent = d.unsent[:0]
+	return need, nil
 }
 
-// retryLoop delivers due outbox entries: at start, and then every second
-// (each entry waits out its own backoff).
-func (n *Node) retryLoop() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		var due []string
-		err := n.store.View(func(r *db.ReadTx) (err error) {
-			due, err = r.DuePeers(time.Now(), 1000)
-			return err
-		})
-		if err != nil && n.ctx.Err() == nil {
-			n.log.Warn("read the outbox", "err", err)
-		}
-		for _, key := range due {
-			if p, err := peer.Decode(key); err == nil {
-				n.kick(p)
-			}
-		}
-		select {
-		case <-t.C:
-		case <-n.ctx.Done():
-			return
-		}
-	}
-}
-
-// connect makes sure there is a connection to p: already connected, else
-// the addresses we know, else the DHT.
-func (n *Node) connect(ctx context.Context, p peer.ID) error {
-	h := n.host
-	// A relayed (limited) connection carries envelopes too.
-	if c := h.Network().Connectedness(p); c == network.Connected || c == network.Limited {
-		return nil
-	}
-	// A relayed connection will do: without this, a dial that reached
-	// the peer through its relay would go on trying its direct addresses
-	// (behind a NAT: until they time out).
-	ctx = network.WithAllowLimitedConn(ctx, "p2pmsg envelopes")
-	var errs []error
-	if len(h.Peerstore().Addrs(p)) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := h.Connect(cctx, peer.AddrInfo{ID: p})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	lctx, cancel := context.WithTimeout(ctx, n.cfg.lookup())
-	defer cancel()
-	ai, err := n.dht.FindPeer(lctx, p)
+// Resend sends the text of a failed outgoing message again, as a new
+// message (a new id, a new encryption, under a new session when the
+// failure called for one), and returns the new id. The failed one stays
+// in the history as failed.
+func (n *Node) Resend(ctx context.Context, id MessageID) (MessageID, error) {
+	m, err := n.Message(id)
 	if err != nil {
-		return fmt.Errorf("%w: %s is not connected and the DHT does not know its addresses: %v", ErrPeerNotFound, p, errors.Join(append(errs, err)...))
+		return MessageID{}, err
 	}
-	if err := h.Connect(lctx, ai); err != nil {
-		return fmt.Errorf("%w: %s is unreachable at its addresses: %v", ErrPeerNotFound, p, err)
+	if m.Direction != Outgoing || m.State != Failed {
+		return MessageID{}, fmt.Errorf("%w: message %s is not a failed message of yours (it is %s)", ErrInvalid, id, m.State)
 	}
-	return nil
+	return n.Send(ctx, m.Peer, m.Text)
 }

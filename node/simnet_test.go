@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/marcopolo/simnet"
@@ -50,8 +49,7 @@ func simQUIC(t *testing.T, router *simnet.SimpleFirewallRouter, public bool) lib
 func startSim(t *testing.T, router *simnet.SimpleFirewallRouter, public bool, addr string, cfg Config) *Node {
 	t.Helper()
 	cfg.ListenAddrs = []string{addr}
-	testHostOptions = []libp2p.Option{simQUIC(t, router, public)}
-	defer func() { testHostOptions = nil }()
+	cfg.hostOptions = []libp2p.Option{simQUIC(t, router, public)}
 	return startConfig(t, cfg)
 }
 
@@ -64,7 +62,7 @@ func TestHolePunchSimnet(t *testing.T) {
 	private := func(dir string) Config {
 		cfg := testConfig(dir, relay.AddrInfo())
 		cfg.Relays = []peer.AddrInfo{relay.AddrInfo()}
-		cfg.Reachability = network.ReachabilityPrivate
+		cfg.Reachability = ReachabilityPrivate
 		return cfg
 	}
 	a := startSim(t, router, false, "/ip4/2.2.0.1/udp/8000/quic-v1", private(t.TempDir()))
@@ -109,6 +107,24 @@ func TestHolePunchSimnet(t *testing.T) {
 	if !punched {
 		t.Fatalf("no hole-punched connection in three attempts; path: %s", a.Path(b.ID()))
 	}
+	// The host-event loop reported the move off the relay to a's event
+	// log, as the NAT lab's clients see it.
+	waitFor(t, 10*time.Second, "a connectivity event with the hole-punched path", func() (bool, string) {
+		evs, _, err := a.Events(0, MaxPage, EventConnectivity)
+		if err != nil {
+			return false, err.Error()
+		}
+		var seen []Path
+		for _, e := range evs {
+			if e.Peer == b.ID() {
+				seen = append(seen, e.Path)
+				if e.Path == PathHolePunched {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("paths reported for b: %v", seen)
+	})
 	send(t, b, a, "and back, directly")
 	waitDelivered(t, b, a.ID(), 1)
 	checkConversation(t, history(t, b, a.ID()), db.Incoming, []string{"through the simulated NAT"})

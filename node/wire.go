@@ -11,7 +11,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// Protocol IDs (DESIGN §7).
+// Protocol IDs (docs/design.md §4, §7.1).
 const (
 	MsgProtocol    = "/p2pmsg/msg/1.0.0"
 	BundleProtocol = "/p2pmsg/bundle/1.0.0"

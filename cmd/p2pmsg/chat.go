@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
+	"github.com/p2pmsg/p2pmsg/internal/api"
 	"github.com/p2pmsg/p2pmsg/node"
 )
 
@@ -25,75 +26,73 @@ func cmdChat(e *env, args []string) error {
 	if len(pos) > 1 {
 		return fail(exitUsage, "usage: p2pmsg chat [PEER]")
 	}
-	c, err := dial(e.data)
+	// One connection for requests, one for the event stream.
+	c, closeC, err := e.connect(false)
 	if err != nil {
 		return err
 	}
-	c.close()
-	m := &chatModel{data: e.data, input: textinput.New()}
+	defer closeC()
+	events, closeEvents, err := e.connect(false)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := &chatModel{ctx: ctx, c: c, input: textinput.New()}
 	m.input.Placeholder = "type a message, Enter to send"
 	m.input.CharLimit = node.MaxTextSize
 	m.input.Focus()
 	if len(pos) == 1 {
-		// "verify" resolves a name or an ID, and changes nothing.
-		var r map[string]string
-		if err := call(e.data, "verify", peerParams{Peer: pos[0]}, &r); err != nil {
+		r, err := c.Resolve(ctx, pos[0])
+		if err != nil {
 			return err
 		}
-		m.selected = r["peer_id"]
+		m.selected = r.PeerID
 	}
-	events, err := dial(e.data)
+	// From now on: the past is in the history the screen loads.
+	last, err := c.LastEventID(ctx)
 	if err != nil {
 		return err
 	}
-	defer events.close()
+	w, err := events.Watch(ctx, api.SubscribeParams{Since: last})
+	if err != nil {
+		return err
+	}
 	p := tea.NewProgram(m, tea.WithInput(os.Stdin), tea.WithOutput(e.stdout))
-	go followEvents(events, p)
+	go followEvents(w, p)
 	_, err = p.Run()
 	return err
 }
 
 type (
-	contactsMsg []contactEntry
+	contactsMsg []api.Contact
 	historyMsg  struct {
 		peer string
-		h    []historyEntry
+		h    []api.Message
 	}
-	eventMsg node.Event
+	eventMsg api.Event
 	errMsg   struct{ err error }
 )
 
 // followEvents feeds the daemon's new events to the screen.
-func followEvents(c *rpcClient, p *tea.Program) {
-	// From now on: the past is in the history the screen loads.
-	var last int64
-	if err := c.call("last_event_id", nil, &last); err != nil {
-		p.Send(errMsg{err})
-		return
-	}
-	raw, _ := json.Marshal(subscribeParams{Since: last})
-	if err := c.enc.Encode(rpcRequest{JSONRPC: "2.0", ID: json.RawMessage("0"), Method: "subscribe", Params: raw}); err != nil {
-		p.Send(errMsg{err})
-		return
-	}
+func followEvents(w *api.Watcher, p *tea.Program) {
 	for {
-		resp, err := c.read()
+		ev, err := w.Next()
 		if err != nil {
 			p.Send(errMsg{err})
 			return
 		}
-		var ev node.Event
-		if resp.Method == "event" && json.Unmarshal(resp.Params, &ev) == nil {
-			p.Send(eventMsg(ev))
-		}
+		p.Send(eventMsg(ev))
 	}
 }
 
 type chatModel struct {
-	data          string
-	contacts      []contactEntry
+	ctx           context.Context
+	c             *api.Client
+	contacts      []api.Contact
 	selected      string
-	history       []historyEntry
+	history       []api.Message
 	input         textinput.Model
 	width, height int
 	warning       string
@@ -106,8 +105,8 @@ func (m *chatModel) Init() tea.Cmd {
 
 func (m *chatModel) loadContacts() tea.Cmd {
 	return func() tea.Msg {
-		var cs []contactEntry
-		if err := call(m.data, "contacts.list", nil, &cs); err != nil {
+		cs, err := m.c.Contacts(m.ctx)
+		if err != nil {
 			return errMsg{err}
 		}
 		return contactsMsg(cs)
@@ -120,8 +119,8 @@ func (m *chatModel) loadHistory() tea.Cmd {
 		return nil
 	}
 	return func() tea.Msg {
-		var h []historyEntry
-		if err := call(m.data, "history", historyParams{Peer: peer, Limit: 200}, &h); err != nil {
+		h, err := m.c.History(m.ctx, api.HistoryParams{Peer: peer, Limit: 200})
+		if err != nil {
 			return errMsg{err}
 		}
 		return historyMsg{peer, h}
@@ -131,8 +130,7 @@ func (m *chatModel) loadHistory() tea.Cmd {
 func (m *chatModel) send(text string) tea.Cmd {
 	peer := m.selected
 	return func() tea.Msg {
-		var r sendResult
-		if err := call(m.data, "send", sendParams{Peer: peer, Text: text}, &r); err != nil {
+		if _, err := m.c.Send(m.ctx, api.SendParams{Peer: peer, Text: text}); err != nil {
 			return errMsg{err}
 		}
 		return nil
@@ -232,7 +230,7 @@ var (
 )
 
 // stateMark shows a message's delivery state as signal-style ticks.
-func stateMark(m historyEntry) string {
+func stateMark(m api.Message) string {
 	switch m.State {
 	case "queued":
 		return "○ queued"
@@ -282,7 +280,7 @@ func (m *chatModel) render() string {
 		if msg.Direction == "out" {
 			who = "me"
 		}
-		line := fmt.Sprintf("%s %s: %s", msg.Time.Local().Format("15:04"), who, printable(msg.Body, true))
+		line := fmt.Sprintf("%s %s: %s", msg.Stored.Local().Format("15:04"), who, printable(msg.Text, true))
 		if mark := stateMark(msg); mark != "" {
 			line += "  " + mark
 		}

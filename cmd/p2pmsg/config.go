@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/term"
 
-	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/node"
 )
 
@@ -82,33 +79,11 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	if cfg.Relays, err = peerAddrs("relay", fc.Relays); err != nil {
 		return cfg, err
 	}
-	for _, a := range fc.Listen {
-		if _, err := ma.NewMultiaddr(a); err != nil {
-			return cfg, fail(exitUsage, "listen address %q: %v (want e.g. /ip4/0.0.0.0/tcp/4001)", a, err)
-		}
-	}
 	if cfg.BootstrapPeers, err = peerAddrs("bootstrap", fc.Bootstrap); err != nil {
 		return cfg, err
 	}
-	switch fc.Reachability {
-	case "", "auto":
-	case "public":
-		cfg.Reachability = network.ReachabilityPublic
-	case "private":
-		cfg.Reachability = network.ReachabilityPrivate
-	default:
-		return cfg, fail(exitUsage, "reachability %q: want auto, public or private", fc.Reachability)
-	}
-	switch fc.DHTMode {
-	case "", "auto":
-		cfg.DHTMode = dht.ModeAuto
-	case "server":
-		cfg.DHTMode = dht.ModeServer
-	case "client":
-		cfg.DHTMode = dht.ModeClient
-	default:
-		return cfg, fail(exitUsage, "dht_mode %q: want auto, server or client", fc.DHTMode)
-	}
+	// The node checks these (and the rest) in New.
+	cfg.Reachability, cfg.DHTMode = node.Reachability(fc.Reachability), node.DHTMode(fc.DHTMode)
 	pass, err := passphrase()
 	if err != nil {
 		return cfg, err

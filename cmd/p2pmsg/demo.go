@@ -8,8 +8,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/node"
 )
 
@@ -37,7 +35,7 @@ func cmdDemo(e *env, args []string) error {
 	}()
 	start := func(name string, boot ...peer.AddrInfo) (*node.Node, error) {
 		n, err := node.New(node.Config{DataDir: tmp + "/" + name, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-			NoMDNS: true, NoPortMap: true, DHTMode: dht.ModeServer, BootstrapPeers: boot})
+			NoMDNS: true, NoPortMap: true, DHTMode: node.DHTServer, BootstrapPeers: boot})
 		if err != nil {
 			return nil, err
 		}
@@ -96,16 +94,16 @@ func cmdDemo(e *env, args []string) error {
 		return err
 	}
 	say("\nthe conversation, as bob's history holds it:")
-	h, err := bob.History(alice.ID(), db.Cursor{}, 10)
+	h, err := bob.History(alice.ID(), node.Page{Limit: 10})
 	if err != nil {
 		return err
 	}
 	for _, m := range h {
 		who := "alice"
-		if m.Direction == db.Outgoing {
+		if m.Direction == node.Outgoing {
 			who = "bob  "
 		}
-		say("  %s: %s  [%s]", who, m.Body, m.State)
+		say("  %s: %s  [%s]", who, m.Text, m.State)
 	}
 	sa, _ := alice.SafetyNumber(bob.ID())
 	sb, _ := bob.SafetyNumber(alice.ID())
@@ -118,13 +116,13 @@ func cmdDemo(e *env, args []string) error {
 
 func waitDelivered(ctx context.Context, n *node.Node, p peer.ID, want int) error {
 	for {
-		h, err := n.History(p, db.Cursor{}, 1000)
+		h, err := n.History(p, node.Page{Limit: node.MaxPage})
 		if err != nil {
 			return err
 		}
 		got := 0
 		for _, m := range h {
-			if m.Direction == db.Outgoing && m.State == db.Delivered {
+			if m.Direction == node.Outgoing && m.State == node.Delivered {
 				got++
 			}
 		}

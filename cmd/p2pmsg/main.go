@@ -32,6 +32,10 @@ const usageText = `p2pmsg: serverless end-to-end encrypted chat
 Usage: p2pmsg [global flags] COMMAND [flags] [arguments]
 Flags may come before or after the arguments.
 
+PEER is a peer ID or a contact's name. Without a daemon, the commands
+that only read (id, history, message, receive, contacts list, verify)
+read the store; the others need one.
+
 Commands:
   init                         create the identity and the database
   id                           peer ID, addresses and fingerprint
@@ -46,14 +50,20 @@ Commands:
       --reachability auto|public|private   override AutoNAT (private: take relay reservations at once)
   send PEER TEXT [--wait] [--timeout D]
                                send TEXT to PEER (peer ID or contact name)
-  history PEER [--limit N]     the conversation, oldest first
-  receive [--follow] [--since ID]
+  history PEER [--limit N] [--before ID | --after ID | --oldest]
+                               a page of the conversation (default: the latest 50), oldest first
+  message ID                   one message
+  receive [--follow] [--since ID] [--kind KIND]...
                                the event stream, from after event ID
-  contacts list | add PEER [--name NAME] | accept PEER | block PEER | unblock PEER
+  contacts list
+  contacts add PEER [--name NAME]   add or accept (without --name the name is kept)
+  contacts rename PEER NAME
+  contacts remove PEER [--yes]      delete the contact with its history (asks first)
+  contacts accept PEER | block PEER | unblock PEER
   verify PEER                  safety number to compare with PEER
   trust PEER [--verified]      accept PEER's new identity key after a key change;
                                --verified: record that you compared safety numbers
-  resend PEER MESSAGE_ID       send a failed message again, as a new message
+  resend MESSAGE_ID            send a failed message again, as a new message
   status                       the running node's state
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
@@ -101,6 +111,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"status":   cmdStatus,
 	"chat":     cmdChat,
 	"resend":   cmdResend,
+	"message":  cmdMessage,
 	"demo":     cmdDemo,
 }
 
@@ -127,11 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "p2pmsg %s: %v\n", name, err)
-	var ce *cliError
-	if errors.As(err, &ce) {
-		return ce.code
-	}
-	return exitError
+	return exitCodeOf(err)
 }
 
 // splitCommand finds the verb: the first argument that is neither a

@@ -1,16 +1,24 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/p2pmsg/p2pmsg/internal/api"
 )
 
 // The script tests drive the real command: testscript puts this test
@@ -47,13 +55,17 @@ func TestScripts(t *testing.T) {
 			},
 			// lastevent DIR VAR: $VAR = the daemon's newest event id.
 			"lastevent": func(ts *testscript.TestScript, neg bool, args []string) {
-				c, err := dial(ts.MkAbs(args[0]))
+				c, err := api.Dial(ts.MkAbs(args[0]))
 				ts.Check(err)
-				defer c.close()
-				var id int64
-				ts.Check(c.call("last_event_id", nil, &id))
+				defer c.Close()
+				id, err := c.LastEventID(context.Background())
+				ts.Check(err)
 				ts.Setenv(args[1], strconv.FormatInt(id, 10))
 			},
+			"rpc":         rawRPC,
+			"setjson":     setJSON,
+			"sendmany":    sendMany,
+			"pagehistory": pageHistory,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0] + "s")
 				ts.Check(err)
@@ -79,20 +91,20 @@ func waitDaemon(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // waitAPI waits until the daemon of dir answers "id" with an address.
-func waitAPI(dir string, timeout time.Duration) (idResult, error) {
+func waitAPI(dir string, timeout time.Duration) (api.Identity, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := dial(dir)
+		c, err := api.Dial(dir)
 		if err == nil {
-			var r idResult
-			err = c.call("id", nil, &r)
-			c.close()
+			var r api.Identity
+			r, err = c.ID(context.Background())
+			c.Close()
 			if err == nil && len(r.Addrs) > 0 {
 				return r, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return idResult{}, fmt.Errorf("no daemon answered on %s in %v: %v", dir, timeout, err)
+			return api.Identity{}, fmt.Errorf("no daemon answered on %s in %v: %v", dir, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -117,5 +129,120 @@ func exitCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
+
+// rpc DIR LINE [N] writes LINE to the daemon's socket as it is and
+// prints the first N lines that come back (default 1) to stdout.
+func rawRPC(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: rpc DIR LINE [N]")
+	}
+	lines := 1
+	if len(args) == 3 {
+		var err error
+		lines, err = strconv.Atoi(args[2])
+		ts.Check(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(ts.MkAbs(args[0]), api.SocketName))
+	ts.Check(err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.WriteString(c, args[1]+"\n")
+	ts.Check(err)
+	r := bufio.NewReader(c)
+	var out strings.Builder
+	for range lines {
+		line, err := r.ReadString('\n')
+		ts.Check(err)
+		out.WriteString(line)
+	}
+	ts.Stdout().Write([]byte(out.String()))
+}
+
+// setjson VAR FIELD sets $VAR to a field of the JSON object that the last
+// command wrote to stdout.
+func setJSON(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: setjson VAR FIELD")
+	}
+	var v map[string]any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &v))
+	f, ok := v[args[1]]
+	if !ok {
+		ts.Fatalf("no field %q in %s", args[1], ts.ReadFile("stdout"))
+	}
+	ts.Setenv(args[0], fmt.Sprint(f))
+}
+
+// sendmany DIR PEER N queues messages "m000" to "m<N-1>" through the API.
+func sendMany(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: sendmany DIR PEER N")
+	}
+	n, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	c, err := api.Dial(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer c.Close()
+	for i := range n {
+		_, err := c.Send(context.Background(), api.SendParams{Peer: args[1], Text: fmt.Sprintf("m%03d", i)})
+		ts.Check(err)
+	}
+}
+
+// pagehistory DIR PEER LIMIT before|after N pages through the
+// conversation with the history verb, --limit LIMIT at a time, from the
+// latest back with --before (or from the oldest on with --after), and
+// wants exactly "m000" to "m<N-1>" among the outgoing messages, in
+// order: no gap, no repeat.
+func pageHistory(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 5 {
+		ts.Fatalf("usage: pagehistory DIR PEER LIMIT before|after N")
+	}
+	want, err := strconv.Atoi(args[4])
+	ts.Check(err)
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > want {
+			ts.Fatalf("more pages than messages: the cursor does not move")
+		}
+		cmd := []string{"--data", args[0], "history", args[1], "--json", "--limit", args[2]}
+		switch {
+		case args[3] == "before" && cursor != "":
+			cmd = append(cmd, "--before", cursor)
+		case args[3] == "after" && cursor != "":
+			cmd = append(cmd, "--after", cursor)
+		case args[3] == "after":
+			cmd = append(cmd, "--oldest")
+		}
+		ts.Check(ts.Exec("p2pmsg", cmd...))
+		var page []api.Message
+		ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &page))
+		if len(page) == 0 {
+			break
+		}
+		var texts []string
+		for _, m := range page {
+			if m.Direction == "out" { // the ones sendmany sent
+				texts = append(texts, m.Text)
+			}
+		}
+		if args[3] == "before" {
+			got = append(texts, got...)
+			cursor = page[0].ID
+		} else {
+			got = append(got, texts...)
+			cursor = page[len(page)-1].ID
+		}
+	}
+	if len(got) != want {
+		ts.Fatalf("paging %s: %d messages, want %d", args[3], len(got), want)
+	}
+	for i, text := range got {
+		if text != fmt.Sprintf("m%03d", i) {
+			ts.Fatalf("paging %s: message %d is %q (a gap or a repeat)", args[3], i, text)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pmsg/p2pmsg/internal/api"
 	"github.com/p2pmsg/p2pmsg/node"
 )
 
-// The NAT lab (DESIGN §9): network namespaces that this test creates and
+// The NAT lab (docs/design.md §9): network namespaces that this test creates and
 // removes. An "internet" bridge (7.0.0.0/24, public-looking addresses that
 // exist only inside these namespaces, with no route out) holds a relay and
 // bootstrap node and the WAN side of two routers; each router masquerades
@@ -124,7 +126,7 @@ func (l *lab) teardown() {
 }
 
 // daemon starts p2pmsg daemon inside a namespace and waits for its API.
-func (l *lab) daemon(ns, dir string, args ...string) (*exec.Cmd, idResult) {
+func (l *lab) daemon(ns, dir string, args ...string) (*exec.Cmd, api.Identity) {
 	l.t.Helper()
 	full := append([]string{"netns", "exec", l.ns(ns), "env", "P2PMSG_TEST_AS_CLI=1", "P2PMSG_PASSPHRASE=", os.Args[0], "--data", dir, "daemon",
 		"--no-mdns", "--no-port-map"}, args...)
@@ -154,13 +156,13 @@ func stop(cmd *exec.Cmd) {
 
 // pathTo asks a daemon how it reaches a contact.
 func pathTo(t *testing.T, dir, peerID string) string {
-	c, err := dial(dir)
+	c, err := api.Dial(dir)
 	if err != nil {
 		return "no daemon"
 	}
-	defer c.close()
-	var cs []contactEntry
-	if err := c.call("contacts.list", nil, &cs); err != nil {
+	defer c.Close()
+	cs, err := c.Contacts(context.Background())
+	if err != nil {
 		return err.Error()
 	}
 	for _, x := range cs {
@@ -173,14 +175,13 @@ func pathTo(t *testing.T, dir, peerID string) string {
 
 func sendWait(t *testing.T, dir, to, text string) time.Duration {
 	t.Helper()
-	c, err := dial(dir)
+	c, err := api.Dial(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
+	defer c.Close()
 	start := time.Now()
-	var r sendResult
-	if err := c.call("send", sendParams{Peer: to, Text: text, Wait: true, Timeout: "60s"}, &r); err != nil {
+	if _, err := c.Send(context.Background(), api.SendParams{Peer: to, Text: text, Wait: true, Timeout: "60s"}); err != nil {
 		t.Fatalf("send %q from %s: %v", text, dir, err)
 	}
 	return time.Since(start)
@@ -197,10 +198,10 @@ func waitPath(t *testing.T, dir, peerID string, want ...string) string {
 			}
 		}
 		if time.Now().After(deadline) {
-			var st any
-			if c, err := dial(dir); err == nil {
-				c.call("status", nil, &st)
-				c.close()
+			var st api.Status
+			if c, err := api.Dial(dir); err == nil {
+				st, _ = c.Status(context.Background())
+				c.Close()
 			}
 			t.Fatalf("path to %s stays %q, want %v; status of %s: %v", peerID, p, want, dir, st)
 		}
@@ -212,12 +213,10 @@ func waitHolePunching(t *testing.T, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var st struct {
-			HolePunching bool `json:"hole_punching"`
-		}
-		if c, err := dial(dir); err == nil {
-			c.call("status", nil, &st)
-			c.close()
+		var st api.Status
+		if c, err := api.Dial(dir); err == nil {
+			st, _ = c.Status(context.Background())
+			c.Close()
 		}
 		if st.HolePunching {
 			return
@@ -280,7 +279,7 @@ func natArgs(transport, relay string, public []string) []string {
 // relay, the public nodes and a daemon behind each NAT, and waits until
 // both can hole-punch: DCUtR must be up before a relayed connection
 // arrives (go-libp2p starts it once a public address is known).
-func natedPair(t *testing.T, transport string, symmetricB bool) (dir string, relay *exec.Cmd, a, b idResult) {
+func natedPair(t *testing.T, transport string, symmetricB bool) (dir string, relay *exec.Cmd, a, b api.Identity) {
 	l := newLab(t, symmetricB)
 	dir = t.TempDir()
 	relay, r := l.daemon("relay", dir+"/relay", append(relayListen(transport), "--relay")...)
@@ -307,15 +306,14 @@ func TestNATLabHolePunch(t *testing.T) {
 			t.Logf("%s: path %s after %v", transport, path, time.Since(t0).Round(time.Millisecond))
 			// The event stream reported the move to a direct path.
 			waitFor(t, 10*time.Second, "a connectivity event with the direct path", func() bool {
-				c, err := dial(dir + "/a")
+				c, err := api.Dial(dir + "/a")
 				if err != nil {
 					return false
 				}
-				defer c.close()
-				var evs []node.Event
-				c.call("events", subscribeParams{}, &evs)
-				for _, e := range evs {
-					if e.Kind == node.EventConnectivity && e.Peer == b.PeerID && (e.Path == "hole-punched" || e.Path == "direct") {
+				defer c.Close()
+				page, _ := c.Events(context.Background(), api.EventsParams{Kinds: []string{string(node.EventConnectivity)}})
+				for _, e := range page.Events {
+					if e.Peer == b.PeerID && (e.Path == "hole-punched" || e.Path == "direct") {
 						return true
 					}
 				}
@@ -323,20 +321,12 @@ func TestNATLabHolePunch(t *testing.T) {
 			})
 			// `p2pmsg status` of a NATed node: private, its reservation,
 			// the path to its contact.
-			var st struct {
-				Reachability string   `json:"reachability"`
-				RelayAddrs   []string `json:"relay_addrs"`
-				Contacts     []struct {
-					PeerID string `json:"peer_id"`
-					Path   string `json:"path"`
-				} `json:"contacts"`
-			}
-			c, err := dial(dir + "/a")
+			c, err := api.Dial(dir + "/a")
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.call("status", nil, &st)
-			c.close()
+			st, err := c.Status(context.Background())
+			c.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -388,18 +378,18 @@ func TestNATLabRelayDown(t *testing.T) {
 	l.daemon("ha", dir+"/a", nat...)
 	_, b := l.daemon("hb", dir+"/b", nat...)
 	stop(relay)
-	c, err := dial(dir + "/a")
+	c, err := api.Dial(dir + "/a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
-	var res sendResult
-	if err := c.call("send", sendParams{Peer: b.PeerID, Text: "sent while the relay is down"}, &res); err != nil {
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Send(ctx, api.SendParams{Peer: b.PeerID, Text: "sent while the relay is down"}); err != nil {
 		t.Fatalf("send with the relay down: %v (the bundle comes from the DHT's public nodes)", err)
 	}
 	time.Sleep(3 * time.Second)
-	var h []historyEntry
-	if err := c.call("history", historyParams{Peer: b.PeerID}, &h); err != nil {
+	h, err := c.History(ctx, api.HistoryParams{Peer: b.PeerID})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(h) != 1 || (h[0].State != "queued" && h[0].State != "sent") {
@@ -409,7 +399,7 @@ func TestNATLabRelayDown(t *testing.T) {
 	l.daemon("relay", dir+"/relay", append(relayListen("tcp"), "--relay")...)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		c.call("history", historyParams{Peer: b.PeerID}, &h)
+		h, _ = c.History(ctx, api.HistoryParams{Peer: b.PeerID})
 		if len(h) == 1 && h[0].State == "delivered" {
 			break
 		}

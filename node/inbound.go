@@ -9,33 +9,19 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
-const (
-	// recvWindow bounds the envelopes of one stream that are read but not
-	// yet acknowledged, and recvWindowKiB their size: beyond either the
-	// reader waits for the store.
-	recvWindow    = 1024
-	recvWindowKiB = 4096
-	// maxRejects: a stream that sends this many refused frames in a row
-	// is reset; its peer may open another, but each costs it a round
-	// trip, and ours stays cheap.
-	maxRejects = 64
-	// streamIdle: a stream that sends nothing for this long is closed.
-	streamIdle = 2 * time.Minute
-	// ackWriteTimeout: a peer that reads no acks for this long loses its
-	// stream.
-	ackWriteTimeout = 30 * time.Second
-)
-
-// handleMsg serves /p2pmsg/msg/1.0.0: it reads envelopes, hands them to
-// the peer's conv in order (which decrypts and commits them in batches),
-// and acknowledges each, in order, after its commit.
+// handleMsg serves /p2pmsg/msg/1.0.0 (docs/design.md §7.1): it reads
+// envelopes, hands them to the peer's conversation in order (which
+// decrypts and commits them in batches: decrypt.go), and acknowledges
+// each, in order, after its commit. What a stream may make us hold is
+// bounded by recvWindow, recvWindowKiB, maxRejects, streamIdle and
+// ackWriteTimeout (limits.go).
 func (n *Node) handleMsg(s network.Stream) {
 	c, err := n.conv(s.Conn().RemotePeer())
 	if err != nil {
 		s.Reset()
 		return
 	}
-	pending := make(chan *op, recvWindow)
+	pending := make(chan *recvOp, recvWindow)
 	kib := make(chan struct{}, recvWindowKiB) // one token per KiB read and not yet acknowledged
 	acked := make(chan error, 1)
 	if !n.spawn(func() {
@@ -56,7 +42,7 @@ func (n *Node) handleMsg(s network.Stream) {
 			s.Close()
 		}
 	}()
-	r := bufio.NewReaderSize(s, 64<<10)
+	r := bufio.NewReaderSize(s, recvBufSize)
 	for {
 		s.SetReadDeadline(time.Now().Add(streamIdle))
 		frame, err := readFrame(r, maxFrame)
@@ -74,7 +60,7 @@ func (n *Node) handleMsg(s network.Stream) {
 				return
 			}
 		}
-		o := &op{kind: opRecv, env: frame}
+		o := newRecvOp(frame)
 		c.submit(o)
 		select {
 		case pending <- o:
@@ -87,11 +73,11 @@ func (n *Node) handleMsg(s network.Stream) {
 
 // writeAcks answers each op once its batch committed, in the order the
 // envelopes came.
-func (n *Node) writeAcks(s network.Stream, pending <-chan *op, kib <-chan struct{}) error {
+func (n *Node) writeAcks(s network.Stream, pending <-chan *recvOp, kib <-chan struct{}) error {
 	w := bufio.NewWriter(s)
 	rejects := 0
 	for o := range pending {
-		<-o.done
+		o.wait()
 		for range frameKiB(o.env) {
 			<-kib
 		}

@@ -4,19 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 
+	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
-// maxSessions is how many sessions a record keeps per peer: the current
-// one and the ones it replaced. When both sides start a session at once,
-// each ends up with two; envelopes already queued under either must still
-// decrypt, and a successful decryption under an older session makes it
-// current again, so both sides converge on one (Signal's session records).
-const maxSessions = 5
-
-// sessionRecord is everything a node keeps to talk with one peer. The
-// first session is the one that sends.
+// sessionRecord is everything a node keeps to talk with one peer: up to
+// maxSessions sessions (limits.go), the current one first, the one that
+// sends (docs/node-decisions.md, 1).
 type sessionRecord struct {
 	sessions []*e2e.Session
 }
@@ -98,4 +94,25 @@ func (r *sessionRecord) UnmarshalBinary(b []byte) error {
 		return errBadRecord
 	}
 	return nil
+}
+
+// loadRecord reads a peer's session record from the store; an empty one
+// when there is none.
+func loadRecord(r *db.ReadTx, key string, log *slog.Logger) (*sessionRecord, error) {
+	rec := new(sessionRecord)
+	blob, err := r.Session(key)
+	if errors.Is(err, db.ErrNotFound) {
+		return rec, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := rec.UnmarshalBinary(blob); err != nil {
+		// A record we cannot read is useless, and refusing every message
+		// from the peer forever would be worse: start afresh (the peer's
+		// next prekey message starts a new session) and say so.
+		log.Error("unreadable session record replaced by an empty one", "peer", key, "err", err)
+		return new(sessionRecord), nil
+	}
+	return rec, nil
 }

@@ -1,0 +1,134 @@
+package api
+
+import (
+	"context"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pmsg/p2pmsg/node"
+)
+
+// Contacts, names, keys and the node's status.
+
+func (s *Server) resolve(_ context.Context, p PeerParams) (Resolved, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Resolved{}, err
+	}
+	c, _ := s.n.Contact(to)
+	return Resolved{PeerID: to.String(), Name: c.Name}, nil
+}
+
+func (s *Server) verify(_ context.Context, p PeerParams) (SafetyNumber, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return SafetyNumber{}, err
+	}
+	sn, err := s.n.SafetyNumber(to)
+	if err != nil {
+		return SafetyNumber{}, err
+	}
+	c, _ := s.n.Contact(to)
+	return SafetyNumber{PeerID: to.String(), Name: c.Name, SafetyNumber: sn}, nil
+}
+
+func (s *Server) status(context.Context, None) (Status, error) {
+	st, err := s.n.Status()
+	if err != nil {
+		return Status{}, err
+	}
+	out := Status{PeerID: st.PeerID.String(), Addrs: nonNil(st.Addrs), Reachability: string(st.Reachability),
+		RelayAddrs: nonNil(st.RelayAddrs), HolePunching: st.HolePunching, Contacts: []ContactPath{},
+		ConnectedPeers: st.ConnectedPeers, RoutingTable: st.RoutingTable, Published: st.Published,
+		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed}
+	for _, c := range st.Contacts {
+		out.Contacts = append(out.Contacts, ContactPath{PeerID: c.PeerID.String(), Name: c.Name, Path: string(c.Path)})
+	}
+	return out, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func contactOf(c node.Contact) Contact {
+	return Contact{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Verified: c.Verified,
+		Blocked: c.Blocked, KeyChanged: c.KeyChanged, Path: string(c.Path)}
+}
+
+func (s *Server) contacts(context.Context, None) ([]Contact, error) {
+	cs, err := s.n.Contacts()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Contact, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, contactOf(c))
+	}
+	return out, nil
+}
+
+// contactAfter answers a change to a contact with the contact as it is
+// now.
+func (s *Server) contactAfter(p peer.ID, err error) (Contact, error) {
+	if err != nil {
+		return Contact{}, err
+	}
+	c, err := s.n.Contact(p)
+	return contactOf(c), err
+}
+
+func (s *Server) addContact(_ context.Context, p ContactParams) (Contact, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Contact{}, err
+	}
+	return s.contactAfter(to, s.n.AddContact(to, p.Name))
+}
+
+func (s *Server) rename(_ context.Context, p ContactParams) (Contact, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Contact{}, err
+	}
+	return s.contactAfter(to, s.n.Rename(to, p.Name))
+}
+
+func (s *Server) removeContact(_ context.Context, p PeerParams) (Removed, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Removed{}, err
+	}
+	return Removed{PeerID: to.String()}, s.n.RemoveContact(to)
+}
+
+func (s *Server) contactOp(f func(peer.ID) error) func(context.Context, PeerParams) (Contact, error) {
+	return func(_ context.Context, p PeerParams) (Contact, error) {
+		to, err := s.n.Resolve(p.Peer)
+		if err != nil {
+			return Contact{}, err
+		}
+		return s.contactAfter(to, f(to))
+	}
+}
+
+func (s *Server) setVerified(_ context.Context, p VerifiedParams) (Contact, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Contact{}, err
+	}
+	verified := p.Verified == nil || *p.Verified
+	return s.contactAfter(to, s.n.SetVerified(to, verified))
+}
+
+func (s *Server) trust(_ context.Context, p PeerParams) (Trusted, error) {
+	to, err := s.n.Resolve(p.Peer)
+	if err != nil {
+		return Trusted{}, err
+	}
+	changed, err := s.n.TrustIdentity(to)
+	return Trusted{PeerID: to.String(), Changed: changed}, err
+}

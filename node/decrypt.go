@@ -1,0 +1,203 @@
+package node
+
+import (
+	"crypto/subtle"
+	"errors"
+	"time"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// recvOp decrypts and stores one envelope of a stream inside a batch
+// (inbound.go submits it, and acknowledges it once it is done).
+type recvOp struct {
+	done
+	env []byte
+
+	// Results: the ack to write.
+	id     e2e.MessageID
+	status ackStatus
+	code   rejectReason // ackRejected: why, for the sender
+	reason string       // ackRejected: details, for our log
+}
+
+func newRecvOp(env []byte) *recvOp { return &recvOp{done: newDone(), env: env} }
+
+func (o *recvOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error {
+	return c.receive(tx, o, st, now)
+}
+
+// fail: the sender may send it again later.
+func (o *recvOp) fail(error) { o.status = ackRetry }
+
+func (o *recvOp) reject(code rejectReason, why string) {
+	o.status, o.code, o.reason = ackRejected, code, why
+}
+
+// receive decrypts and stores one incoming envelope: the message
+// (received) and its event, with the session record the batch writes.
+func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) error {
+	id, err := e2e.EnvelopeID(o.env)
+	if err != nil {
+		o.reject(reasonMalformed, "not an envelope")
+		return nil
+	}
+	o.id = id
+	r := tx.Read()
+	if m, err := r.Message(id); err == nil {
+		if m.Peer != c.key || m.Direction != db.Incoming {
+			o.reject(reasonForeign, "message id of another conversation")
+			return nil
+		}
+		o.status = ackStored // a retransmission: acknowledge again
+		return nil
+	} else if !errors.Is(err, db.ErrNotFound) {
+		return err
+	}
+	var pt []byte
+	if e2e.IsPrekeyMessage(o.env) {
+		pt, err = c.receivePrekey(tx, o, st, now)
+		if err != nil || o.status != 0 {
+			return err
+		}
+	} else {
+		decrypted := false
+		for i, s := range c.rec.sessions {
+			if pt, err = s.Decrypt(o.env, now); err == nil {
+				c.rec.promote(i)
+				decrypted = true
+				break
+			}
+		}
+		if !decrypted {
+			if len(c.rec.sessions) == 0 {
+				o.reject(reasonNoSession, "no session with the sender")
+			} else {
+				o.reject(reasonNoSession, "does not decrypt: "+err.Error())
+			}
+			return nil
+		}
+	}
+	st.dirty = true
+	if st.contact != nil && st.contact.Blocked {
+		// Decrypted (the ratchet must move on, or unblocking would find
+		// the chain too far ahead), acknowledged, dropped: a blocked peer
+		// learns nothing.
+		o.status = ackStored
+		return nil
+	}
+	sent, text, _ := decodeContent(pt)
+	// A stranger's first message makes a contact request (trust.go).
+	if err := c.ensureContact(tx, st, true, now); err != nil {
+		return err
+	}
+	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: text, State: db.Received,
+		Sent: time.UnixMilli(sent), Received: now}
+	if _, err := tx.InsertMessage(m); err != nil {
+		return err
+	}
+	o.status = ackStored
+	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now)
+}
+
+// receivePrekey handles an initial message: by the session it started, if
+// it is a retransmission, or by running PQXDH as responder. The responder
+// records the replay key, consumes the one-time prekeys and records the
+// sender's identity in the batch's transaction. A refusal sets o.status
+// and returns no plaintext.
+func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time) ([]byte, error) {
+	reject := func(code rejectReason, why string) ([]byte, error) {
+		o.reject(code, why)
+		return nil, nil
+	}
+	pm, err := e2e.ParsePrekeyMessage(o.env)
+	if err != nil {
+		return reject(reasonMalformed, "malformed prekey message")
+	}
+	// The stream is authenticated as the peer: a prekey message that
+	// names someone else is a forgery or a misdirected replay.
+	if subtle.ConstantTimeCompare(pm.Sender.Key[:], c.peerKey[:]) != 1 {
+		return reject(reasonForeign, "prekey message of another identity")
+	}
+	if i := c.rec.byBaseKey(pm.BaseKey); i >= 0 {
+		pt, err := c.rec.sessions[i].Decrypt(o.env, now)
+		if err != nil {
+			return reject(reasonNoSession, "does not decrypt: "+err.Error())
+		}
+		c.rec.promote(i)
+		return pt, nil
+	}
+	if err := pm.Sender.Verify(); err != nil {
+		return reject(reasonForeign, "bad identity certificate")
+	}
+	ik := identityKey(pm.Sender.Key, pm.Sender.DH)
+	if changed, err := c.identityChanged(tx, st, ik, now); err != nil || changed {
+		if changed {
+			return reject(reasonIdentity, "identity key changed")
+		}
+		return nil, err
+	}
+	r := tx.Read()
+	var keys e2e.ResponderKeys
+	if keys.SignedPrekey, err = loadSigned(r, pm.SignedPrekeyID, now); err != nil {
+		return reject(reasonUnknownPrekey, "unknown signed prekey")
+	}
+	pqKind := db.PQPrekey
+	if pm.PQOneTime {
+		pqKind = db.PQOneTimePrekey
+	}
+	if keys.PQPrekey, err = loadPQ(r, pqKind, pm.PQPrekeyID, now); err != nil {
+		return reject(reasonUnknownPrekey, "unknown PQ prekey")
+	}
+	if pm.HasOneTimePrekey {
+		if keys.OneTimePrekey, err = loadOneTime(r, pm.OneTimePrekeyID); err != nil {
+			return reject(reasonUnknownPrekey, "unknown or used one-time prekey")
+		}
+	}
+	rk := pm.ReplayKey()
+	var seenErr error
+	seen := func(k e2e.ReplayKey) bool {
+		ok, err := r.Seen(k[:])
+		if err != nil {
+			seenErr = err
+			return true
+		}
+		return ok
+	}
+	s, pt, err := e2e.Respond(c.n.self, pm, keys, seen, now)
+	if seenErr != nil {
+		return nil, seenErr
+	}
+	if err != nil {
+		// A replayed handshake here comes from the peer itself (the stream
+		// is authenticated, and copies of stored messages were caught
+		// above): its session is one we have forgotten. It needs a new one.
+		return reject(reasonNoSession, "handshake failed: "+err.Error())
+	}
+	// The replay key must outlive the signed prekey it names.
+	if _, err := tx.MarkSeen(rk[:], now.Add(c.n.cfg.rotate()*(1+graceRotations))); err != nil {
+		return nil, err
+	}
+	if pm.HasOneTimePrekey {
+		secret, err := tx.UseOneTimePrekey(db.OneTimePrekey, pm.OneTimePrekeyID, now)
+		clear(secret)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if pm.PQOneTime {
+		secret, err := tx.UseOneTimePrekey(db.PQOneTimePrekey, pm.PQPrekeyID, now)
+		clear(secret)
+		if err != nil {
+			return nil, err
+		}
+	}
+	// The handshake succeeded, and receive stores its message next: a
+	// stranger becomes a contact request now.
+	if err := c.recordIdentity(tx, st, ik, true, now); err != nil {
+		return nil, err
+	}
+	c.rec.push(s)
+	return pt, nil
+}

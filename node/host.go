@@ -1,0 +1,111 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pmsg/p2pmsg/dht"
+)
+
+// The host's configuration (docs/design.md §8): transports, security,
+// muxer, resource and connection managers, relays, hole punching, NAT
+// port mapping, and the DHT on top.
+
+// buildHost makes the libp2p host and the DHT, and undoes its steps when
+// one fails.
+func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
+	cm, err := connmgr.NewConnManager(n.cfg.connLow(), n.cfg.connHigh(), connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
+	if err != nil {
+		cm.Close()
+		return nil, nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(n.priv),
+		libp2p.ListenAddrStrings(n.cfg.listenAddrs()...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableMetrics(),
+		libp2p.EnableRelay(), // reach peers through relays
+		libp2p.EnableHolePunching(holepunch.WithTracer(holePunchTracer{n})),
+	}
+	if !n.cfg.NoPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	switch n.cfg.Reachability {
+	case ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if len(n.cfg.Relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(n.cfg.Relays))
+	}
+	opts = append(opts, n.cfg.hostOptions...)
+	if n.cfg.RelayService {
+		// go-libp2p runs the relay service only while the node believes
+		// itself publicly reachable; the user says it is.
+		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic(), libp2p.EnableNATService())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		cm.Close()
+		return nil, nil, fmt.Errorf("node: start host: %w", err)
+	}
+	mode := n.cfg.DHTMode.dht()
+	if n.cfg.RelayService {
+		mode = dht.ModeServer // a public relay serves the DHT too
+	}
+	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers})
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("node: start DHT: %w", err)
+	}
+	return h, d, nil
+}
+
+// Host is the libp2p host: nil before Start; read it after Start returns.
+func (n *Node) Host() host.Host { return n.host }
+
+// Addrs are the node's listen addresses with /p2p/<id>, for others to
+// bootstrap from or connect to.
+func (n *Node) Addrs() []ma.Multiaddr {
+	if n.host == nil {
+		return nil
+	}
+	p2p, _ := ma.NewComponent("p2p", n.id.String())
+	var out []ma.Multiaddr
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.Encapsulate(p2p.Multiaddr()))
+	}
+	return out
+}
+
+// AddrInfo is the node's ID and listen addresses.
+func (n *Node) AddrInfo() peer.AddrInfo {
+	if n.host == nil {
+		return peer.AddrInfo{ID: n.id}
+	}
+	return peer.AddrInfo{ID: n.id, Addrs: n.host.Addrs()}
+}

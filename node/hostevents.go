@@ -1,0 +1,281 @@
+package node
+
+import (
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+
+	"github.com/p2pmsg/p2pmsg/db"
+)
+
+// The host-event loop: one goroutine of ours that learns what the host
+// does and acts on it.
+//
+// Its sources:
+//   - go-libp2p's event bus, through one subscription (Start makes it):
+//     EvtPeerConnectednessChanged (a peer went from not connected to
+//     limited, i.e. relayed only, to connected, or back; a relayed
+//     connection upgraded to a direct one changes limited to connected),
+//     EvtLocalReachabilityChanged (AutoNAT's verdict, for Status) and
+//     EvtLocalProtocolsUpdated (DCUtR's protocol appears once the
+//     node knows a public address of its own);
+//   - hostQueue, fed by the hole-punch tracer (a punch succeeded) and
+//     mDNS (a peer on the LAN). They run on libp2p's goroutines and never
+//     wait: when the queue is full their event is dropped and counted,
+//     and the loop logs the count. What a dropped event would have done
+//     comes later anyway: the peer's next connectedness change
+//     re-evaluates its path (the punch itself is recorded at once, so
+//     Path and Status report it), and the retry loop delivers what is
+//     due to a peer found on the LAN within retryEvery of its connecting.
+//
+// What it does with them:
+//   - a contact that connects (relayed or directly) gets its worker
+//     kicked, so that what waits for it goes at once;
+//   - a contact whose path changed (connected, disconnected, relayed to
+//     direct, punched) gets a connectivity event;
+//   - a peer found on the LAN: its addresses go to the peerstore (at
+//     once, on mDNS's goroutine) and its worker is kicked;
+//   - reachability is recorded for Status;
+//   - when DCUtR comes up, the relayed-only connections certainly older
+//     than it are dropped, to be dialled again and upgraded (nat.go).
+//
+// It takes what is waiting, up to maxHostBatch, and acts on it with one
+// store read (which peers are contacts) and one write (their
+// connectivity events): the store is never read on libp2p's goroutines,
+// since a re-seal of the store holds its lock a while, and the batch
+// keeps a burst of connections from costing a commit each. Nothing waits
+// for the loop, and it waits for no lock held across a store call or the
+// network, so it cannot deadlock; libp2p's emitter waits only when the
+// subscription's buffer (hostEventBuffer) is full.
+
+type hostEventKind int
+
+const (
+	hostPunched hostEventKind = iota // a hole punch with the peer succeeded
+	hostFound                        // mDNS found the peer on the LAN
+)
+
+type hostEvent struct {
+	kind hostEventKind
+	peer peer.ID
+}
+
+// queueHostEvent hands e to the loop without waiting.
+func (n *Node) queueHostEvent(e hostEvent) {
+	select {
+	case n.hostQueue <- e:
+	default:
+		n.hostDropped.Add(1)
+	}
+}
+
+// holePunchTracer hears go-libp2p's hole-punch service
+// (holepunch.WithTracer).
+type holePunchTracer struct{ n *Node }
+
+// Trace implements holepunch.EventTracer.
+func (t holePunchTracer) Trace(evt *holepunch.Event) {
+	if evt.Type != holepunch.EndHolePunchEvtT {
+		return
+	}
+	if end, ok := evt.Evt.(*holepunch.EndHolePunchEvt); ok && end.Success {
+		t.n.nat.punchedWith(evt.Remote, time.Now())
+		t.n.queueHostEvent(hostEvent{hostPunched, evt.Remote})
+	}
+}
+
+type mdnsNotifee struct{ n *Node }
+
+// HandlePeerFound implements mdns.Notifee.
+func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	if ai.ID == m.n.id {
+		return
+	}
+	m.n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, mdnsAddrTTL)
+	m.n.queueHostEvent(hostEvent{hostFound, ai.ID})
+}
+
+// hostBatch is what a batch of host events asks for.
+type hostBatch struct {
+	n          int
+	kick       map[peer.ID]bool // kick when a contact: it connected
+	kickAny    map[peer.ID]bool // kick: found on the LAN
+	path       map[peer.ID]bool // report the path of, when a contact
+	punchReady bool             // DCUtR came up
+	// punchBefore: connections opened before it are certainly older than
+	// DCUtR (the zero time: none is known to be).
+	punchBefore time.Time
+}
+
+func (n *Node) hostEventLoop(sub event.Subscription) {
+	defer sub.Close()
+	// lastEmpty is the latest time at which both queues were seen empty:
+	// every event received since was emitted after it. Zero until the
+	// first time: the subscription replays, from before it existed, the
+	// last event of each stateful kind (the local protocols are one).
+	var lastEmpty time.Time
+	for {
+		b := hostBatch{kick: map[peer.ID]bool{}, kickAny: map[peer.ID]bool{}, path: map[peer.ID]bool{}}
+		select {
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			n.noteBusEvent(&b, e, lastEmpty)
+		case e := <-n.hostQueue:
+			b.note(e)
+		case <-n.ctx.Done():
+			return
+		}
+	drain:
+		for b.n < maxHostBatch {
+			t := time.Now() // before the look: an event missed by it came after t
+			select {
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				n.noteBusEvent(&b, e, lastEmpty)
+			case e := <-n.hostQueue:
+				b.note(e)
+			default:
+				lastEmpty = t
+				break drain
+			}
+		}
+		n.actOnHostEvents(&b)
+	}
+}
+
+func (b *hostBatch) note(e hostEvent) {
+	b.n++
+	switch e.kind {
+	case hostPunched:
+		b.path[e.peer] = true
+	case hostFound:
+		b.kickAny[e.peer] = true
+	}
+}
+
+func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
+	b.n++
+	switch e := e.(type) {
+	case event.EvtPeerConnectednessChanged:
+		b.path[e.Peer] = true
+		if e.Connectedness != network.NotConnected {
+			b.kick[e.Peer] = true
+		}
+	case event.EvtLocalReachabilityChanged:
+		n.nat.setReachability(e.Reachability)
+		n.log.Info("reachability", "now", e.Reachability.String())
+	case event.EvtLocalProtocolsUpdated:
+		if slices.Contains(e.Added, holepunch.Protocol) {
+			// go-libp2p adds DCUtR's handler, emits this event, and only
+			// then starts watching for relayed connections: one opened
+			// before the event was emitted, which is after lastEmpty, was
+			// never seen by it. (The poll this replaces knew the time only
+			// to its interval.)
+			b.punchReady, b.punchBefore = true, lastEmpty
+		}
+	}
+}
+
+func (n *Node) actOnHostEvents(b *hostBatch) {
+	if dropped := n.hostDropped.Swap(0); dropped > 0 {
+		n.log.Warn("host events dropped: the loop was behind", "count", dropped)
+	}
+	if b.punchReady && !b.punchBefore.IsZero() {
+		n.dropRelayedOpenedBefore(b.punchBefore)
+	}
+	for p := range b.kickAny {
+		n.kick(p)
+	}
+	if len(b.kick) == 0 && len(b.path) == 0 {
+		return
+	}
+	contacts := n.contactsAmong(b.kick, b.path)
+	for p := range b.kick {
+		if contacts[p] {
+			n.kick(p)
+		}
+	}
+	var changes []pathChange
+	for p := range b.path {
+		if contacts[p] {
+			if c, ok := n.updatePath(p); ok {
+				changes = append(changes, c)
+			}
+		}
+	}
+	n.connectivity(changes...)
+}
+
+// contactsAmong reads which of the peers are contacts, in one read.
+func (n *Node) contactsAmong(sets ...map[peer.ID]bool) map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	err := n.store.View(func(r *db.ReadTx) error {
+		for _, set := range sets {
+			for p := range set {
+				if _, seen := out[p]; seen {
+					continue
+				}
+				_, err := r.Contact(p.String())
+				out[p] = err == nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil // the store is closing: no one is a contact
+	}
+	return out
+}
+
+type pathChange struct {
+	peer peer.ID
+	path Path
+}
+
+// updatePath records a contact's path, and reports whether it changed:
+// it came online or went offline, or moved between relayed and direct.
+func (n *Node) updatePath(p peer.ID) (pathChange, bool) {
+	path := n.Path(p)
+	n.paths.Lock()
+	old, known := n.paths.m[p]
+	n.paths.m[p] = path
+	n.paths.Unlock()
+	if known && old == path || !known && path == PathOffline {
+		return pathChange{}, false
+	}
+	return pathChange{p, path}, true
+}
+
+// pathChanged raises a connectivity event when a contact's path changed.
+func (n *Node) pathChanged(p peer.ID) {
+	if c, ok := n.updatePath(p); ok {
+		n.connectivity(c)
+	}
+}
+
+// connectivity raises connectivity events, in one transaction.
+func (n *Node) connectivity(changes ...pathChange) {
+	if len(changes) == 0 {
+		return
+	}
+	now := time.Now()
+	err := n.store.Update(func(tx *db.Tx) error {
+		for _, c := range changes {
+			if err := appendEvent(tx, EventConnectivity, payload{Peer: c.peer.String(), Path: string(c.path)}, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		n.notifyEvents()
+	}
+}

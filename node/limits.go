@@ -1,0 +1,216 @@
+package node
+
+import (
+	"time"
+
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// Every tunable of the node, with its reason (docs/design.md §11). What a
+// user may change is in Config (intervals, backoff, lookup timeout,
+// connection watermarks); the wire format's own bounds are in package e2e
+// (e2e.MaxEnvelopeSize, e2e.MaxBundleSize, ...) and in wire.go (the frame
+// is one envelope; MaxTextSize follows from the content header).
+//
+// The first three groups bound what a stranger can make us hold or do:
+// peer IDs cost nothing, so none of them may grow with what a peer sends.
+
+// What a peer can make us hold on /p2pmsg/msg/1.0.0 (inbound.go).
+const (
+	// recvWindow bounds the envelopes of one stream that are read but not
+	// yet acknowledged, and recvWindowKiB their size: beyond either the
+	// reader waits for the store, and the sender for its acks. 1024 keeps
+	// a fast link busy for a whole store commit; 4 MiB bounds the memory
+	// of a stream that sends envelopes of the largest size.
+	recvWindow    = 1024
+	recvWindowKiB = 4096
+	// maxRejects: a stream that sends this many refused frames in a row
+	// is reset; its peer may open another, but each costs it a round
+	// trip, and ours stays cheap. An honest sender sees a refusal now and
+	// then (a lost session), never 64 in a row.
+	maxRejects = 64
+	// streamIdle: a stream that sends nothing for this long is closed, so
+	// that idle streams do not pile up (the sender opens another).
+	streamIdle = 2 * time.Minute
+	// ackWriteTimeout: a peer that reads no acks for this long loses its
+	// stream: acks must not pile up in our buffers.
+	ackWriteTimeout = 30 * time.Second
+	// recvBufSize is the read buffer of an inbound stream: one largest
+	// envelope.
+	recvBufSize = 64 << 10
+)
+
+// What a peer can make us give or remember on /p2pmsg/bundle/1.0.0
+// (bundle.go). One-time prekeys are handed out at most once per
+// issueEvery to one peer and issueBurst at once (issueRate a second on
+// average) to all: peer IDs cost nothing, so a per-peer limit alone would
+// let anyone drain them. Beyond the limits a fetch gets the bundle with
+// the last-resort keys only, as the DHT has it, served from memory
+// without a write.
+const (
+	issueEvery = 10 * time.Second
+	issueBurst = 30
+	issueRate  = 0.5
+	// maxIssueMemory bounds the map of when each peer last got one-time
+	// prekeys: past it, each new issue drops the entries older than
+	// issueEvery (they no longer limit anything). The bucket lets at most
+	// issueBurst + issueRate × issueEvery entries be younger, so the map
+	// never holds more than maxIssueMemory + 1.
+	maxIssueMemory = 4096
+	// bundleIOTimeout bounds writing a bundle to a requester, and reading
+	// one from a peer: a frame of at most 8 KiB.
+	bundleIOTimeout = 10 * time.Second
+)
+
+// What a peer can make one batch hold (conversation.go), and the sessions
+// it can make us keep (sessions.go).
+const (
+	// maxBatch bounds one transaction, so that a flood from one peer
+	// cannot hold the writer for long.
+	maxBatch = 512
+	// maxSessions is how many sessions a record keeps per peer: the
+	// current one and the ones it replaced. When both sides start a
+	// session at once, each ends up with two; envelopes already queued
+	// under either must still decrypt, and a successful decryption under
+	// an older session makes it current again, so both sides converge on
+	// one (Signal's session records). It bounds what a peer that keeps
+	// starting sessions costs us, and it is part of the record's format:
+	// a record claiming more is refused.
+	maxSessions = 5
+	// pruneEvery: a conversation drops its sessions' expired skipped
+	// message keys at most this often (e2e.SkippedKeyMaxAge is 30 days:
+	// an hour late is nothing).
+	pruneEvery = time.Hour
+)
+
+// Prekeys (prekeys.go; docs/design.md §3).
+const (
+	// oneTimeLow: below this many unissued one-time prekeys of a kind, a
+	// node makes oneTimeBatch more: enough for the issuing rate above
+	// between two top-ups, which run at every issue.
+	oneTimeLow   = 20
+	oneTimeBatch = 100
+	// graceRotations: a replaced signed prekey keeps its private half for
+	// this many more rotations, for the prekey messages still under way.
+	graceRotations = 2
+	// bundleLifetime: a node signs bundles that expire this far ahead
+	// (earlier if a prekey's private half goes earlier). A minute less
+	// than e2e.MaxBundleLifetime, which verifiers refuse beyond: the
+	// margin is all the clock skew a verifier tolerates (docs/design.md
+	// §13).
+	bundleLifetime = e2e.MaxBundleLifetime - time.Minute
+	// bundleCacheMinLife: the bundle without one-time prekeys is served
+	// from memory while it has at least this long to live; then it is
+	// signed again.
+	bundleCacheMinLife = 24 * time.Hour
+)
+
+// Delivery (outbox.go).
+const (
+	// maxInflight bounds the envelopes on the wire without an ack: a
+	// window the receiver's recvWindow matches.
+	maxInflight = 1024
+	// idleStream: an outgoing stream with nothing to send is closed after
+	// this.
+	idleStream = 30 * time.Second
+	// markSentAfter: envelopes written and not acknowledged by then are
+	// marked sent in the store. On a live connection the ack comes within
+	// milliseconds, and writing "sent" first would double the writes
+	// (docs/node-decisions.md, 6).
+	markSentAfter = 200 * time.Millisecond
+	// sendBufSize is the write buffer of an outgoing stream: many small
+	// envelopes per write.
+	sendBufSize = 32 << 10
+	// retryEvery: how often the outbox is scanned for entries whose
+	// backoff ran out; each entry waits out its own backoff
+	// (Config.RetryMin to RetryMax), this only bounds how late it goes.
+	retryEvery = time.Second
+	// maxDuePeers bounds the peers one scan of the outbox kicks; the
+	// others wait for the next scan.
+	maxDuePeers = 1000
+	// maxBackoffShift caps the doubling of the delivery backoff before
+	// it is clamped to Config.RetryMax (and keeps the shift from
+	// overflowing).
+	maxBackoffShift = 20
+)
+
+// Connecting (dial.go).
+const (
+	// dialTimeout bounds a dial to the addresses the peerstore knows,
+	// before the DHT is asked for fresh ones.
+	dialTimeout = 5 * time.Second
+	// streamOpenTimeout bounds opening a stream on a live connection
+	// (the protocol negotiation).
+	streamOpenTimeout = 10 * time.Second
+	// maxGreet: at start a node connects to at most this many accepted
+	// contacts (the most recent first), greetConcurrency at a time, so
+	// that they deliver what they queued for it at once; the others wait
+	// for their own backoff.
+	maxGreet         = 64
+	greetConcurrency = 4
+)
+
+// Publication (publish.go; docs/design.md §4).
+const (
+	// publishFirstRetry and publishMaxRetry: a failed publication is
+	// retried from 2 s, doubling, up to 5 minutes.
+	publishFirstRetry = 2 * time.Second
+	publishMaxRetry   = 5 * time.Minute
+	// publishTimeout bounds one publication.
+	publishTimeout = time.Minute
+	// publishCheckEvery: the publication loop wakes at least this often,
+	// to rotate prekeys that are due.
+	publishCheckEvery = time.Hour
+)
+
+// Host events and the host (hostevents.go, node.go; docs/design.md §8).
+const (
+	// hostEventBuffer is the buffer of the host-event loop's subscription
+	// to libp2p's event bus: libp2p's emitter waits when it is full, so
+	// it holds a burst of connections while the loop writes to the store.
+	hostEventBuffer = 256
+	// hostQueueSize is the queue from the hole-punch tracer and mDNS to
+	// the loop: they run on libp2p's goroutines and never wait; when it
+	// is full their event is dropped (and counted).
+	hostQueueSize = 256
+	// maxHostBatch bounds the events the loop takes before it acts on
+	// them: one store read and one write per batch.
+	maxHostBatch = 256
+	// connGrace is the connection manager's grace period: a new
+	// connection is not trimmed in its first minute.
+	connGrace = time.Minute
+	// mdnsAddrTTL: how long the addresses of a peer found on the LAN stay
+	// in the peerstore.
+	mdnsAddrTTL = time.Hour
+)
+
+// Config's defaults, for the fields left zero (config.go documents each).
+const (
+	// defaultRepublish: kad-dht drops records after 48 h; four chances.
+	defaultRepublish = 12 * time.Hour
+	// defaultRotate: signed prekeys live a week, and are kept two more
+	// (graceRotations).
+	defaultRotate = 7 * 24 * time.Hour
+	// defaultRetryMin and defaultRetryMax bound the delivery backoff: a
+	// peer that comes back is retried within 5 minutes at worst (and at
+	// once when it connects).
+	defaultRetryMin = time.Second
+	defaultRetryMax = 5 * time.Minute
+	// defaultLookup bounds a DHT lookup: long enough for a few hops over
+	// slow links.
+	defaultLookup = 10 * time.Second
+	// defaultConnLow and defaultConnHigh are the connection manager's
+	// watermarks: room for the DHT's routing table and the contacts.
+	defaultConnLow  = 64
+	defaultConnHigh = 256
+)
+
+// Reading: what one call returns at most.
+const (
+	// MaxPage bounds a page of history or of events.
+	MaxPage = 1000
+	// eventPage is how many events a Watcher reads at once.
+	eventPage = 256
+	// MaxNameLen bounds a contact's name, in characters.
+	MaxNameLen = 64
+)

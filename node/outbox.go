@@ -1,0 +1,433 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// Delivery (docs/design.md §7.3): one worker per peer sends the peer's
+// outbox over one stream, oldest first, up to maxInflight envelopes
+// unacknowledged, and records the acks in batches. What cannot be
+// delivered waits with exponential backoff. Retransmissions resend the
+// stored bytes, never a new encryption.
+
+// worker delivers one peer's outbox over one stream; at most one per peer.
+type worker struct {
+	kick chan struct{}
+}
+
+// kick makes sure a worker delivers what waits for p. It never blocks:
+// conversations call it after their commits, the retry loop and the
+// host-event loop after theirs. It takes delivery's lock, then (through
+// spawnIf) lifecycle's, which is a leaf.
+func (n *Node) kick(p peer.ID) {
+	n.delivery.Lock()
+	defer n.delivery.Unlock()
+	w, ok := n.delivery.workers[p]
+	if !ok {
+		w = &worker{kick: make(chan struct{}, 1)}
+		// The worker cannot leave before it is in the map: it takes
+		// delivery's lock to leave.
+		if !n.spawnIf(true, func() { n.deliver(p, w) }) {
+			return // closing, or not started
+		}
+		n.delivery.workers[p] = w
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// delivery is a worker's state.
+type delivery struct {
+	n    *Node
+	peer peer.ID
+	key  string
+
+	s        network.Stream
+	bw       *bufio.Writer
+	acks     chan ack      // from s's reader
+	readErr  chan error    // from s's reader
+	gone     chan struct{} // closed when s is dropped
+	inflight map[e2e.MessageID]bool
+	unsent   []written // not yet marked sent, in the order written
+	afterRow int64     // the outbox row last written
+}
+
+type written struct {
+	id e2e.MessageID
+	at time.Time
+}
+
+func (n *Node) deliver(p peer.ID, w *worker) {
+	d := &delivery{n: n, peer: p, key: p.String(), inflight: map[e2e.MessageID]bool{}}
+	defer d.closeStream()
+	for {
+		d.work(w)
+		n.delivery.Lock()
+		select {
+		case <-w.kick:
+			n.delivery.Unlock()
+			continue
+		default:
+		}
+		delete(n.delivery.workers, p)
+		n.delivery.Unlock()
+		return
+	}
+}
+
+// work runs the worker until it has nothing left to do or must wait for
+// a retry.
+func (d *delivery) work(w *worker) {
+	ctx := d.n.ctx
+	idle := time.NewTimer(idleStream)
+	defer idle.Stop()
+	markSent := time.NewTimer(time.Hour) // armed by the first write
+	defer markSent.Stop()
+	// The outbox is read again only when something new may wait in it:
+	// at start, on a kick, and when the window was full.
+	pending := true
+	for {
+		if pending && len(d.inflight) < maxInflight {
+			wrote, err := d.sendPending(ctx)
+			if err != nil {
+				d.retryLater(err)
+				return
+			}
+			pending = len(d.inflight) >= maxInflight
+			if wrote {
+				idle.Reset(idleStream)
+				markSent.Reset(markSentAfter)
+			}
+		}
+		select {
+		case <-w.kick:
+			pending = true
+		case a := <-d.acks:
+			full := len(d.inflight) >= maxInflight
+			if err := d.handleAcks(a); err != nil {
+				d.retryLater(err)
+				return
+			}
+			pending = pending || full
+			idle.Reset(idleStream)
+		case err := <-d.readErr:
+			d.retryLater(fmt.Errorf("stream closed: %w", err))
+			return
+		case <-markSent.C:
+			if err := d.commitAcks(nil); err != nil {
+				d.retryLater(err)
+				return
+			}
+		case <-idle.C:
+			if len(d.inflight) > 0 {
+				d.retryLater(errors.New("no acknowledgement"))
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sendPending writes the outbox entries not yet on the wire, oldest
+// first, and reports whether it wrote any.
+func (d *delivery) sendPending(ctx context.Context) (bool, error) {
+	if len(d.inflight) == 0 {
+		// Everything written was answered: start from the first entry.
+		// (Rowids may be reused once the outbox has emptied.)
+		d.afterRow = 0
+	}
+	var entries []db.OutboxEntry
+	blocked := false
+	err := d.n.store.View(func(r *db.ReadTx) (err error) {
+		if c, err := r.Contact(d.key); err == nil && c.Blocked {
+			blocked = true
+			return nil
+		}
+		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight))
+		return err
+	})
+	if blocked {
+		return false, d.giveUpAll("the recipient is blocked")
+	}
+	if err != nil || len(entries) == 0 {
+		return false, err
+	}
+	if d.s == nil {
+		if err := d.open(ctx); err != nil {
+			return false, err
+		}
+	}
+	now := time.Now()
+	tap := d.n.cfg.tap
+	for _, e := range entries {
+		d.afterRow = e.Row
+		if d.inflight[e.MessageID] {
+			continue
+		}
+		if tap != nil {
+			tap(e.MessageID, e.Envelope)
+		}
+		if _, err := d.bw.Write(appendFrame(nil, e.Envelope)); err != nil {
+			return false, err
+		}
+		d.inflight[e.MessageID] = true
+		d.unsent = append(d.unsent, written{e.MessageID, now})
+	}
+	return true, d.bw.Flush()
+}
+
+// open opens the stream (dial.go) and starts its ack reader.
+func (d *delivery) open(ctx context.Context) error {
+	s, err := d.n.openStream(ctx, d.peer, MsgProtocol, "p2pmsg envelopes")
+	if err != nil {
+		return err
+	}
+	// Each stream has its own channels: what its reader reports after
+	// the stream was dropped must not end the next one.
+	acks, readErr, gone := make(chan ack, maxInflight), make(chan error, 1), make(chan struct{})
+	if !d.n.spawn(func() { readAcks(s, acks, readErr, gone) }) {
+		s.Reset()
+		return ErrClosed
+	}
+	d.s, d.bw = s, bufio.NewWriterSize(s, sendBufSize)
+	d.acks, d.readErr, d.gone = acks, readErr, gone
+	return nil
+}
+
+func readAcks(s network.Stream, acks chan<- ack, readErr chan<- error, gone <-chan struct{}) {
+	r := bufio.NewReader(s)
+	for {
+		a, err := readAck(r)
+		if err != nil {
+			select {
+			case readErr <- err:
+			case <-gone:
+			}
+			return
+		}
+		select {
+		case acks <- a:
+		case <-gone:
+			return
+		}
+	}
+}
+
+// closeStream drops the stream; its channels go with it (nil channels
+// block for ever in the worker's select).
+func (d *delivery) closeStream() {
+	if d.s != nil {
+		d.s.Reset()
+		close(d.gone)
+		d.s, d.bw = nil, nil
+		d.acks, d.readErr, d.gone = nil, nil, nil
+	}
+}
+
+// handleAcks takes a and the acks behind it, and commits them at once.
+func (d *delivery) handleAcks(a ack) error {
+	batch := []ack{a}
+	for more := true; more && len(batch) < maxInflight; {
+		select {
+		case a := <-d.acks:
+			batch = append(batch, a)
+		default:
+			more = false
+		}
+	}
+	for _, a := range batch {
+		if !d.inflight[a.id] {
+			d.closeStream()
+			return fmt.Errorf("node: %s acknowledged a message it was not sent", d.key)
+		}
+	}
+	return d.commitAcks(batch)
+}
+
+// commitAcks records acknowledgements, and marks the envelopes written
+// meanwhile as sent. After a refusal that calls for a new session it
+// drops the peer's sessions, through the peer's conversation.
+func (d *delivery) commitAcks(batch []ack) error {
+	now := time.Now()
+	acked := make(map[e2e.MessageID]bool, len(batch))
+	for _, a := range batch {
+		acked[a.id] = true
+	}
+	// Mark sent what has waited for its ack a while; what is answered
+	// at once goes straight to delivered, without the extra write.
+	var stale []e2e.MessageID
+	keep := d.unsent[:0]
+	for _, w := range d.unsent {
+		switch {
+		case acked[w.id]:
+		case now.Sub(w.at) >= markSentAfter || batch == nil:
+			stale = append(stale, w.id)
+		default:
+			keep = append(keep, w)
+		}
+	}
+	d.unsent = keep
+	var retry []ack
+	events, renew := false, false
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		events, renew = false, false
+		for _, id := range stale {
+			if ok, err := tx.SetMessageState(d.key, id, db.Sent, ""); err != nil {
+				return err
+			} else if ok {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Sent)}, now); err != nil {
+					return err
+				}
+			}
+		}
+		for _, a := range batch {
+			var ok bool
+			var err error
+			var state db.MessageState
+			var reason string
+			switch a.status {
+			case ackStored:
+				ok, err = tx.Delivered(d.key, a.id)
+				state = db.Delivered
+			case ackRejected:
+				reason = a.reason.String()
+				ok, err = tx.GiveUp(d.key, a.id, reason)
+				state = db.Failed
+				renew = renew || a.reason.renewsSession()
+			case ackRetry:
+				retry = append(retry, a)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if ok {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.id), State: string(state), Reason: reason}, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range batch {
+		delete(d.inflight, a.id)
+	}
+	if events {
+		d.n.notifyEvents()
+	}
+	if renew {
+		// The peer cannot read our session any more: forget it, so that
+		// the next message starts a new one from a fresh bundle. This
+		// re-enters the peer's conversation and waits for its batch
+		// (trust.go, dropSessions, says why that is safe).
+		if err := d.n.dropSessions(d.peer); err == nil {
+			d.n.log.Info("session with peer dropped: it could not decrypt", "peer", d.key)
+		}
+	}
+	if len(retry) > 0 {
+		return errors.New("node: the recipient asked to retry later")
+	}
+	return nil
+}
+
+// giveUpAll fails everything queued for the peer.
+func (d *delivery) giveUpAll(reason string) error {
+	now := time.Now()
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		entries, err := tx.Read().OutboxFor(d.key)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if ok, err := tx.GiveUp(d.key, e.MessageID, reason); err != nil {
+				return err
+			} else if ok {
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(e.MessageID), State: string(db.Failed), Reason: reason}, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		d.n.notifyEvents()
+	}
+	return err
+}
+
+// retryLater puts everything not acknowledged back for a later attempt,
+// with exponential backoff, and drops the stream.
+func (d *delivery) retryLater(cause error) {
+	d.closeStream()
+	if d.n.ctx.Err() != nil {
+		return // closing: the entries stay due, and start-up sends them
+	}
+	now := time.Now()
+	err := d.n.store.Update(func(tx *db.Tx) error {
+		entries, err := tx.Read().OutboxFor(d.key)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			wait := d.n.cfg.retryMin() << min(e.Attempts, maxBackoffShift)
+			if wait > d.n.cfg.retryMax() || wait <= 0 {
+				wait = d.n.cfg.retryMax()
+			}
+			if err := tx.RetryLater(e.MessageID, now.Add(wait), cause.Error()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.n.log.Warn("record a failed delivery", "peer", d.key, "err", err)
+	}
+	d.n.log.Debug("delivery postponed", "peer", d.key, "cause", cause)
+	clear(d.inflight)
+	d.unsent = d.unsent[:0]
+}
+
+// retryLoop delivers due outbox entries: at start, and then every
+// retryEvery (each entry waits out its own backoff).
+func (n *Node) retryLoop() {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		var due []string
+		err := n.store.View(func(r *db.ReadTx) (err error) {
+			due, err = r.DuePeers(time.Now(), maxDuePeers)
+			return err
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("read the outbox", "err", err)
+		}
+		for _, key := range due {
+			if p, err := peer.Decode(key); err == nil {
+				n.kick(p)
+			}
+		}
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
