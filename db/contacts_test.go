@@ -1,8 +1,10 @@
 package db
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -146,6 +148,55 @@ func TestContactNamesAreUnique(t *testing.T) {
 	view(t, s, func(r *ReadTx) error {
 		if c, err := r.Contact("a"); err != nil || !c.KeyChanged || c.Name != "bob" {
 			t.Fatalf("a: %+v %v", c, err)
+		}
+		return nil
+	})
+}
+
+// A store made before names were unique opens, with its duplicates
+// renamed so that each name picks one contact, whatever the old names
+// were (even one that looks like a renamed duplicate).
+func TestMigrationMakesNamesUnique(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := sql.Open("sqlite3", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations()[:2] {
+		if _, err := raw.Exec(m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	if _, err := raw.Exec(fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = 2", applicationID)); err != nil {
+		t.Fatal(err)
+	}
+	// a, b and c are all "bob"; d is named as b's duplicate becomes, and
+	// h as it would with the end of its peer ID.
+	for _, c := range [][2]string{{"p-a", "bob"}, {"p-b-123456", "bob"}, {"p-c", "bob"}, {"p-d", "bob p-b-123456"}, {"p-e-123456", "eve"}, {"p-f", ""}, {"p-g", ""}, {"p-h", "bob 123456"}} {
+		if _, err := raw.Exec("INSERT INTO contacts (peer_id, name, created, updated) VALUES (?, ?, 0, 0)", c[0], c[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+
+	s := open(t, dir, "")
+	view(t, s, func(r *ReadTx) error {
+		cs, err := r.Contacts()
+		if err != nil || len(cs) != 8 {
+			t.Fatalf("contacts after the migration: %v %v", cs, err)
+		}
+		names := map[string]string{}
+		for _, c := range cs {
+			if c.Name == "" {
+				continue
+			}
+			if other, dup := names[c.Name]; dup {
+				t.Errorf("%s and %s are both named %q", other, c.PeerID, c.Name)
+			}
+			names[c.Name] = c.PeerID
+		}
+		if names["bob"] != "p-a" || names["eve"] != "p-e-123456" || names["bob p-c"] != "p-c" {
+			t.Errorf("names after the migration: %v", names)
 		}
 		return nil
 	})

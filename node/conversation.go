@@ -240,6 +240,6 @@ func (c *conv) process(batch []op) {
 	}
 	if st.newContact {
 		// Its connection may predate it: report its path from now on.
-		c.n.spawn(func() { c.n.pathChanged(c.peer) })
+		c.n.queueHostEvent(hostEvent{hostContact, c.peer})
 	}
 }

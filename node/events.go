@@ -84,11 +84,16 @@ func msgIDString(id [16]byte) string { return hex.EncodeToString(id[:]) }
 // decodeEvents turns stored events into Events, with the message and the
 // contact's name that a client shows, keeping those of the kinds asked
 // for (all when kinds is empty).
-func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, error) {
+// It stops after MaxPageText bytes of text and returns the id of the
+// last stored event it went through, to go on from.
+func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, int64, error) {
 	out := make([]Event, 0, len(evs))
 	names := map[string]string{}
+	var last int64
+	text := 0
 	for _, e := range evs {
 		if len(kinds) > 0 && !slices.Contains(kinds, EventKind(e.Kind)) {
+			last = e.ID
 			continue
 		}
 		ev := Event{ID: e.ID, Kind: EventKind(e.Kind), Time: e.Time}
@@ -104,7 +109,7 @@ func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, err
 			if !ok {
 				c, err := r.Contact(d.Peer)
 				if err != nil && !errors.Is(err, db.ErrNotFound) {
-					return nil, err
+					return nil, 0, err
 				}
 				name, names[d.Peer] = c.Name, c.Name
 			}
@@ -114,14 +119,19 @@ func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, err
 			m, err := r.Message(ev.MessageID)
 			switch {
 			case err == nil:
+				if len(out) > 0 && text+len(m.Body) > MaxPageText {
+					return out, last, nil // the next page starts with it
+				}
 				ev.Text, ev.Sent, ev.Stored = m.Body, m.Sent, m.Time()
+				text += len(m.Body)
 			case !errors.Is(err, db.ErrNotFound):
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		out = append(out, ev)
+		last = e.ID
 	}
-	return out, nil
+	return out, last, nil
 }
 
 // notifyEvents wakes the watchers after a commit that appended events.
@@ -175,10 +185,10 @@ func (w *Watcher) Next() (Event, error) {
 				return err
 			}
 			read = len(evs)
-			if read > 0 {
-				w.after = evs[read-1].ID
+			if read == 0 {
+				return nil
 			}
-			w.buf, err = decodeEvents(r, evs, w.kinds)
+			w.buf, w.after, err = decodeEvents(r, evs, w.kinds)
 			return err
 		})
 		if err != nil {
@@ -202,9 +212,9 @@ func (w *Watcher) Next() (Event, error) {
 }
 
 // Events returns up to limit events with ids above after, of the given
-// kinds (all when none are given), oldest first. Fewer than limit does
-// not mean the end when kinds are given: go on from the last id read,
-// which Events also returns.
+// kinds (all when none are given), oldest first, and the id to go on
+// from. Fewer than limit does not mean the end (kinds filter, and a page
+// holds at most MaxPageText bytes of text); last == after does.
 func (n *Node) Events(after int64, limit int, kinds ...EventKind) (evs []Event, last int64, err error) {
 	if limit <= 0 || limit > MaxPage {
 		return nil, after, fmt.Errorf("%w: a page holds 1 to %d events, not %d", ErrInvalid, MaxPage, limit)
@@ -212,13 +222,10 @@ func (n *Node) Events(after int64, limit int, kinds ...EventKind) (evs []Event, 
 	last = after
 	err = n.store.View(func(r *db.ReadTx) error {
 		stored, err := r.Events(after, limit)
-		if err != nil {
+		if err != nil || len(stored) == 0 {
 			return err
 		}
-		if len(stored) > 0 {
-			last = stored[len(stored)-1].ID
-		}
-		evs, err = decodeEvents(r, stored, kinds)
+		evs, last, err = decodeEvents(r, stored, kinds)
 		return err
 	})
 	return evs, last, err

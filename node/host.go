@@ -4,8 +4,10 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -25,15 +27,15 @@ import (
 
 // buildHost makes the libp2p host and the DHT, and undoes its steps when
 // one fails.
-func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
+func (n *Node) buildHost() (host.Host, *dht.DHT, event.Subscription, error) {
 	cm, err := connmgr.NewConnManager(n.cfg.connLow(), n.cfg.connHigh(), connmgr.WithGracePeriod(connGrace))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
 	if err != nil {
 		cm.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(n.priv),
@@ -71,7 +73,17 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
 	if err != nil {
 		rm.Close()
 		cm.Close()
-		return nil, nil, fmt.Errorf("node: start host: %w", err)
+		return nil, nil, nil, fmt.Errorf("node: start host: %w", err)
+	}
+	// Subscribed before the DHT dials its bootstrap peers: the host-event
+	// loop sees every change of a peer's connectedness from here on (an
+	// inbound connection can come only in the instant since listening).
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged),
+		new(event.EvtLocalReachabilityChanged), new(event.EvtLocalProtocolsUpdated)},
+		eventbus.BufSize(hostEventBuffer), eventbus.Name("p2pmsg host events"))
+	if err != nil {
+		h.Close()
+		return nil, nil, nil, fmt.Errorf("node: subscribe to host events: %w", err)
 	}
 	mode := n.cfg.DHTMode.dht()
 	if n.cfg.RelayService {
@@ -79,10 +91,11 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, error) {
 	}
 	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers})
 	if err != nil {
+		sub.Close()
 		h.Close()
-		return nil, nil, fmt.Errorf("node: start DHT: %w", err)
+		return nil, nil, nil, fmt.Errorf("node: start DHT: %w", err)
 	}
-	return h, d, nil
+	return h, d, sub, nil
 }
 
 // Host is the libp2p host: nil before Start; read it after Start returns.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -12,51 +13,53 @@ import (
 	"github.com/p2pmsg/p2pmsg/db"
 )
 
-// The host-event loop: one goroutine of ours that learns what the host
-// does and acts on it.
+// The host-event loop: two goroutines of ours that learn what the host
+// does and act on it.
 //
 // Its sources:
-//   - go-libp2p's event bus, through one subscription (Start makes it):
-//     EvtPeerConnectednessChanged (a peer went from not connected to
-//     limited, i.e. relayed only, to connected, or back; a relayed
-//     connection upgraded to a direct one changes limited to connected),
-//     EvtLocalReachabilityChanged (AutoNAT's verdict, for Status) and
-//     EvtLocalProtocolsUpdated (DCUtR's protocol appears once the
-//     node knows a public address of its own);
-//   - hostQueue, fed by the hole-punch tracer (a punch succeeded) and
-//     mDNS (a peer on the LAN). They run on libp2p's goroutines and never
-//     wait: when the queue is full their event is dropped and counted,
-//     and the loop logs the count. What a dropped event would have done
-//     comes later anyway: the peer's next connectedness change
-//     re-evaluates its path (the punch itself is recorded at once, so
-//     Path and Status report it), and the retry loop delivers what is
-//     due to a peer found on the LAN within retryEvery of its connecting.
+//   - go-libp2p's event bus, through one subscription (buildHost makes
+//     it, before the DHT dials anyone): EvtPeerConnectednessChanged (a
+//     peer went from not connected to limited, i.e. relayed only, to
+//     connected, or back; a relayed connection upgraded to a direct one
+//     changes limited to connected), EvtLocalReachabilityChanged
+//     (AutoNAT's verdict, for Status) and EvtLocalProtocolsUpdated
+//     (DCUtR's protocol appears once the node knows a public address of
+//     its own);
+//   - hostQueue, fed by the hole-punch tracer (a punch succeeded), mDNS
+//     (a peer on the LAN) and the conversations (a peer became a contact:
+//     its connection may predate it). They never wait: when the queue is
+//     full their event is dropped and counted, and the count is logged.
+//     What a dropped event would have done comes later anyway: the peer's
+//     next connectedness change re-evaluates its path (the punch itself is
+//     recorded at once, so Path and Status report it), and the retry loop
+//     delivers what is due within retryEvery.
 //
-// What it does with them:
+// The loop (hostEventLoop) only reads those and gathers what they call
+// for into hostWork; it never waits for the store or the network, because
+// go-libp2p's emitter blocks (holding the swarm's lock, on the dial and
+// accept path) when the subscription's buffer is full. The actor
+// (hostActor) takes what was gathered, all at once, and acts on it:
 //   - a contact that connects (relayed or directly) gets its worker
 //     kicked, so that what waits for it goes at once;
 //   - a contact whose path changed (connected, disconnected, relayed to
-//     direct, punched) gets a connectivity event;
+//     direct, punched) gets a connectivity event: the actor is the only
+//     one that records paths, so their events come in order;
 //   - a peer found on the LAN: its addresses go to the peerstore (at
 //     once, on mDNS's goroutine) and its worker is kicked;
-//   - reachability is recorded for Status;
 //   - when DCUtR comes up, the relayed-only connections certainly older
 //     than it are dropped, to be dialled again and upgraded (nat.go).
 //
-// It takes what is waiting, up to maxHostBatch, and acts on it with one
-// store read (which peers are contacts) and one write (their
-// connectivity events): the store is never read on libp2p's goroutines,
-// since a re-seal of the store holds its lock a while, and the batch
-// keeps a burst of connections from costing a commit each. Nothing waits
-// for the loop, and it waits for no lock held across a store call or the
-// network, so it cannot deadlock; libp2p's emitter waits only when the
-// subscription's buffer (hostEventBuffer) is full.
+// It does so with one store read (which peers are contacts) and one write
+// (their connectivity events) per round, never on libp2p's goroutines (a
+// re-seal of the store holds its lock a while), and a burst of
+// connections costs one commit, not one each.
 
 type hostEventKind int
 
 const (
 	hostPunched hostEventKind = iota // a hole punch with the peer succeeded
 	hostFound                        // mDNS found the peer on the LAN
+	hostContact                      // the peer became a contact
 )
 
 type hostEvent struct {
@@ -111,6 +114,48 @@ type hostBatch struct {
 	punchBefore time.Time
 }
 
+func newHostBatch() hostBatch {
+	return hostBatch{kick: map[peer.ID]bool{}, kickAny: map[peer.ID]bool{}, path: map[peer.ID]bool{}}
+}
+
+// merge adds what b asks for to w.
+func (w *hostBatch) merge(b *hostBatch) {
+	w.n += b.n
+	for _, m := range [][2]map[peer.ID]bool{{w.kick, b.kick}, {w.kickAny, b.kickAny}, {w.path, b.path}} {
+		for p := range m[1] {
+			m[0][p] = true
+		}
+	}
+	if b.punchReady {
+		w.punchReady, w.punchBefore = true, b.punchBefore
+	}
+}
+
+// hostWork is what the loop gathered and the actor has not taken yet: a
+// set per peer, so it holds at most one entry per peer however many
+// events come.
+type hostWork struct {
+	sync.Mutex
+	pending hostBatch
+	wake    chan struct{} // cap 1
+}
+
+// hostActor acts on what the loop gathers, until the node closes.
+func (n *Node) hostActor() {
+	for {
+		select {
+		case <-n.hostWork.wake:
+		case <-n.ctx.Done():
+			return
+		}
+		n.hostWork.Lock()
+		b := n.hostWork.pending
+		n.hostWork.pending = newHostBatch()
+		n.hostWork.Unlock()
+		n.actOnHostEvents(&b)
+	}
+}
+
 func (n *Node) hostEventLoop(sub event.Subscription) {
 	defer sub.Close()
 	// lastEmpty is the latest time at which both queues were seen empty:
@@ -119,7 +164,7 @@ func (n *Node) hostEventLoop(sub event.Subscription) {
 	// last event of each stateful kind (the local protocols are one).
 	var lastEmpty time.Time
 	for {
-		b := hostBatch{kick: map[peer.ID]bool{}, kickAny: map[peer.ID]bool{}, path: map[peer.ID]bool{}}
+		b := newHostBatch()
 		select {
 		case e, ok := <-sub.Out():
 			if !ok {
@@ -147,7 +192,16 @@ func (n *Node) hostEventLoop(sub event.Subscription) {
 				break drain
 			}
 		}
-		n.actOnHostEvents(&b)
+		n.hostWork.Lock()
+		if n.hostWork.pending.kick == nil {
+			n.hostWork.pending = newHostBatch()
+		}
+		n.hostWork.pending.merge(&b)
+		n.hostWork.Unlock()
+		select {
+		case n.hostWork.wake <- struct{}{}:
+		default: // the actor is woken already
+		}
 	}
 }
 
@@ -158,6 +212,8 @@ func (b *hostBatch) note(e hostEvent) {
 		b.path[e.peer] = true
 	case hostFound:
 		b.kickAny[e.peer] = true
+	case hostContact:
+		b.path[e.peer] = true
 	}
 }
 
@@ -252,13 +308,6 @@ func (n *Node) updatePath(p peer.ID) (pathChange, bool) {
 		return pathChange{}, false
 	}
 	return pathChange{p, path}, true
-}
-
-// pathChanged raises a connectivity event when a contact's path changed.
-func (n *Node) pathChanged(p peer.ID) {
-	if c, ok := n.updatePath(p); ok {
-		n.connectivity(c)
-	}
 }
 
 // connectivity raises connectivity events, in one transaction.

@@ -209,6 +209,12 @@ const (
 const (
 	// MaxPage bounds a page of history or of events.
 	MaxPage = 1000
+	// MaxPageText bounds the text of a page of history or of events, in
+	// bytes: a page is shorter when its messages are long. Any peer can
+	// fill a page with messages of MaxTextSize, which JSON escaping can
+	// make six times longer on the local API; 4 MiB keeps an answer under
+	// 25 MiB, and a page always holds at least one message.
+	MaxPageText = 4 << 20
 	// eventPage is how many events a Watcher reads at once.
 	eventPage = 256
 	// MaxNameLen bounds a contact's name, in characters.

@@ -84,7 +84,9 @@ type Cursor struct{ c db.Cursor }
 
 // Page selects part of a conversation: up to Limit messages before
 // Before, or after After (not both); with neither, the latest, or with
-// Oldest the first ones. Pages come oldest first.
+// Oldest the first ones. Pages come oldest first, and hold at most
+// MaxPageText bytes of text (at least one message): a short page is not
+// the end, an empty one is.
 type Page struct {
 	Before, After Cursor
 	Oldest        bool
@@ -131,6 +133,26 @@ func (n *Node) History(p peer.ID, pg Page) ([]Message, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// At most MaxPageText of text: keep the messages nearest the cursor
+	// (the oldest when paging forward, else the newest), so that the next
+	// page, from the page's first or last message, leaves no gap.
+	forward := pg.After != (Cursor{}) || pg.Oldest
+	text := 0
+	for i := range ms {
+		j := i
+		if !forward {
+			j = len(ms) - 1 - i
+		}
+		if i > 0 && text+len(ms[j].Body) > MaxPageText {
+			if forward {
+				ms = ms[:j]
+			} else {
+				ms = ms[j+1:]
+			}
+			break
+		}
+		text += len(ms[j].Body)
 	}
 	return messagesOf(ms)
 }

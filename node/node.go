@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -70,9 +68,10 @@ type Node struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
-	// Set by Start under lifecycle's lock, before started; read without a
-	// lock by whoever learnt from running (or from a goroutine that Start
-	// spawned) that the node is started.
+	// Set by Start before started (host and dht under lifecycle's lock,
+	// mdns under startMu only: Close reads it holding startMu); read
+	// without a lock by whoever learnt from running (or from a goroutine
+	// that Start spawned) that the node is started.
 	host host.Host
 	dht  *dht.DHT
 	mdns io.Closer
@@ -144,6 +143,9 @@ type Node struct {
 	// goroutines, to the host-event loop (hostevents.go).
 	hostQueue   chan hostEvent
 	hostDropped atomic.Int64 // events dropped because the queue was full
+	// hostWork: from the host-event loop to the actor that does the store
+	// reads and writes they call for (hostevents.go).
+	hostWork hostWork
 }
 
 // New opens (or creates) the store and the identity in cfg.DataDir. It
@@ -193,7 +195,8 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
-		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize)}
+		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize),
+		hostWork: hostWork{wake: make(chan struct{}, 1)}}
 	n.convs.m = map[peer.ID]*conv{}
 	n.delivery.workers = map[peer.ID]*worker{}
 	n.issuing.last = map[peer.ID]time.Time{}
@@ -231,26 +234,18 @@ func (n *Node) Start(ctx context.Context) error {
 	stop := context.AfterFunc(n.ctx, cancel)
 	defer stop()
 
-	h, d, err := n.buildHost()
+	h, d, sub, err := n.buildHost()
 	if err != nil {
 		return err
-	}
-	// Subscribed before anything connects: the loop sees every change of
-	// a peer's connectedness from here on.
-	sub, err := h.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged),
-		new(event.EvtLocalReachabilityChanged), new(event.EvtLocalProtocolsUpdated)},
-		eventbus.BufSize(hostEventBuffer), eventbus.Name("p2pmsg host events"))
-	if err != nil {
-		d.Close()
-		h.Close()
-		return fmt.Errorf("node: subscribe to host events: %w", err)
 	}
 	lc.Lock()
 	n.host, n.dht = h, d
 	lc.Unlock()
 	if !n.spawn(func() { n.hostEventLoop(sub) }) {
 		sub.Close()
+		return ErrClosed // Close, under way, tears the host down
 	}
+	n.spawn(n.hostActor)
 	h.SetStreamHandler(MsgProtocol, n.handleMsg)
 	h.SetStreamHandler(BundleProtocol, n.handleBundle)
 	if !n.cfg.NoMDNS {

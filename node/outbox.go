@@ -285,7 +285,11 @@ func (d *delivery) commitAcks(batch []ack) error {
 	err := d.n.store.Update(func(tx *db.Tx) error {
 		events, renew = false, false
 		for _, id := range stale {
-			if ok, err := tx.SetMessageState(d.key, id, db.Sent, ""); err != nil {
+			ok, err := tx.SetMessageState(d.key, id, db.Sent, "")
+			if errors.Is(err, db.ErrNotFound) {
+				continue // deleted with its contact meanwhile
+			}
+			if err != nil {
 				return err
 			} else if ok {
 				events = true
@@ -307,7 +311,10 @@ func (d *delivery) commitAcks(batch []ack) error {
 				reason = a.reason.String()
 				ok, err = tx.GiveUp(d.key, a.id, reason)
 				state = db.Failed
-				renew = renew || a.reason.renewsSession()
+				// Only a rejection that failed a message still queued:
+				// one for a message already settled (or deleted with
+				// its contact) says nothing of the sessions made since.
+				renew = renew || ok && a.reason.renewsSession()
 			case ackRetry:
 				retry = append(retry, a)
 				continue

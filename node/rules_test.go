@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +194,67 @@ func TestWatcherFiltersAndEnds(t *testing.T) {
 	b.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A page of history or events holds at most MaxPageText bytes of text,
+// whatever its limit (any peer can send long messages); paging still
+// meets every message once.
+func TestPagesAreBoundedInBytes(t *testing.T) {
+	checkNoLeaks(t)
+	boot := startNode(t, t.TempDir())
+	a := startNode(t, t.TempDir(), boot.AddrInfo())
+	b := startNode(t, t.TempDir(), boot.AddrInfo())
+	const n = 100 // 100 × 64 KB: about 1.5 × MaxPageText
+	long := strings.Repeat("x", MaxTextSize-4)
+	for i := range n {
+		send(t, a, b, fmt.Sprintf("%03d ", i)+long)
+	}
+	waitDelivered(t, a, b.ID(), n)
+	var got []string
+	for pg := (Page{Limit: MaxPage}); ; {
+		ms, err := b.History(a.ID(), pg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 {
+			break
+		}
+		text := 0
+		var ids []string
+		for _, m := range ms {
+			text += len(m.Text)
+			ids = append(ids, m.Text[:3])
+		}
+		if len(ms) > 1 && text > MaxPageText {
+			t.Fatalf("a page of %d messages holds %d bytes of text", len(ms), text)
+		}
+		got = append(ids, got...)
+		pg.Before = ms[0].Cursor()
+	}
+	if len(got) != n || got[0] != "000" || got[n-1] != fmt.Sprintf("%03d", n-1) {
+		t.Fatalf("paged %d messages: %v", len(got), got)
+	}
+	seen := 0
+	for after := int64(0); ; {
+		evs, last, err := b.Events(after, MaxPage, EventMessage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last == after {
+			break
+		}
+		text := 0
+		for _, e := range evs {
+			text += len(e.Text)
+		}
+		if len(evs) > 1 && text > MaxPageText {
+			t.Fatalf("a page of %d events holds %d bytes of text", len(evs), text)
+		}
+		seen += len(evs)
+		after = last
+	}
+	if seen != n {
+		t.Fatalf("paged %d message events, want %d", seen, n)
 	}
 }

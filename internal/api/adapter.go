@@ -38,11 +38,7 @@ func stream[P any](s *Server, name string, needsDaemon bool, f func(context.Cont
 		if err != nil {
 			return nil, err
 		}
-		err = f(ctx, *p.(*P), notify)
-		if errors.Is(err, node.ErrClosed) {
-			err = withCode(CodeNoDaemon, errors.New("the daemon is stopping"))
-		}
-		return nil, err
+		return nil, f(ctx, *p.(*P), notify)
 	})
 }
 
@@ -75,8 +71,18 @@ func decodeStrict(method string, raw json.RawMessage, p any) error {
 		}
 		return invalid("%s: params must be an object%s", method, takes(fields))
 	}
+	// Field names first, exactly: encoding/json would match "PEER" to
+	// "peer", and its DisallowUnknownFields would let that pass.
+	var fieldsIn map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fieldsIn); err != nil {
+		return invalid("%s: params: %v", method, err)
+	}
+	for name := range fieldsIn {
+		if !slices.Contains(fields, name) {
+			return invalid("%s: unknown field %q%s", method, name, takes(fields))
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	err := dec.Decode(p)
 	if err == nil {
 		if _, err := dec.Token(); err != io.EOF {
@@ -85,12 +91,8 @@ func decodeStrict(method string, raw json.RawMessage, p any) error {
 		return nil
 	}
 	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &te):
+	if errors.As(err, &te) {
 		return invalid("%s: %q must be %s, not %s", method, te.Field, jsonKind(te.Type), te.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return invalid("%s: unknown field %s%s", method, field, takes(fields))
 	}
 	return invalid("%s: params: %v", method, err)
 }

@@ -31,6 +31,8 @@ func TestParamsAreStrict(t *testing.T) {
 		{`[]`, new(None), ""},
 		{`{"x":1}`, new(None), `unknown field "x" (it takes no params)`},
 		{`{"peer":"bob"} {"peer":"eve"}`, new(PeerParams), "params:"},
+		{`{"PEER":"bob","text":"hi"}`, new(SendParams), `unknown field "PEER"`},
+		{`{"peer":"bob","Text":"hi"}`, new(SendParams), `unknown field "Text"`},
 	}
 	for _, tc := range cases {
 		err := decodeStrict("send", []byte(tc.raw), tc.into)

@@ -63,8 +63,12 @@ func CodeOf(err error) int {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, jsonrpc.ErrProtocol):
+		return CodeFailed
 	case errors.Is(err, jsonrpc.ErrClosed) && !errors.As(err, &re):
 		return CodeNoDaemon // the daemon went away
+	case errors.Is(err, node.ErrClosed):
+		return CodeNoDaemon // the daemon is stopping
 	case errors.As(err, &ae):
 		return ae.code
 	case errors.As(err, &re):

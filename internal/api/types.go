@@ -182,8 +182,9 @@ type SubscribeParams struct {
 
 func (p SubscribeParams) check() error { return EventsParams{Since: p.Since, Kinds: p.Kinds}.check() }
 
-// EventPage is the answer of "events": Last is the id to go on from
-// (with kinds given, a short page is not the end; an empty one is).
+// EventPage is the answer of "events": Last is the id to go on from. A
+// short page, even an empty one, is not the end (kinds filter, and a page
+// holds at most 4 MiB of text); Last equal to the Since asked is.
 type EventPage struct {
 	Events []Event `json:"events"`
 	Last   int64   `json:"last"`

@@ -178,6 +178,12 @@ func (c *Client) send(ctx context.Context, method string, params any, p *pending
 	}
 	select {
 	case c.writes <- b:
+		if p.sub != nil && ctx.Err() != nil {
+			// ctx ended while the request waited: its rpc.cancel may have
+			// been written before the request itself, and ignored. Once
+			// more, now that the writer has the request.
+			c.cancel(id)
+		}
 		return id, nil
 	case <-ctx.Done():
 		c.forget(id)
@@ -294,7 +300,7 @@ func (c *Client) read() {
 	if err == nil && sc.Err() != nil {
 		err = fmt.Errorf("%w: %v", ErrClosed, sc.Err())
 		if errors.Is(sc.Err(), bufio.ErrTooLong) {
-			err = fmt.Errorf("%w: an answer longer than %d bytes", ErrClosed, MaxAnswerBytes)
+			err = fmt.Errorf("%w: %w: an answer longer than %d bytes", ErrClosed, ErrProtocol, MaxAnswerBytes)
 		}
 	}
 	c.mu.Lock()
@@ -327,7 +333,7 @@ func (c *Client) route(line []byte) error {
 	}
 	var m message
 	if err := json.Unmarshal(line, &m); err != nil {
-		return fmt.Errorf("%w: a bad answer from the server: %v", ErrClosed, err)
+		return fmt.Errorf("%w: %w: a bad answer from the server: %v", ErrClosed, ErrProtocol, err)
 	}
 	if m.ID == nil {
 		if m.Method == NotifyMethod {

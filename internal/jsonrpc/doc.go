@@ -32,8 +32,11 @@
 // reader sees it), when the client sends the notification
 // {"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":ID}} for it, or
 // when the server closes. rpc.cancel (CancelMethod) is the one method the
-// package serves itself; it is read by the connection's reader, so it
-// gets through even when every slot is taken.
+// package serves itself; the connection's reader handles it without a
+// slot, so it gets through whenever the reader reads, but a reader that
+// waits for a slot (all MaxInFlight taken) reads nothing until one frees.
+// The Client keeps at most MaxInFlight requests on the wire, so its own
+// cancels are always read.
 //
 // # Errors
 //

@@ -78,6 +78,12 @@ const (
 // long) the error also wraps that *Error.
 var ErrClosed = errors.New("jsonrpc: connection closed")
 
+// ErrProtocol is what a Client's calls also return (with ErrClosed) when
+// it ended the connection because the server broke the protocol: an
+// answer that is not JSON, or longer than MaxAnswerBytes. The server may
+// be alive: it is not the connection that went away.
+var ErrProtocol = errors.New("jsonrpc: the server broke the protocol")
+
 // Error is a JSON-RPC error object. A handler returns one (errors.As
 // finds it in a chain) to choose the answer's code, message and data
 // itself; a Client returns one for every error answer.
