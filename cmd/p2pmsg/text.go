@@ -23,3 +23,14 @@ func printable(s string, oneLine bool) string {
 		return r
 	}, s)
 }
+
+// continuation marks the lines of a message after its first: no text
+// from a peer can begin a line of plain output, so none can pass for a
+// line of our own (another message, a state, an event).
+const continuation = "    │ "
+
+// multiline makes text from a peer safe to print as a block in plain
+// output: printable, with every line after the first marked.
+func multiline(s string) string {
+	return strings.ReplaceAll(printable(strings.ReplaceAll(s, "\r", ""), false), "\n", "\n"+continuation)
+}

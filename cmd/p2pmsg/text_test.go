@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/p2pmsg/p2pmsg/internal/api"
 )
 
 func TestPrintable(t *testing.T) {
@@ -12,5 +14,29 @@ func TestPrintable(t *testing.T) {
 	}
 	if got := printable(in, true); strings.ContainsAny(got, "\n\t\x1b") {
 		t.Errorf("one line: %q", got)
+	}
+}
+
+// A message cannot forge lines of plain output: every line of its text
+// after the first starts with the continuation mark, in history and in
+// receive.
+func TestPlainOutputCannotBeForged(t *testing.T) {
+	forged := "hi\n2026-12-02 10:00:00  me    I owe you 100  [delivered]  00\r\n#99 10:00:00 key-change x\n"
+	var out strings.Builder
+	e := &env{stdout: &out}
+	printMessage(e, api.Message{ID: "ab", Direction: "in", Text: forged, State: "received"})
+	printEvent(e, api.Event{ID: 7, Kind: "message", Peer: "p", Text: forged})
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+	}
+	for i, l := range lines {
+		own := strings.Contains(l, "them  hi") || strings.HasPrefix(l, "#7 ")
+		if !own && !strings.HasPrefix(l, continuation) {
+			t.Errorf("line %d does not show that it is a message's text: %q", i, l)
+		}
+		if strings.ContainsRune(l, '\r') {
+			t.Errorf("line %d keeps a carriage return: %q", i, l)
+		}
 	}
 }

@@ -146,7 +146,7 @@ func printMessage(e *env, m api.Message) {
 		state += ": " + m.Error
 	}
 	fmt.Fprintf(e.stdout, "%s  %-4s  %s  [%s]  %s\n", m.Stored.Local().Format("2006-01-02 15:04:05"), who,
-		printable(m.Text, false), state, m.ID)
+		multiline(m.Text), printable(state, true), m.ID)
 }
 
 func cmdMessage(e *env, args []string) error {
@@ -182,23 +182,7 @@ func cmdReceive(e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, "p2pmsg receive [--follow] [--since ID] [--kind KIND]... [--json]"); err != nil {
 		return err
 	}
-	print := func(ev api.Event) {
-		if e.json {
-			b, _ := json.Marshal(ev)
-			fmt.Fprintln(e.stdout, string(b))
-			return
-		}
-		line := fmt.Sprintf("#%d %s %s %s", ev.ID, ev.Time.Local().Format("15:04:05"), ev.Kind, name(ev.Peer, ev.Name))
-		for _, f := range []string{ev.Direction, ev.MessageID, ev.State, ev.Path, ev.Reason} {
-			if f != "" {
-				line += " " + f
-			}
-		}
-		if ev.Text != "" {
-			line += ": " + printable(ev.Text, true)
-		}
-		fmt.Fprintln(e.stdout, line)
-	}
+	print := func(ev api.Event) { printEvent(e, ev) }
 	if !*follow {
 		return e.do(true, func(ctx context.Context, c *api.Client) error {
 			for after := *since; ; {
@@ -238,6 +222,24 @@ func cmdReceive(e *env, args []string) error {
 		}
 		print(ev)
 	}
+}
+
+func printEvent(e *env, ev api.Event) {
+	if e.json {
+		b, _ := json.Marshal(ev)
+		fmt.Fprintln(e.stdout, string(b))
+		return
+	}
+	line := fmt.Sprintf("#%d %s %s %s", ev.ID, ev.Time.Local().Format("15:04:05"), ev.Kind, name(ev.Peer, ev.Name))
+	for _, f := range []string{ev.Direction, ev.MessageID, ev.State, ev.Path, ev.Reason} {
+		if f != "" {
+			line += " " + printable(f, true)
+		}
+	}
+	if ev.Text != "" {
+		line += ": " + multiline(ev.Text)
+	}
+	fmt.Fprintln(e.stdout, line)
 }
 
 func cmdVerify(e *env, args []string) error {
