@@ -21,6 +21,12 @@ func (e *env) connect(offline bool) (c *api.Client, close func(), err error) {
 		return nil, nil, err
 	}
 	n, err := e.openStore(false)
+	if err != nil && exitCodeOf(err) == exitLocked {
+		// A daemon started meanwhile: it holds the store, and answers.
+		if c, err := api.Dial(e.data); err == nil {
+			return c, c.Close, nil
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}

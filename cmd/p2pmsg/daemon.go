@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/p2pmsg/p2pmsg/internal/api"
 	"github.com/p2pmsg/p2pmsg/node"
@@ -98,6 +99,41 @@ func cmdDaemon(e *env, args []string) error {
 	return n.Close()
 }
 
+// lockWait is how long a command waits for a store that another p2pmsg
+// process holds while no daemon answers on it: a read verb run while no
+// daemon answered holds it for the instant of its read, and a daemon
+// starting holds it before its socket is up. Either way the holder is
+// gone, or answering, well within it.
+const lockWait = 5 * time.Second
+
+// newNodeWhenFree opens the store, waiting while another process holds
+// it and no daemon answers on it (see lockWait). With a daemon answering,
+// it returns node.ErrLocked at once: the caller talks to the daemon, or
+// (a second daemon) stops.
+func newNodeWhenFree(e *env, cfg node.Config) (*node.Node, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		n, err := node.New(cfg)
+		if !errors.Is(err, node.ErrLocked) || time.Now().After(deadline) || daemonAnswers(e.data) {
+			return n, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// daemonAnswers reports whether a daemon serves the data directory.
+func daemonAnswers(dir string) bool {
+	c, err := api.Dial(dir)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = c.ID(ctx)
+	return err == nil
+}
+
 // openNode opens the node's store, asking for the passphrase on a
 // terminal when the store is sealed and none was given, and turns store
 // errors into exit codes.
@@ -111,12 +147,12 @@ func openNode(e *env, cfg node.Config) (*node.Node, error) {
 		cfg.Passphrase = p
 	}
 	defer func() { clear(cfg.Passphrase) }() // the store derived its key
-	n, err := node.New(cfg)
+	n, err := newNodeWhenFree(e, cfg)
 	if errors.Is(err, node.ErrPassphraseRequired) && cfg.Passphrase == nil {
 		if cfg.Passphrase, err = promptPassphrase(e); err != nil {
 			return nil, err
 		}
-		n, err = node.New(cfg)
+		n, err = newNodeWhenFree(e, cfg)
 	}
 	switch {
 	case err == nil:
