@@ -18,6 +18,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // rawHost is a bare libp2p host that speaks our protocols by hand: an
@@ -52,20 +53,20 @@ func rawStream(t testing.TB, h host.Host, to *Node) network.Stream {
 }
 
 // exchange writes frames and reads one ack per frame.
-func exchange(t testing.TB, s network.Stream, frames ...[]byte) []ack {
+func exchange(t testing.TB, s network.Stream, frames ...[]byte) []wire.Ack {
 	t.Helper()
 	var out []byte
 	for _, f := range frames {
-		out = appendFrame(out, f)
+		out = wire.AppendFrame(out, f)
 	}
 	if _, err := s.Write(out); err != nil {
 		t.Fatal(err)
 	}
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(s)
-	acks := make([]ack, len(frames))
+	acks := make([]wire.Ack, len(frames))
 	for i := range acks {
-		a, err := readAck(r)
+		a, err := wire.ReadAck(r)
 		if err != nil {
 			t.Fatalf("ack %d: %v", i, err)
 		}
@@ -84,7 +85,7 @@ func fetchRawBundle(t testing.TB, h host.Host, n *Node) *e2e.Bundle {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	raw, err := readFrame(bufio.NewReader(s), e2e.MaxBundleSize)
+	raw, err := wire.ReadFrame(bufio.NewReader(s), e2e.MaxBundleSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +184,8 @@ func TestBadInputGarbageAndForgeries(t *testing.T) {
 	tampered[len(tampered)-5] ^= 1
 	acks := exchange(t, s, garbage, []byte{}, first, tampered)
 	for i, a := range acks {
-		if a.status != ackRejected {
-			t.Errorf("frame %d from a stranger: ack %d, want rejected", i, a.status)
+		if a.Status != wire.Rejected {
+			t.Errorf("frame %d from a stranger: ack %d, want rejected", i, a.Status)
 		}
 	}
 
@@ -199,21 +200,21 @@ func TestBadInputGarbageAndForgeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, env, err := sess.Encrypt(encodeContent(time.Now().UnixMilli(), "hi, it is me"))
+	_, env, err := sess.Encrypt(wire.EncodeContent(time.Now().UnixMilli(), "hi, it is me"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad := append([]byte(nil), env...)
 	bad[len(bad)-1] ^= 0x80
-	if acks := exchange(t, fs, bad); acks[0].status != ackRejected {
-		t.Errorf("forged prekey message: ack %d, want rejected", acks[0].status)
+	if acks := exchange(t, fs, bad); acks[0].Status != wire.Rejected {
+		t.Errorf("forged prekey message: ack %d, want rejected", acks[0].Status)
 	}
 
 	// a replays its own first envelope, as the same peer: acknowledged
 	// again (a lost ack must not make a resend fail), stored once.
 	ra := rawHost(t, a.priv)
 	rs := rawStream(t, ra, b)
-	if acks := exchange(t, rs, first, first); acks[0].status != ackStored || acks[1].status != ackStored {
+	if acks := exchange(t, rs, first, first); acks[0].Status != wire.Stored || acks[1].Status != wire.Stored {
 		t.Errorf("replay by the sender: acks %v, want stored (deduplicated)", acks)
 	}
 	assertConversationContinues(t, a, b)
@@ -234,7 +235,7 @@ func TestBadInputJunkFlood(t *testing.T) {
 		k := min(total-sent, 200)
 		for range k {
 			rand.Read(junk)
-			burst = appendFrame(burst, junk)
+			burst = wire.AppendFrame(burst, junk)
 		}
 		if _, err := s.Write(burst); err == nil {
 			sent += k

@@ -15,6 +15,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // benchText is a typical chat message.
@@ -114,14 +115,14 @@ func BenchmarkTransportFloor(b *testing.B) {
 		defer s.Close()
 		r, w := bufio.NewReader(s), bufio.NewWriter(s)
 		for {
-			f, err := readFrame(r, maxFrame)
+			f, err := wire.ReadFrame(r, wire.MaxFrame)
 			if err != nil {
 				return
 			}
-			var a ack
-			copy(a.id[:], f)
-			a.status = ackStored
-			w.Write(a.append(nil))
+			var a wire.Ack
+			copy(a.ID[:], f)
+			a.Status = wire.Stored
+			w.Write(a.Append(nil))
 			if r.Buffered() == 0 {
 				w.Flush()
 			}
@@ -137,7 +138,7 @@ func BenchmarkTransportFloor(b *testing.B) {
 	}
 	defer s.Reset()
 	// An envelope of benchText: its size on the wire.
-	frame := make([]byte, len(encodeContent(0, benchText))+e2e.MessageOverhead)
+	frame := make([]byte, len(wire.EncodeContent(0, benchText))+e2e.MessageOverhead)
 	b.ResetTimer()
 	t0 := time.Now()
 	sentAt := make([]time.Time, b.N)
@@ -146,7 +147,7 @@ func BenchmarkTransportFloor(b *testing.B) {
 		r := bufio.NewReader(s)
 		lat := make([]time.Duration, 0, b.N)
 		for i := 0; i < b.N; i++ {
-			if _, err := readAck(r); err != nil {
+			if _, err := wire.ReadAck(r); err != nil {
 				b.Error(err)
 				break
 			}
@@ -157,7 +158,7 @@ func BenchmarkTransportFloor(b *testing.B) {
 	w := bufio.NewWriter(s)
 	for i := 0; i < b.N; i++ {
 		sentAt[i] = time.Now()
-		w.Write(appendFrame(nil, frame))
+		w.Write(wire.AppendFrame(nil, frame))
 		if i%64 == 63 || i == b.N-1 {
 			w.Flush()
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // Bundles (docs/design.md §4): signing them, serving ours on
@@ -91,7 +92,7 @@ func (n *Node) handleBundle(s network.Stream) {
 		}
 	}
 	s.SetWriteDeadline(time.Now().Add(bundleIOTimeout))
-	if _, err := s.Write(appendFrame(nil, b)); err != nil {
+	if _, err := s.Write(wire.AppendFrame(nil, b)); err != nil {
 		s.Reset()
 	}
 }
@@ -148,7 +149,7 @@ func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey)
 	}
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(bundleIOTimeout))
-	raw, err := readFrame(bufio.NewReader(s), e2e.MaxBundleSize)
+	raw, err := wire.ReadFrame(bufio.NewReader(s), e2e.MaxBundleSize)
 	if err != nil {
 		s.Reset()
 		return nil, fmt.Errorf("read bundle: %w", err)

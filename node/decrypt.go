@@ -7,6 +7,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // recvOp decrypts and stores one envelope of a stream inside a batch
@@ -17,9 +18,9 @@ type recvOp struct {
 
 	// Results: the ack to write.
 	id     e2e.MessageID
-	status ackStatus
-	code   rejectReason // ackRejected: why, for the sender
-	reason string       // ackRejected: details, for our log
+	status wire.Status
+	code   wire.Reason // wire.Rejected: why, for the sender
+	reason string      // wire.Rejected: details, for our log
 }
 
 func newRecvOp(env []byte) *recvOp { return &recvOp{done: newDone(), env: env} }
@@ -29,10 +30,10 @@ func (o *recvOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error 
 }
 
 // fail: the sender may send it again later.
-func (o *recvOp) fail(error) { o.status = ackRetry }
+func (o *recvOp) fail(error) { o.status = wire.Retry }
 
-func (o *recvOp) reject(code rejectReason, why string) {
-	o.status, o.code, o.reason = ackRejected, code, why
+func (o *recvOp) reject(code wire.Reason, why string) {
+	o.status, o.code, o.reason = wire.Rejected, code, why
 }
 
 // receive decrypts and stores one incoming envelope: the message
@@ -40,17 +41,17 @@ func (o *recvOp) reject(code rejectReason, why string) {
 func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) error {
 	id, err := e2e.EnvelopeID(o.env)
 	if err != nil {
-		o.reject(reasonMalformed, "not an envelope")
+		o.reject(wire.ReasonMalformed, "not an envelope")
 		return nil
 	}
 	o.id = id
 	r := tx.Read()
 	if m, err := r.Message(id); err == nil {
 		if m.Peer != c.key || m.Direction != db.Incoming {
-			o.reject(reasonForeign, "message id of another conversation")
+			o.reject(wire.ReasonForeign, "message id of another conversation")
 			return nil
 		}
-		o.status = ackStored // a retransmission: acknowledge again
+		o.status = wire.Stored // a retransmission: acknowledge again
 		return nil
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return err
@@ -72,9 +73,9 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		}
 		if !decrypted {
 			if len(c.rec.sessions) == 0 {
-				o.reject(reasonNoSession, "no session with the sender")
+				o.reject(wire.ReasonNoSession, "no session with the sender")
 			} else {
-				o.reject(reasonNoSession, "does not decrypt: "+err.Error())
+				o.reject(wire.ReasonNoSession, "does not decrypt: "+err.Error())
 			}
 			return nil
 		}
@@ -84,10 +85,10 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		// Decrypted (the ratchet must move on, or unblocking would find
 		// the chain too far ahead), acknowledged, dropped: a blocked peer
 		// learns nothing.
-		o.status = ackStored
+		o.status = wire.Stored
 		return nil
 	}
-	sent, text, _ := decodeContent(pt)
+	sent, text, _ := wire.DecodeContent(pt)
 	// A stranger's first message makes a contact request (trust.go).
 	if err := c.ensureContact(tx, st, true, now); err != nil {
 		return err
@@ -97,7 +98,7 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	if _, err := tx.InsertMessage(m); err != nil {
 		return err
 	}
-	o.status = ackStored
+	o.status = wire.Stored
 	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now)
 }
 
@@ -107,52 +108,52 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 // sender's identity in the batch's transaction. A refusal sets o.status
 // and returns no plaintext.
 func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time) ([]byte, error) {
-	reject := func(code rejectReason, why string) ([]byte, error) {
+	reject := func(code wire.Reason, why string) ([]byte, error) {
 		o.reject(code, why)
 		return nil, nil
 	}
 	pm, err := e2e.ParsePrekeyMessage(o.env)
 	if err != nil {
-		return reject(reasonMalformed, "malformed prekey message")
+		return reject(wire.ReasonMalformed, "malformed prekey message")
 	}
 	// The stream is authenticated as the peer: a prekey message that
 	// names someone else is a forgery or a misdirected replay.
 	if subtle.ConstantTimeCompare(pm.Sender.Key[:], c.peerKey[:]) != 1 {
-		return reject(reasonForeign, "prekey message of another identity")
+		return reject(wire.ReasonForeign, "prekey message of another identity")
 	}
 	if i := c.rec.byBaseKey(pm.BaseKey); i >= 0 {
 		pt, err := c.rec.sessions[i].Decrypt(o.env, now)
 		if err != nil {
-			return reject(reasonNoSession, "does not decrypt: "+err.Error())
+			return reject(wire.ReasonNoSession, "does not decrypt: "+err.Error())
 		}
 		c.rec.promote(i)
 		return pt, nil
 	}
 	if err := pm.Sender.Verify(); err != nil {
-		return reject(reasonForeign, "bad identity certificate")
+		return reject(wire.ReasonForeign, "bad identity certificate")
 	}
 	ik := identityKey(pm.Sender.Key, pm.Sender.DH)
 	if changed, err := c.identityChanged(tx, st, ik, now); err != nil || changed {
 		if changed {
-			return reject(reasonIdentity, "identity key changed")
+			return reject(wire.ReasonIdentity, "identity key changed")
 		}
 		return nil, err
 	}
 	r := tx.Read()
 	var keys e2e.ResponderKeys
 	if keys.SignedPrekey, err = loadSigned(r, pm.SignedPrekeyID, now); err != nil {
-		return reject(reasonUnknownPrekey, "unknown signed prekey")
+		return reject(wire.ReasonUnknownPrekey, "unknown signed prekey")
 	}
 	pqKind := db.PQPrekey
 	if pm.PQOneTime {
 		pqKind = db.PQOneTimePrekey
 	}
 	if keys.PQPrekey, err = loadPQ(r, pqKind, pm.PQPrekeyID, now); err != nil {
-		return reject(reasonUnknownPrekey, "unknown PQ prekey")
+		return reject(wire.ReasonUnknownPrekey, "unknown PQ prekey")
 	}
 	if pm.HasOneTimePrekey {
 		if keys.OneTimePrekey, err = loadOneTime(r, pm.OneTimePrekeyID); err != nil {
-			return reject(reasonUnknownPrekey, "unknown or used one-time prekey")
+			return reject(wire.ReasonUnknownPrekey, "unknown or used one-time prekey")
 		}
 	}
 	rk := pm.ReplayKey()
@@ -173,7 +174,7 @@ func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time
 		// A replayed handshake here comes from the peer itself (the stream
 		// is authenticated, and copies of stored messages were caught
 		// above): its session is one we have forgotten. It needs a new one.
-		return reject(reasonNoSession, "handshake failed: "+err.Error())
+		return reject(wire.ReasonNoSession, "handshake failed: "+err.Error())
 	}
 	// The replay key must outlive the signed prekey it names.
 	if _, err := tx.MarkSeen(rk[:], now.Add(c.n.cfg.rotate()*(1+graceRotations))); err != nil {

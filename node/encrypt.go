@@ -7,6 +7,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // sendOp encrypts one message inside a batch (Send, send.go, submits it).
@@ -68,7 +69,7 @@ func (c *conv) send(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
 		}
 		c.rec.push(s)
 	}
-	id, env, err := s.Encrypt(encodeContent(now.UnixMilli(), o.text))
+	id, env, err := s.Encrypt(wire.EncodeContent(now.UnixMilli(), o.text))
 	if err != nil {
 		o.err = fmt.Errorf("node: encrypt: %w", err)
 		return nil

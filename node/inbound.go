@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // handleMsg serves /p2pmsg/msg/1.0.0 (docs/design.md §7.1): it reads
@@ -45,7 +47,7 @@ func (n *Node) handleMsg(s network.Stream) {
 	r := bufio.NewReaderSize(s, recvBufSize)
 	for {
 		s.SetReadDeadline(time.Now().Add(streamIdle))
-		frame, err := readFrame(r, maxFrame)
+		frame, err := wire.ReadFrame(r, wire.MaxFrame)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				n.log.Debug("envelope stream ends", "peer", c.key, "err", err)
@@ -81,7 +83,7 @@ func (n *Node) writeAcks(s network.Stream, pending <-chan *recvOp, kib <-chan st
 		for range frameKiB(o.env) {
 			<-kib
 		}
-		if o.status == ackRejected {
+		if o.status == wire.Rejected {
 			n.log.Debug("envelope refused", "peer", s.Conn().RemotePeer().ShortString(), "reason", o.reason)
 			if rejects++; rejects >= maxRejects {
 				return errors.New("node: too many refused envelopes")
@@ -89,7 +91,7 @@ func (n *Node) writeAcks(s network.Stream, pending <-chan *recvOp, kib <-chan st
 		} else {
 			rejects = 0
 		}
-		if _, err := w.Write(ack{status: o.status, reason: o.code, id: o.id}.append(nil)); err != nil {
+		if _, err := w.Write(wire.Ack{Status: o.status, Reason: o.code, ID: o.id}.Append(nil)); err != nil {
 			return err
 		}
 		// Flush when nothing else is ready: one write per burst. A peer

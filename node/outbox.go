@@ -12,6 +12,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // Delivery (docs/design.md §7.3): one worker per peer sends the peer's
@@ -56,7 +57,7 @@ type delivery struct {
 
 	s        network.Stream
 	bw       *bufio.Writer
-	acks     chan ack      // from s's reader
+	acks     chan wire.Ack // from s's reader
 	readErr  chan error    // from s's reader
 	gone     chan struct{} // closed when s is dropped
 	inflight map[e2e.MessageID]bool
@@ -180,7 +181,7 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		if tap != nil {
 			tap(e.MessageID, e.Envelope)
 		}
-		if _, err := d.bw.Write(appendFrame(nil, e.Envelope)); err != nil {
+		if _, err := d.bw.Write(wire.AppendFrame(nil, e.Envelope)); err != nil {
 			return false, err
 		}
 		d.inflight[e.MessageID] = true
@@ -197,7 +198,7 @@ func (d *delivery) open(ctx context.Context) error {
 	}
 	// Each stream has its own channels: what its reader reports after
 	// the stream was dropped must not end the next one.
-	acks, readErr, gone := make(chan ack, maxInflight), make(chan error, 1), make(chan struct{})
+	acks, readErr, gone := make(chan wire.Ack, maxInflight), make(chan error, 1), make(chan struct{})
 	if !d.n.spawn(func() { readAcks(s, acks, readErr, gone) }) {
 		s.Reset()
 		return ErrClosed
@@ -207,10 +208,10 @@ func (d *delivery) open(ctx context.Context) error {
 	return nil
 }
 
-func readAcks(s network.Stream, acks chan<- ack, readErr chan<- error, gone <-chan struct{}) {
+func readAcks(s network.Stream, acks chan<- wire.Ack, readErr chan<- error, gone <-chan struct{}) {
 	r := bufio.NewReader(s)
 	for {
-		a, err := readAck(r)
+		a, err := wire.ReadAck(r)
 		if err != nil {
 			select {
 			case readErr <- err:
@@ -238,8 +239,8 @@ func (d *delivery) closeStream() {
 }
 
 // handleAcks takes a and the acks behind it, and commits them at once.
-func (d *delivery) handleAcks(a ack) error {
-	batch := []ack{a}
+func (d *delivery) handleAcks(a wire.Ack) error {
+	batch := []wire.Ack{a}
 	for more := true; more && len(batch) < maxInflight; {
 		select {
 		case a := <-d.acks:
@@ -249,7 +250,7 @@ func (d *delivery) handleAcks(a ack) error {
 		}
 	}
 	for _, a := range batch {
-		if !d.inflight[a.id] {
+		if !d.inflight[a.ID] {
 			d.closeStream()
 			return fmt.Errorf("node: %s acknowledged a message it was not sent", d.key)
 		}
@@ -260,11 +261,11 @@ func (d *delivery) handleAcks(a ack) error {
 // commitAcks records acknowledgements, and marks the envelopes written
 // meanwhile as sent. After a refusal that calls for a new session it
 // drops the peer's sessions, through the peer's conversation.
-func (d *delivery) commitAcks(batch []ack) error {
+func (d *delivery) commitAcks(batch []wire.Ack) error {
 	now := time.Now()
 	acked := make(map[e2e.MessageID]bool, len(batch))
 	for _, a := range batch {
-		acked[a.id] = true
+		acked[a.ID] = true
 	}
 	// Mark sent what has waited for its ack a while; what is answered
 	// at once goes straight to delivered, without the extra write.
@@ -280,7 +281,7 @@ func (d *delivery) commitAcks(batch []ack) error {
 		}
 	}
 	d.unsent = keep
-	var retry []ack
+	var retry []wire.Ack
 	events, renew := false, false
 	err := d.n.store.Update(func(tx *db.Tx) error {
 		events, renew = false, false
@@ -303,19 +304,19 @@ func (d *delivery) commitAcks(batch []ack) error {
 			var err error
 			var state db.MessageState
 			var reason string
-			switch a.status {
-			case ackStored:
-				ok, err = tx.Delivered(d.key, a.id)
+			switch a.Status {
+			case wire.Stored:
+				ok, err = tx.Delivered(d.key, a.ID)
 				state = db.Delivered
-			case ackRejected:
-				reason = a.reason.String()
-				ok, err = tx.GiveUp(d.key, a.id, reason)
+			case wire.Rejected:
+				reason = a.Reason.String()
+				ok, err = tx.GiveUp(d.key, a.ID, reason)
 				state = db.Failed
 				// Only a rejection that failed a message still queued:
 				// one for a message already settled (or deleted with
 				// its contact) says nothing of the sessions made since.
-				renew = renew || ok && a.reason.renewsSession()
-			case ackRetry:
+				renew = renew || ok && a.Reason.RenewsSession()
+			case wire.Retry:
 				retry = append(retry, a)
 				continue
 			}
@@ -324,7 +325,7 @@ func (d *delivery) commitAcks(batch []ack) error {
 			}
 			if ok {
 				events = true
-				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.id), State: string(state), Reason: reason}, now); err != nil {
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.ID), State: string(state), Reason: reason}, now); err != nil {
 					return err
 				}
 			}
@@ -335,7 +336,7 @@ func (d *delivery) commitAcks(batch []ack) error {
 		return err
 	}
 	for _, a := range batch {
-		delete(d.inflight, a.id)
+		delete(d.inflight, a.ID)
 	}
 	if events {
 		d.n.notifyEvents()

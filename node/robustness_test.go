@@ -16,6 +16,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pmsg/p2pmsg/db"
+
+	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
 // A configuration that cannot work is refused by New, before anything
@@ -88,7 +90,7 @@ func TestRecipientLostTheSession(t *testing.T) {
 		failed = find(history(t, a, b.ID()), id)
 		return failed != nil && failed.State == db.Failed, "not yet"
 	})
-	if failed.Error != reasonNoSession.String() {
+	if failed.Error != wire.ReasonNoSession.String() {
 		t.Errorf("failure reason %q", failed.Error)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

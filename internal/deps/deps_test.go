@@ -49,8 +49,13 @@ var rules = []rule{
 		why:   "the DHT publishes and looks up e2e bundles over libp2p; it reaches neither db nor node",
 	},
 	{
+		pkgs:  "node/wire",
+		allow: "std, e2e",
+		why:   "the bytes of the message protocol: decoders fuzzed without building the store",
+	},
+	{
 		pkgs:  "node, mailbox, node/mailbox",
-		allow: "std, e2e, db, dht, LIBP2P",
+		allow: "std, e2e, db, dht, node/wire, LIBP2P",
 		why:   "the node (and the mailbox beside it) joins the crypto, the store and the network",
 	},
 	{

@@ -1,0 +1,192 @@
+// Package wire is the bytes of /p2pmsg/msg/1.0.0 (docs/design.md §7.1,
+// §7.2): the frames that carry envelopes, the acks that answer them, and
+// the content inside an envelope. It has no state and no I/O beyond the
+// reader and writer it is given, so that its decoders are fuzzed without
+// building the store (package node, which uses it, links SQLite).
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// MaxFrame bounds a frame on /p2pmsg/msg/1.0.0: one envelope.
+const MaxFrame = e2e.MaxEnvelopeSize
+
+// Errors of the decoders.
+var (
+	ErrFrameTooLarge  = errors.New("wire: frame too large")
+	ErrMalformedFrame = errors.New("wire: malformed frame")
+	ErrMalformedAck   = errors.New("wire: malformed ack")
+)
+
+// ReadFrame reads one uvarint-length-prefixed frame of at most max bytes.
+// A length over max is refused before anything is allocated: the stream
+// cannot be resynchronised after it, so the caller resets it.
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
+	cr := countingReader{r: r}
+	n, err := binary.ReadUvarint(&cr)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, max)
+	}
+	// One encoding per length: the longer forms of a uvarint (0x80 0x00
+	// for 0) are refused, so that frames and their bytes correspond.
+	if cr.n != len(binary.AppendUvarint(nil, n)) {
+		return nil, fmt.Errorf("%w: the length is not in its shortest form", ErrMalformedFrame)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// countingReader counts the bytes of a length prefix.
+type countingReader struct {
+	r *bufio.Reader
+	n int
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	c.n++
+	return c.r.ReadByte()
+}
+
+// AppendFrame appends frame to dst with its length prefix.
+func AppendFrame(dst, frame []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(frame)))
+	return append(dst, frame...)
+}
+
+// An ack answers one frame, in the order the frames came, after the
+// receiver's transaction committed: a status byte, a reason byte (why a
+// frame was rejected) and the envelope's message id (zero when the frame
+// was not an envelope).
+const AckSize = 1 + 1 + 16
+
+// Status is an ack's verdict on a frame.
+type Status byte
+
+const (
+	// Stored: the message is durably stored (or was already).
+	Stored Status = 1
+	// Rejected: the receiver will never accept this envelope (it does
+	// not decrypt, names an unknown prekey, ...); resending cannot help.
+	Rejected Status = 2
+	// Retry: the receiver could not store it now (its disk failed, it
+	// is shutting down); resend later.
+	Retry Status = 3
+)
+
+// Reason says why an envelope was rejected, so that the sender can
+// tell its user, and start a new session where that helps.
+type Reason byte
+
+const (
+	ReasonNone Reason = iota
+	// ReasonMalformed: not an envelope.
+	ReasonMalformed
+	// ReasonNoSession: it decrypts under no session the receiver holds
+	// (the receiver lost its state, or reset it): a new session helps.
+	ReasonNoSession
+	// ReasonUnknownPrekey: a prekey message naming a prekey the receiver
+	// no longer has (rotated out, one-time key used): a new session with
+	// a fresh bundle helps.
+	ReasonUnknownPrekey
+	// ReasonIdentity: the receiver holds another identity key for the
+	// sender and refuses until its user trusts the new one.
+	ReasonIdentity
+	// ReasonForeign: the message id belongs to another conversation, or
+	// the prekey message names another identity than the stream's.
+	ReasonForeign
+)
+
+// String is the reason as the sender's user reads it.
+func (r Reason) String() string {
+	switch r {
+	case ReasonMalformed:
+		return "the recipient could not parse it"
+	case ReasonNoSession:
+		return "the recipient could not decrypt it (it has no session for it); send it again to start a new session"
+	case ReasonUnknownPrekey:
+		return "the recipient no longer has the keys it names; send it again to start a new session"
+	case ReasonIdentity:
+		return "the recipient holds another identity key for you and refuses your messages until its user trusts the new one"
+	case ReasonForeign:
+		return "the recipient refused it as not yours"
+	}
+	return "the recipient refused it"
+}
+
+// RenewsSession: after this rejection the sender drops its sessions with
+// the peer, so that the next message starts a new one.
+func (r Reason) RenewsSession() bool {
+	return r == ReasonNoSession || r == ReasonUnknownPrekey
+}
+
+type Ack struct {
+	Status Status
+	Reason Reason
+	ID     e2e.MessageID
+}
+
+// Append appends the ack's 18 bytes to dst.
+func (a Ack) Append(dst []byte) []byte {
+	dst = append(dst, byte(a.Status), byte(a.Reason))
+	return append(dst, a.ID[:]...)
+}
+
+// ReadAck reads one ack; a status it does not know is an error.
+func ReadAck(r io.Reader) (Ack, error) {
+	var b [AckSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Ack{}, err
+	}
+	a := Ack{Status: Status(b[0]), Reason: Reason(b[1])}
+	copy(a.ID[:], b[2:])
+	if a.Status < Stored || a.Status > Retry {
+		return Ack{}, fmt.Errorf("%w (status %d)", ErrMalformedAck, b[0])
+	}
+	return a, nil
+}
+
+// The plaintext inside an envelope: a version byte, the sender's clock
+// (unix milliseconds) and the UTF-8 text. Versioned so that attachments
+// and receipts can come later without a new protocol.
+const (
+	ContentVersion = 1
+	ContentHeader  = 1 + 8
+	// MaxTextSize is the longest message text, in bytes.
+	MaxTextSize = e2e.MaxPlaintextSize - ContentHeader
+)
+
+// EncodeContent is the plaintext of a text message.
+func EncodeContent(sentMillis int64, text string) []byte {
+	b := make([]byte, 0, ContentHeader+len(text))
+	b = append(b, ContentVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(sentMillis))
+	return append(b, text...)
+}
+
+// Unreadable is what history shows for content this version cannot
+// read (a newer client's): stored and acknowledged, not refused, so that
+// the sender does not see a failure and the message is not lost.
+const Unreadable = "[a message this version of p2pmsg cannot show: update p2pmsg to read it]"
+
+// DecodeContent reads a plaintext; content of a version it does not know
+// (or too short) gives Unreadable and false. Invalid UTF-8 is replaced.
+func DecodeContent(b []byte) (sentMillis int64, text string, ok bool) {
+	if len(b) < ContentHeader || b[0] != ContentVersion {
+		return 0, Unreadable, false
+	}
+	return int64(binary.BigEndian.Uint64(b[1:9])), strings.ToValidUTF8(string(b[ContentHeader:]), "\uFFFD"), true
+}
