@@ -205,3 +205,19 @@ func TestNodesRefuseBadRecordsFromThePeers(t *testing.T) {
 		t.Fatalf("lookup after the attack: %v", err)
 	}
 }
+
+// The validator accepts a version 2 bundle (an extension block, of a
+// type it does not know), so that a later version can publish one
+// without this one refusing it.
+func TestValidatorAcceptsBundleVersion2(t *testing.T) {
+	v := Validator{Now: func() time.Time { return t0 }}
+	alice := newUser(t)
+	b, err := alice.id.SignBundle(e2e.BundleParams{Seq: 1, Expires: t0.Add(7 * 24 * time.Hour), SignedPrekey: alice.spk, PQPrekey: alice.pq,
+		Extensions: []e2e.Extension{{Type: 0xbeef, Value: []byte("from a later version")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Validate(Key(alice.peer), b); err != nil {
+		t.Fatalf("a version 2 bundle: %v", err)
+	}
+}

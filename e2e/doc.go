@@ -112,17 +112,24 @@
 // A bundle, at most [MaxBundleSize] bytes, signed by IK over
 // "p2pmsg/v1/bundle" || every byte before the signature:
 //
-//	0     1     version = 1
+//	0     1     version = 1, or 2 with an extension block
 //	1     32    IK (Ed25519; the peer ID's key)
 //	33    32    IKdh
 //	65    8     seq (a newer bundle has a higher one)
-//	73    8     expires (unix seconds; at most 14 days ahead)
+//	73    8     expires (unix seconds; at most 14 days and 1 hour ahead)
 //	81    4+32  signed prekey id, key
 //	117   4+1184  ML-KEM-768 last-resort prekey id, key
 //	1305  1     flags: bit 0 a one-time X25519 prekey follows, bit 1 a one-time ML-KEM prekey follows
 //	      4+32    one-time X25519 prekey id, key (only in a bundle fetched from its owner)
 //	      4+1184  one-time ML-KEM prekey id, key (likewise)
+//	      1     version 2 only: the number of extensions, 1 to 16, then each:
+//	      2+2+n   type, length n, value (types distinct)
 //	      64    Ed25519 signature
+//
+// A verifier accepts a bundle that expires up to [MaxBundleLifetime] plus
+// [BundleClockSkew] ahead of its own clock; publishers sign for much less
+// (package node: 7 days), so that a verifier whose clock lags days behind
+// still accepts a fresh one.
 //
 // The session state encoding is documented in state.go.
 //
@@ -151,16 +158,22 @@
 // # Compatibility
 //
 // Envelopes, bundles, session states and identities start with a version
-// byte; this version of the package writes and reads version 1 of each. It
-// refuses any other version, and any flag bit or envelope kind it does not
+// byte; this version of the package writes and reads version 1 of each,
+// and bundles of version 2 as well. It refuses any other version, and any flag bit or envelope kind it does not
 // know, with an error and before any cryptography: it never guesses at a
 // newer format. What a node (package node) does with what it refuses:
 //
 //   - Envelope, version 1 (kinds 1 and 2): another version or kind is
 //     [ErrMalformed]. The node stores nothing, answers the frame "rejected:
 //     malformed", and the sender marks the message failed.
-//   - Bundle, version 1: another version or an unknown flag is
-//     [ErrBundleMalformed]. The DHT validator refuses such a record, a
+//   - Bundle, versions 1 and 2: version 2 adds a signed block of typed
+//     extensions; a verifier keeps every extension in [Bundle.Extensions],
+//     acts on the types it knows and ignores the others, so that a later
+//     version can publish what it needs (a mailbox, say) without older
+//     nodes refusing its bundles. [Identity.SignBundle] writes version 1
+//     when there are no extensions. A damaged block (a count or a length
+//     past its end, a type twice, bytes after it) is [ErrBundleMalformed],
+//     as is another version or an unknown flag. The DHT validator refuses such a record, a
 //     bundle fetched from its owner is refused, and a first message to
 //     that peer cannot start a session: Send fails, nothing is queued.
 //   - Session state, version 1 ([Session.UnmarshalBinary]): another

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 )
 
 // Fuzz targets for every decoder. Each checks that the decoder never
@@ -95,6 +96,12 @@ func FuzzBundle(f *testing.F) {
 	f.Add(p.bundle(f, true))
 	f.Add(p.bundle(f, false))
 	f.Add([]byte{1})
+	v2, err := p.id.SignBundle(BundleParams{Seq: 1, Expires: t0.Add(time.Hour), SignedPrekey: p.spk, PQPrekey: p.pq,
+		Extensions: []Extension{{Type: 7, Value: []byte("x")}, {Type: 8}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(v2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, signed, err := parseBundle(data)
 		if err == nil {
@@ -104,6 +111,12 @@ func FuzzBundle(f *testing.F) {
 			}
 			if b.HasPQOneTime {
 				n += 4 + PQPublicSize
+			}
+			if data[0] == bundleVersionExt {
+				n++
+				for _, e := range b.Extensions {
+					n += 4 + len(e.Value)
+				}
 			}
 			if len(data) != n || len(signed) != n-SignatureSize {
 				t.Fatalf("parsed a bundle of %d bytes, layout says %d", len(data), n)

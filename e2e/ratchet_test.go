@@ -515,7 +515,7 @@ func TestBundleVerification(t *testing.T) {
 	mallory := newParty("mallory")
 	forged, _ := mallory.id.SignBundle(BundleParams{Seq: 9, Expires: t0.Add(time.Hour), SignedPrekey: p.spk, PQPrekey: p.pq})
 	copy(forged[1:33], good[1:33]) // claims bob's identity, signed by mallory
-	farFuture, _ := p.id.SignBundle(BundleParams{Seq: 2, Expires: t0.Add(MaxBundleLifetime + time.Hour), SignedPrekey: p.spk, PQPrekey: p.pq})
+	farFuture, _ := p.id.SignBundle(BundleParams{Seq: 2, Expires: t0.Add(MaxBundleLifetime + BundleClockSkew + time.Second), SignedPrekey: p.spk, PQPrekey: p.pq})
 
 	cases := []struct {
 		name string
@@ -532,7 +532,7 @@ func TestBundleVerification(t *testing.T) {
 		{"truncated", good[:len(good)-1], t0, ErrBundleMalformed},
 		{"extended", append(bytes.Clone(good), 0), t0, ErrBundleMalformed},
 		{"empty", nil, t0, ErrBundleMalformed},
-		{"wrong version", append([]byte{2}, good[1:]...), t0, ErrBundleMalformed},
+		{"wrong version", append([]byte{3}, good[1:]...), t0, ErrBundleMalformed},
 		{"too large", make([]byte, MaxBundleSize+1), t0, ErrBundleTooLarge},
 	}
 	for _, c := range cases {

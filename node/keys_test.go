@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
@@ -112,4 +113,34 @@ func TestPrekeyRotation(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A bundle the node signs is accepted by a DHT validator whose clock is
+// 10 minutes (or days) behind ours, and refused by one 15 days behind
+// (it would then expire more than the verifiers' limit ahead).
+func TestBundlesToleratePeersClocks(t *testing.T) {
+	n, err := New(testConfig(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	now := time.Now()
+	var b []byte
+	if err := n.store.Update(func(tx *db.Tx) (err error) {
+		b, err = signBundle(tx, n.self, now, false)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	key := dht.Key(n.ID())
+	for _, behind := range []time.Duration{10 * time.Minute, 6 * 24 * time.Hour} {
+		v := dht.Validator{Now: func() time.Time { return now.Add(-behind) }}
+		if err := v.Validate(key, b); err != nil {
+			t.Errorf("a validator %v behind refused a fresh bundle: %v", behind, err)
+		}
+	}
+	v := dht.Validator{Now: func() time.Time { return now.Add(-15 * 24 * time.Hour) }}
+	if err := v.Validate(key, b); err == nil {
+		t.Error("a validator 15 days behind accepted a fresh bundle")
+	}
 }

@@ -94,11 +94,12 @@ const (
 	// this many more rotations, for the prekey messages still under way.
 	graceRotations = 2
 	// bundleLifetime: a node signs bundles that expire this far ahead
-	// (earlier if a prekey's private half goes earlier). A minute less
-	// than e2e.MaxBundleLifetime, which verifiers refuse beyond: the
-	// margin is all the clock skew a verifier tolerates (docs/design.md
-	// §13).
-	bundleLifetime = e2e.MaxBundleLifetime - time.Minute
+	// (earlier if a prekey's private half goes earlier), and republishes
+	// every 12 h, long before. Half of e2e.MaxBundleLifetime, which
+	// verifiers allow (plus e2e.BundleClockSkew): a verifier whose clock
+	// is up to 7 days behind ours still accepts a fresh bundle (it was a
+	// minute when bundles were signed for the whole 14 days).
+	bundleLifetime = e2e.MaxBundleLifetime / 2
 	// bundleCacheMinLife: the bundle without one-time prekeys is served
 	// from memory while it has at least this long to live; then it is
 	// signed again.
