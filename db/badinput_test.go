@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -142,5 +143,26 @@ func readOnly(t *testing.T, dir string) {
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	if err := syscall.Mount("", dir, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 		t.Skipf("root ignores file modes, and a read-only remount failed: %v", err)
+	}
+}
+
+// A data directory that other users can read or write is refused with
+// the command that fixes it, and nothing is created in it.
+func TestDirectoryOpenToOthersIsRefused(t *testing.T) {
+	for _, mode := range []os.FileMode{0o755, 0o750, 0o702} {
+		dir := filepath.Join(t.TempDir(), "data")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(dir, Options{KDF: fastKDF})
+		if !errors.Is(err, ErrDirOpen) || !strings.Contains(err.Error(), "chmod 700 "+dir) {
+			t.Fatalf("mode %04o: %v", mode, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("mode %04o: %d files created", mode, len(entries))
+		}
 	}
 }

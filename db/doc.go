@@ -30,7 +30,8 @@
 //
 // # Files
 //
-// The data directory (mode 0700) holds p2pmsg.db (0600) with its -wal and
+// The data directory (mode 0700; Open refuses one that other users can
+// read or write, with ErrDirOpen) holds p2pmsg.db (0600) with its -wal and
 // -shm files, and p2pmsg.lock. To back it up, stop the node and copy the
 // directory, or use SQLite's online backup (sqlite3 p2pmsg.db ".backup
 // copy.db") while it runs.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -95,4 +96,12 @@ func mustContain(t testing.TB, haystack, needle []byte, want bool, what string) 
 	if bytes.Contains(haystack, needle) != want {
 		t.Fatalf("%s: contained = %v, want %v", what, !want, want)
 	}
+}
+
+// TestMain runs the tests with a private umask, as a careful user's: the
+// directories t.TempDir makes are then 0700, as Open wants a data
+// directory to be (TestDirectoryOpenToOthersIsRefused sets its own).
+func TestMain(m *testing.M) {
+	syscall.Umask(0o077)
+	os.Exit(m.Run())
 }

@@ -40,6 +40,7 @@ var (
 	ErrTooNew             = errors.New("db: database is newer than this p2pmsg")
 	ErrCorrupt            = errors.New("db: database file is damaged")
 	ErrReadOnly           = errors.New("db: data directory is not writable")
+	ErrDirOpen            = errors.New("db: data directory is open to other users")
 	ErrLocked             = errors.New("db: database is in use by another process")
 	ErrPassphraseRequired = errors.New("db: database is sealed with a passphrase")
 	ErrWrongPassphrase    = errors.New("db: wrong passphrase")
@@ -116,6 +117,11 @@ func prepareDir(dir string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("db: data directory %s is not a directory", dir)
+	}
+	// Like OpenSSH with ~/.ssh: a directory that others may read or write
+	// is refused, not fixed behind the user's back (they made it so).
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o; make it yours alone with: chmod 700 %s", ErrDirOpen, dir, perm, dir)
 	}
 	return nil
 }

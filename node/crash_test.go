@@ -21,6 +21,9 @@ import (
 // The test binary doubles as a node process for the crash test: with
 // P2PMSG_CHILD_DIR set it runs a node there and obeys commands on stdin.
 func TestMain(m *testing.M) {
+	// A private umask, as a careful user's: the directories t.TempDir
+	// makes are then 0700, as a data directory must be.
+	syscall.Umask(0o077)
 	if dir := os.Getenv("P2PMSG_CHILD_DIR"); dir != "" {
 		os.Exit(runChild(dir, os.Getenv("P2PMSG_CHILD_BOOT")))
 	}

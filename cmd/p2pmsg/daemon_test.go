@@ -14,7 +14,7 @@ import (
 // that finds the store held by it waits (it used to exit with 6). The
 // verbs succeed too, through the store or through the daemon.
 func TestReadVerbsWhileTheDaemonStarts(t *testing.T) {
-	dir := t.TempDir()
+	dir := t.TempDir() + "/data" // made 0700 by p2pmsg
 	if out, err := cli("--data", dir, "init").CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestParamsAreStrict(t *testing.T) {
 // CodeNoDaemon; errors keep their codes across the wire; lists are [].
 func TestOfflineServer(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data") // made 0700 by the store
 	n, err := node.New(node.Config{DataDir: dir, NoMDNS: true, NoPortMap: true})
 	if err != nil {
 		t.Fatal(err)
