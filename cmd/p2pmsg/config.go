@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -84,7 +86,7 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	}
 	// The node checks these (and the rest) in New.
 	cfg.Reachability, cfg.DHTMode = node.Reachability(fc.Reachability), node.DHTMode(fc.DHTMode)
-	pass, err := passphrase()
+	pass, err := e.passphrase()
 	if err != nil {
 		return cfg, err
 	}
@@ -105,14 +107,49 @@ func peerAddrs(what string, addrs []string) ([]peer.AddrInfo, error) {
 	return out, nil
 }
 
-// passphrase: $P2PMSG_PASSPHRASE, else nothing (an unsealed store, or
-// the store asks for one: see openNode).
-func passphrase() ([]byte, error) {
-	if p, ok := os.LookupEnv("P2PMSG_PASSPHRASE"); ok {
-		return []byte(p), nil
+// passphrase reads the passphrase from --passphrase-fd, else
+// --passphrase-file, else $P2PMSG_PASSPHRASE; else nothing (an unsealed
+// store, or the store asks for one: see openNode). From a file or a
+// descriptor it is the first line, without its line break.
+func (e *env) passphrase() ([]byte, error) {
+	var f *os.File
+	switch {
+	case e.passFD >= 0:
+		f = os.NewFile(uintptr(e.passFD), "passphrase")
+		if f == nil {
+			return nil, fail(exitPassphrase, "--passphrase-fd %d: no such descriptor", e.passFD)
+		}
+		e.passFD = -1 // read once: the store is opened again by some verbs
+	case e.passFile != "":
+		var err error
+		if f, err = os.Open(e.passFile); err != nil {
+			return nil, fail(exitPassphrase, "--passphrase-file: %v", err)
+		}
+	default:
+		if p, ok := os.LookupEnv("P2PMSG_PASSPHRASE"); ok {
+			return []byte(p), nil
+		}
+		return nil, nil
 	}
-	return nil, nil
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
+	if err != nil {
+		return nil, fail(exitPassphrase, "read the passphrase: %v", err)
+	}
+	if len(b) > maxPassphrase {
+		clear(b)
+		return nil, fail(exitPassphrase, "the passphrase is longer than %d bytes", maxPassphrase)
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	p := bytes.Clone(line)
+	clear(b)
+	return p, nil
 }
+
+// maxPassphrase bounds what is read from a passphrase file: a mistyped
+// path to a large file must not be read whole.
+const maxPassphrase = 4096
 
 // newPassphrase asks, on a terminal, for the passphrase of a new store
 // (twice; empty: unsealed). Without a terminal the store is unsealed and

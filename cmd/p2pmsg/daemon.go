@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +37,9 @@ func cmdDaemon(e *env, args []string) error {
 	reach := fs.String("reachability", "", "auto, public or private: override AutoNAT")
 	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
 		return err
+	}
+	if p := os.Getenv("P2PMSG_PASSPHRASE"); p != "" && e.passFD < 0 && e.passFile == "" {
+		return reexecWithoutPassphrase(p)
 	}
 	fc, err := e.loadConfig()
 	if err != nil {
@@ -97,6 +102,37 @@ func cmdDaemon(e *env, args []string) error {
 	log.Info("stopping")
 	srv.Close()
 	return n.Close()
+}
+
+// reexecWithoutPassphrase runs the daemon again in this process (same
+// PID) without $P2PMSG_PASSPHRASE in its environment, handing the
+// passphrase over on a pipe (--passphrase-fd): a process's environment
+// stays readable in /proc/PID/environ for its whole life, by its user and
+// root, and os.Unsetenv does not change what the kernel shows there. It
+// returns only if the exec fails.
+func reexecWithoutPassphrase(p string) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	// The passphrase fits the pipe's buffer: written now, read after the
+	// exec by the new image, and gone from the pipe once read.
+	if _, err := io.WriteString(w, p); err != nil {
+		return err
+	}
+	w.Close()
+	// The read end must survive the exec: no close-on-exec.
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, r.Fd(), syscall.F_SETFD, 0); errno != 0 {
+		return fmt.Errorf("pass the passphrase on: %v", errno)
+	}
+	args := append([]string{os.Args[0], "--passphrase-fd", strconv.Itoa(int(r.Fd()))}, os.Args[1:]...)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "P2PMSG_PASSPHRASE=") {
+			env = append(env, kv)
+		}
+	}
+	return fmt.Errorf("run the daemon without the passphrase in its environment: %w", syscall.Exec("/proc/self/exe", args, env))
 }
 
 // lockWait is how long a command waits for a store that another p2pmsg

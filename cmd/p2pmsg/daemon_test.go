@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +75,67 @@ func TestReadVerbsWhileTheDaemonStarts(t *testing.T) {
 			t.Fatalf("start %d: a read verb failed: %s", i, f)
 		default:
 		}
+	}
+}
+
+// A passphrase given in the environment does not stay in the daemon's
+// environment (/proc/PID/environ shows it for the process's life): the
+// daemon runs itself again without it, same PID. --passphrase-file opens
+// a sealed store too; a wrong one is exit 7.
+func TestPassphraseLeavesTheDaemonsEnvironment(t *testing.T) {
+	dir := t.TempDir() + "/data"
+	const secret = "correct horse battery"
+	withSecret := func(c *exec.Cmd) *exec.Cmd {
+		c.Env = append(c.Env, "P2PMSG_PASSPHRASE="+secret)
+		return c
+	}
+	if out, err := withSecret(cli("--data", dir, "init")).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	start := func(c *exec.Cmd) *exec.Cmd {
+		t.Helper()
+		var logs bytes.Buffer
+		c.Stderr = &logs
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waitAPI(dir, 20*time.Second); err != nil {
+			c.Process.Kill()
+			t.Fatalf("%v\n%s", err, logs.String())
+		}
+		return c
+	}
+	stop := func(c *exec.Cmd) {
+		c.Process.Signal(os.Interrupt)
+		c.Wait()
+	}
+	daemon := start(withSecret(cli("--data", dir, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-port-map")))
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", daemon.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(environ, []byte("P2PMSG_TEST_AS_CLI=1")) {
+		t.Fatalf("read the environment of another process: %q", environ)
+	}
+	if bytes.Contains(environ, []byte("P2PMSG_PASSPHRASE")) || bytes.Contains(environ, []byte(secret)) {
+		t.Errorf("the passphrase is in the daemon's environment")
+	}
+	out, err := cli("--data", dir, "status", "--json").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(`"secrets_unsealed": false`)) {
+		t.Errorf("status of the daemon: %v\n%s", err, out)
+	}
+	stop(daemon)
+
+	file := filepath.Join(t.TempDir(), "passphrase")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop(start(cli("--data", dir, "--passphrase-file", file, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-port-map")))
+
+	os.WriteFile(file, []byte("wrong\n"), 0o600)
+	err = cli("--data", dir, "id", "--passphrase-file", file).Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitPassphrase {
+		t.Errorf("a wrong passphrase file: %v, want exit %d", err, exitPassphrase)
 	}
 }

@@ -72,9 +72,12 @@ Global flags:
   --data DIR      data directory (default $P2PMSG_DATA, else $XDG_DATA_HOME/p2pmsg, else ~/.local/share/p2pmsg)
   --config FILE   TOML configuration (default DIR/config.toml when it exists)
   --json          machine-readable output
+  --passphrase-file FILE, --passphrase-fd N
+                  the passphrase that seals the keys (first line)
 
-The passphrase that seals the keys comes from $P2PMSG_PASSPHRASE, or a
-prompt on a terminal.
+The passphrase that seals the keys comes from --passphrase-file FILE,
+--passphrase-fd N, $P2PMSG_PASSPHRASE (which the daemon removes from its
+environment at start), or a prompt on a terminal.
 
 Exit codes:
   0 ok   1 error   2 usage   3 no daemon running   4 peer not found
@@ -150,7 +153,7 @@ func splitCommand(args []string) (string, []string) {
 			return a, append(append([]string{}, args[:i]...), args[i+1:]...)
 		}
 		name := strings.TrimLeft(a, "-")
-		if (name == "data" || name == "config") && i+1 < len(args) {
+		if (name == "data" || name == "config" || name == "passphrase-file" || name == "passphrase-fd") && i+1 < len(args) {
 			i++ // its value
 		}
 	}
@@ -163,6 +166,8 @@ type env struct {
 	data           string
 	configFile     string
 	json           bool
+	passFile       string // --passphrase-file
+	passFD         int    // --passphrase-fd; -1: none
 }
 
 // flags returns a flag set with the global flags registered.
@@ -172,6 +177,8 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.StringVar(&e.data, "data", "", "data directory")
 	fs.StringVar(&e.configFile, "config", "", "TOML configuration file")
 	fs.BoolVar(&e.json, "json", false, "machine-readable output")
+	fs.StringVar(&e.passFile, "passphrase-file", "", "read the passphrase from this file")
+	fs.IntVar(&e.passFD, "passphrase-fd", -1, "read the passphrase from this file descriptor")
 	fs.Usage = func() { fmt.Fprintf(e.stderr, "usage: see p2pmsg help\n") }
 	return fs
 }
