@@ -159,7 +159,7 @@ func TestOnlyOneTimePrekeysAreIssuedOrUsed(t *testing.T) {
 	s := open(t, t.TempDir(), "")
 	update(t, s, func(tx *Tx) error {
 		tx.PutPrekey(Prekey{Kind: SignedPrekey, ID: 1, Public: []byte("p"), Secret: []byte("s"), Created: t0})
-		if _, _, err := tx.IssueOneTimePrekey(SignedPrekey, t0); err == nil {
+		if _, _, err := tx.IssueOneTimePrekey(SignedPrekey, t0, t0); err == nil {
 			t.Fatal("issued a signed prekey as one-time")
 		}
 		if _, err := tx.UseOneTimePrekey(SignedPrekey, 1, t0); err == nil {

@@ -52,7 +52,7 @@ type Prekey struct {
 	Public  []byte
 	Secret  []byte
 	Created time.Time
-	Expires time.Time // signed and pq: when the private half may go
+	Expires time.Time // signed and pq: when the private half may go; one-time: when, issued and unused, it goes
 	Issued  time.Time // one-time: handed out
 	Used    time.Time // one-time: consumed by a handshake
 }
@@ -122,14 +122,16 @@ func (r *ReadTx) Prekeys(kind PrekeyKind) ([]Prekey, error) {
 
 // IssueOneTimePrekey marks the oldest never-issued one-time prekey of kind
 // issued and returns its public half, or ErrNotFound when none is left.
-// Each prekey is issued at most once.
-func (t *Tx) IssueOneTimePrekey(kind PrekeyKind, now time.Time) (id uint32, public []byte, err error) {
+// Each prekey is issued at most once. Unused, it expires at expires:
+// DeleteExpiredPrekeys then deletes it, private half and all (whoever
+// fetched it did not write, and stores must not grow with every fetch).
+func (t *Tx) IssueOneTimePrekey(kind PrekeyKind, now, expires time.Time) (id uint32, public []byte, err error) {
 	if err := oneTime(kind); err != nil {
 		return 0, nil, err
 	}
-	err = t.queryRow(`UPDATE prekeys SET issued = ? WHERE kind = ? AND id =
+	err = t.queryRow(`UPDATE prekeys SET issued = ?, expires = ? WHERE kind = ? AND id =
 		(SELECT id FROM prekeys WHERE kind = ? AND issued IS NULL ORDER BY id LIMIT 1) RETURNING id, public`,
-		millis(now), string(kind), string(kind)).Scan(&id, &public)
+		millis(now), millis(expires), string(kind), string(kind)).Scan(&id, &public)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, fmt.Errorf("one-time prekey %s: none left: %w", kind, ErrNotFound)
 	}

@@ -382,13 +382,13 @@ func TestPrekeysAndReplayRecords(t *testing.T) {
 	update(t, s, func(tx *Tx) error {
 		seen := map[uint32]bool{}
 		for range 3 {
-			id, _, err := tx.IssueOneTimePrekey(OneTimePrekey, t0)
+			id, _, err := tx.IssueOneTimePrekey(OneTimePrekey, t0, t0.Add(30*24*time.Hour))
 			if err != nil || seen[id] {
 				t.Fatalf("issued %d twice or %v", id, err)
 			}
 			seen[id] = true
 		}
-		if _, _, err := tx.IssueOneTimePrekey(OneTimePrekey, t0); !errors.Is(err, ErrNotFound) {
+		if _, _, err := tx.IssueOneTimePrekey(OneTimePrekey, t0, t0.Add(30*24*time.Hour)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("fourth issue: %v", err)
 		}
 		secret, err := tx.UseOneTimePrekey(OneTimePrekey, 11, t0)
@@ -425,6 +425,10 @@ func TestPrekeysAndReplayRecords(t *testing.T) {
 		n, err := tx.DeleteExpiredPrekeys(t0.Add(2 * time.Hour))
 		if n != 2 { // the used one-time key and the expired signed key
 			t.Fatalf("deleted %d", n)
+		}
+		// The two issued and never used expire in their turn.
+		if n, err := tx.DeleteExpiredPrekeys(t0.Add(31 * 24 * time.Hour)); n != 2 || err != nil {
+			t.Fatalf("issued, unused one-time keys: deleted %d, %v", n, err)
 		}
 		if err := tx.PruneSeen(t0.Add(2 * time.Hour)); err != nil {
 			return err

@@ -206,14 +206,14 @@ func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool) ([]b
 	}
 	params := e2e.BundleParams{Seq: seq, Expires: expires, SignedPrekey: spk, PQPrekey: pq}
 	if oneTime {
-		if id, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, now); err == nil {
+		if id, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, now, now.Add(oneTimeUnusedLife)); err == nil {
 			if params.OneTimePrekey, err = loadOneTime(r, id); err != nil {
 				return nil, err
 			}
 		} else if !errors.Is(err, db.ErrNotFound) {
 			return nil, err
 		}
-		if id, _, err := tx.IssueOneTimePrekey(db.PQOneTimePrekey, now); err == nil {
+		if id, _, err := tx.IssueOneTimePrekey(db.PQOneTimePrekey, now, now.Add(oneTimeUnusedLife)); err == nil {
 			if params.PQOneTimePrekey, err = loadPQ(r, db.PQOneTimePrekey, id, now); err != nil {
 				return nil, err
 			}

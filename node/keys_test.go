@@ -100,7 +100,7 @@ func TestPrekeyRotation(t *testing.T) {
 				left = n
 				return nil
 			}
-			if _, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, t3); err != nil {
+			if _, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, t3, t3.Add(oneTimeUnusedLife)); err != nil {
 				return err
 			}
 		}

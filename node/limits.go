@@ -90,6 +90,13 @@ const (
 	// between two top-ups, which run at every issue.
 	oneTimeLow   = 20
 	oneTimeBatch = 100
+	// oneTimeUnusedLife: a one-time prekey handed out and never used (its
+	// fetcher did not write) is deleted this long after, private half and
+	// all: anyone can fetch them, and the store must not grow with every
+	// fetch. A first message normally follows its fetch within seconds;
+	// one sent later than this is refused as naming an unknown prekey, and
+	// its sender starts again from a fresh bundle.
+	oneTimeUnusedLife = 30 * 24 * time.Hour
 	// graceRotations: a replaced signed prekey keeps its private half for
 	// this many more rotations, for the prekey messages still under way.
 	graceRotations = 2
