@@ -32,7 +32,12 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, event.Subscription, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
+	limits := rcmgr.DefaultLimits
+	limits.AddProtocolPeerLimit(MsgProtocol, rcmgr.BaseLimit{StreamsInbound: msgStreamsPerPeer,
+		StreamsOutbound: msgStreamsPerPeer, Streams: 2 * msgStreamsPerPeer, Memory: 64 << 20}, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(BundleProtocol, rcmgr.BaseLimit{StreamsInbound: bundleStreamsPerPeer,
+		StreamsOutbound: bundleStreamsPerPeer, Streams: 2 * bundleStreamsPerPeer, Memory: 1 << 20}, rcmgr.BaseLimitIncrease{})
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
 	if err != nil {
 		cm.Close()
 		return nil, nil, nil, err

@@ -15,8 +15,8 @@ import (
 // envelopes, hands them to the peer's conversation in order (which
 // decrypts and commits them in batches: decrypt.go), and acknowledges
 // each, in order, after its commit. What a stream may make us hold is
-// bounded by recvWindow, recvWindowKiB, maxRejects, streamIdle and
-// ackWriteTimeout (limits.go).
+// bounded by recvWindow, recvWindowKiB, maxRejects, frameTimeout,
+// streamIdle, ackWriteTimeout and msgStreamsPerPeer (limits.go).
 func (n *Node) handleMsg(s network.Stream) {
 	c, err := n.conv(s.Conn().RemotePeer())
 	if err != nil {
@@ -45,8 +45,19 @@ func (n *Node) handleMsg(s network.Stream) {
 		}
 	}()
 	r := bufio.NewReaderSize(s, recvBufSize)
-	for {
-		s.SetReadDeadline(time.Now().Add(streamIdle))
+	for first := true; ; first = false {
+		if !first {
+			// Between frames a stream may idle; the next frame, once
+			// begun, must come whole within frameTimeout.
+			s.SetReadDeadline(time.Now().Add(streamIdle))
+			if _, err := r.Peek(1); err != nil {
+				if !errors.Is(err, io.EOF) {
+					n.log.Debug("envelope stream ends", "peer", c.key, "err", err)
+				}
+				return
+			}
+		}
+		s.SetReadDeadline(time.Now().Add(frameTimeout))
 		frame, err := wire.ReadFrame(r, wire.MaxFrame)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {

@@ -32,6 +32,21 @@ const (
 	// streamIdle: a stream that sends nothing for this long is closed, so
 	// that idle streams do not pile up (the sender opens another).
 	streamIdle = 2 * time.Minute
+	// frameTimeout: a stream's first frame, and every frame once begun,
+	// must arrive whole within this: a sender opens a stream when it has
+	// something to send, and writes a frame in one go. A stream that
+	// idles before its first frame, or trickles, holds a goroutine, a
+	// buffer and a stream slot for nothing (20 peers' idle streams used
+	// to exhaust the host's stream limits and cut the node off).
+	frameTimeout = 5 * time.Second
+	// msgStreamsPerPeer and bundleStreamsPerPeer bound the streams one
+	// peer may have open with us on each of our protocols, in the
+	// resource manager: a delivery needs one message stream (a few while
+	// one is replaced) and a bundle fetch one short stream, while the
+	// defaults allow 64 and more per peer per protocol, enough for a
+	// handful of peers to take every stream the host allows.
+	msgStreamsPerPeer    = 8
+	bundleStreamsPerPeer = 2
 	// ackWriteTimeout: a peer that reads no acks for this long loses its
 	// stream: acks must not pile up in our buffers.
 	ackWriteTimeout = 30 * time.Second
