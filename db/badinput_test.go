@@ -165,4 +165,17 @@ func TestDirectoryOpenToOthersIsRefused(t *testing.T) {
 			t.Fatalf("mode %04o: %d files created", mode, len(entries))
 		}
 	}
+	// The directory the store makes itself is private whatever the umask
+	// (the tests run under 077: here the common 022).
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := filepath.Join(t.TempDir(), "fresh", "data")
+	s, err := Open(dir, Options{KDF: fastKDF})
+	if err != nil {
+		t.Fatalf("a new directory under umask 022: %v", err)
+	}
+	s.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("a new data directory: %v %v, want 0700", fi.Mode(), err)
+	}
 }

@@ -201,3 +201,38 @@ func TestMigrationMakesNamesUnique(t *testing.T) {
 		return nil
 	})
 }
+
+// One-time prekeys issued by a version that gave them no expiry get one
+// 30 days after their issue, and are deleted after it.
+func TestMigrationExpiresOldIssuedPrekeys(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := sql.Open("sqlite3", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations()[:3] {
+		if _, err := raw.Exec(m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	if _, err := raw.Exec(fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = 3", applicationID)); err != nil {
+		t.Fatal(err)
+	}
+	issued := t0.UnixMilli()
+	for id, iss := range map[int]any{1: issued, 2: nil} {
+		if _, err := raw.Exec("INSERT INTO prekeys (kind, id, public, secret, created, issued) VALUES ('one-time', ?, x'01', x'02', ?, ?)", id, issued, iss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	s := open(t, dir, "")
+	update(t, s, func(tx *Tx) error {
+		if n, err := tx.DeleteExpiredPrekeys(t0.Add(29 * 24 * time.Hour)); n != 0 || err != nil {
+			t.Fatalf("before 30 days: deleted %d, %v", n, err)
+		}
+		if n, err := tx.DeleteExpiredPrekeys(t0.Add(31 * 24 * time.Hour)); n != 1 || err != nil {
+			t.Fatalf("after 30 days: deleted %d, %v; want the issued one only", n, err)
+		}
+		return nil
+	})
+}

@@ -101,9 +101,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// prepareDir creates the data directory, private. An existing directory
-// keeps its mode (it may be one the user chose, such as their home); the
-// files in it are private whatever it is.
+// prepareDir creates the data directory, private, and refuses an
+// existing one that other users may read or write (see ErrDirOpen).
 func prepareDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {

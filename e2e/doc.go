@@ -187,7 +187,7 @@
 //     is [ErrMalformed], and the node does not start. Prekeys are stored
 //     without a version byte, in fixed sizes.
 //   - Content: the plaintext inside an envelope is the node's
-//     (node/wire.go): a version byte, 1, the sender's clock as 8 bytes big
+//     (node/wire/wire.go): a version byte, 1, the sender's clock as 8 bytes big
 //     endian (unix milliseconds) and the UTF-8 text. Content of another
 //     version, or shorter than 9 bytes, still comes in an authenticated
 //     envelope: the node stores the message with a placeholder text saying

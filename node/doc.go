@@ -19,14 +19,14 @@
 //	outbox.go        the peer's worker writes the outbox over one stream
 //	dial.go          connect (a live connection, known addresses, the
 //	                 DHT) and open the stream
-//	wire.go          frames out, acks back
+//	wire/wire.go     frames out, acks back
 //	outbox.go        acks committed: delivered, or failed with a reason
 //	                 (then trust.go drops the sessions when the reason
 //	                 calls for a new one); what failed waits with backoff
 //
 // Receiving:
 //
-//	inbound.go       the /p2pmsg/msg/1.0.0 handler reads frames (wire.go)
+//	inbound.go       the /p2pmsg/msg/1.0.0 handler reads frames (wire/wire.go)
 //	                 and queues a recvOp per envelope on the sender's
 //	                 conversation
 //	conversation.go  a batch of ops in one store transaction

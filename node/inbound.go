@@ -58,7 +58,11 @@ func (n *Node) handleMsg(s network.Stream) {
 			}
 		}
 		s.SetReadDeadline(time.Now().Add(frameTimeout))
-		frame, err := wire.ReadFrame(r, wire.MaxFrame)
+		length, err := wire.ReadLength(r, wire.MaxFrame)
+		var frame []byte
+		if err == nil {
+			frame, err = readBody(s, r, length)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				n.log.Debug("envelope stream ends", "peer", c.key, "err", err)
@@ -119,3 +123,21 @@ func (n *Node) writeAcks(s network.Stream, pending <-chan *recvOp, kib <-chan st
 }
 
 func frameKiB(frame []byte) int { return len(frame)/1024 + 1 }
+
+// readBody reads a frame's body of n bytes at no less than minFrameRate
+// on average after the first frameTimeout: the deadline moves on with
+// every byte that comes, so a slow link finishes a long message, and a
+// stream that trickles is closed within about frameTimeout.
+func readBody(s network.Stream, r *bufio.Reader, n int) ([]byte, error) {
+	b := make([]byte, n)
+	start := time.Now()
+	for got := 0; got < n; {
+		s.SetReadDeadline(start.Add(frameTimeout + time.Duration(got)*time.Second/minFrameRate))
+		k, err := r.Read(b[got:])
+		got += k
+		if err != nil && got < n {
+			return nil, err
+		}
+	}
+	return b, nil
+}

@@ -9,7 +9,7 @@ import (
 // Every tunable of the node, with its reason (docs/design.md §11). What a
 // user may change is in Config (intervals, backoff, lookup timeout,
 // connection watermarks); the wire format's own bounds are in package e2e
-// (e2e.MaxEnvelopeSize, e2e.MaxBundleSize, ...) and in wire.go (the frame
+// (e2e.MaxEnvelopeSize, e2e.MaxBundleSize, ...) and in wire/wire.go (the frame
 // is one envelope; MaxTextSize follows from the content header).
 //
 // The first three groups bound what a stranger can make us hold or do:
@@ -39,6 +39,12 @@ const (
 	// buffer and a stream slot for nothing (20 peers' idle streams used
 	// to exhaust the host's stream limits and cut the node off).
 	frameTimeout = 5 * time.Second
+	// minFrameRate: after frameTimeout, a frame's body must keep coming at
+	// this many bytes a second on average (inbound.go's readBody), so that
+	// a slow link (a loaded relay, a poor mobile connection) finishes a
+	// long message instead of being cut off in the middle, and again at
+	// each resend, while a stream that trickles is still closed.
+	minFrameRate = 1024
 	// msgStreamsPerPeer and bundleStreamsPerPeer bound the streams one
 	// peer may have open with us on each of our protocols, in the
 	// resource manager: a delivery needs one message stream (a few while

@@ -110,15 +110,18 @@ func peerAddrs(what string, addrs []string) ([]peer.AddrInfo, error) {
 // passphrase reads the passphrase from --passphrase-fd, else
 // --passphrase-file, else $P2PMSG_PASSPHRASE; else nothing (an unsealed
 // store, or the store asks for one: see openNode). From a file or a
-// descriptor it is the first line, without its line break.
+// descriptor it is everything up to the end, less one final line break
+// ("\n" or "\r\n"); from the daemon's own pipe (reexecWithoutPassphrase),
+// the bytes as they are.
 func (e *env) passphrase() ([]byte, error) {
 	var f *os.File
+	raw := false
 	switch {
+	case e.passPipe >= 0:
+		f, raw = os.NewFile(uintptr(e.passPipe), "passphrase"), true
+		e.passPipe = -1 // read once
 	case e.passFD >= 0:
 		f = os.NewFile(uintptr(e.passFD), "passphrase")
-		if f == nil {
-			return nil, fail(exitPassphrase, "--passphrase-fd %d: no such descriptor", e.passFD)
-		}
 		e.passFD = -1 // read once: the store is opened again by some verbs
 	case e.passFile != "":
 		var err error
@@ -140,16 +143,20 @@ func (e *env) passphrase() ([]byte, error) {
 		clear(b)
 		return nil, fail(exitPassphrase, "the passphrase is longer than %d bytes", maxPassphrase)
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	p := bytes.Clone(line)
+	p := b
+	if !raw {
+		p = bytes.TrimSuffix(p, []byte("\n"))
+		p = bytes.TrimSuffix(p, []byte("\r"))
+	}
+	p = bytes.Clone(p)
 	clear(b)
 	return p, nil
 }
 
-// maxPassphrase bounds what is read from a passphrase file: a mistyped
-// path to a large file must not be read whole.
-const maxPassphrase = 4096
+// maxPassphrase bounds a passphrase: a mistyped path to a large file
+// must not be read whole, and the daemon hands it to itself through a
+// pipe's buffer (64 KiB on Linux).
+const maxPassphrase = 16 << 10
 
 // newPassphrase asks, on a terminal, for the passphrase of a new store
 // (twice; empty: unsealed). Without a terminal the store is unsealed and

@@ -38,8 +38,11 @@ func cmdDaemon(e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
 		return err
 	}
-	if p := os.Getenv("P2PMSG_PASSPHRASE"); p != "" && e.passFD < 0 && e.passFile == "" {
-		return reexecWithoutPassphrase(p)
+	if p := os.Getenv("P2PMSG_PASSPHRASE"); p != "" && e.passFD < 0 && e.passFile == "" && e.passPipe < 0 {
+		if err := reexecWithoutPassphrase(p); err != nil {
+			// Still here: no exec (no /proc, say). Run on, warned.
+			fmt.Fprintf(e.stderr, "p2pmsg daemon: warning: %v; the passphrase stays readable in this process's environment\n", err)
+		}
 	}
 	fc, err := e.loadConfig()
 	if err != nil {
@@ -83,10 +86,10 @@ func cmdDaemon(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := n.Start(ctx); err != nil {
-		n.Close()
-		return err
-	}
+	// The socket first: while the node starts (a DHT bootstrap can take
+	// seconds), other commands talk to this daemon, which holds the store,
+	// instead of waiting for the store's lock; what needs the network
+	// answers "not started" until Start returns.
 	ln, err := api.Listen(e.data)
 	if err != nil {
 		n.Close()
@@ -94,6 +97,11 @@ func cmdDaemon(e *env, args []string) error {
 	}
 	srv := api.NewServer(n, false)
 	go srv.Serve(ln)
+	if err := n.Start(ctx); err != nil {
+		srv.Close()
+		n.Close()
+		return err
+	}
 	if !n.SecretsSealed() {
 		log.Warn("the keys are stored unsealed: anyone who can read " + e.data + " can read them (set P2PMSG_PASSPHRASE before the first start to seal them)")
 	}
@@ -106,18 +114,24 @@ func cmdDaemon(e *env, args []string) error {
 
 // reexecWithoutPassphrase runs the daemon again in this process (same
 // PID) without $P2PMSG_PASSPHRASE in its environment, handing the
-// passphrase over on a pipe (--passphrase-fd): a process's environment
-// stays readable in /proc/PID/environ for its whole life, by its user and
-// root, and os.Unsetenv does not change what the kernel shows there. It
-// returns only if the exec fails.
+// passphrase over, byte for byte, on a pipe (the hidden --passphrase-pipe):
+// a process's environment stays readable in /proc/PID/environ for its
+// whole life, by its user and root, and os.Unsetenv does not change what
+// the kernel shows there. It returns only if the exec fails.
 func reexecWithoutPassphrase(p string) error {
+	if len(p) > maxPassphrase {
+		return fmt.Errorf("the passphrase is longer than %d bytes", maxPassphrase)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	// The passphrase fits the pipe's buffer: written now, read after the
-	// exec by the new image, and gone from the pipe once read.
+	defer r.Close() // if the exec fails
+	// The passphrase fits the pipe's buffer (maxPassphrase is well below
+	// it): written now, read after the exec by the new image, and gone
+	// from the pipe once read.
 	if _, err := io.WriteString(w, p); err != nil {
+		w.Close()
 		return err
 	}
 	w.Close()
@@ -125,7 +139,7 @@ func reexecWithoutPassphrase(p string) error {
 	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, r.Fd(), syscall.F_SETFD, 0); errno != 0 {
 		return fmt.Errorf("pass the passphrase on: %v", errno)
 	}
-	args := append([]string{os.Args[0], "--passphrase-fd", strconv.Itoa(int(r.Fd()))}, os.Args[1:]...)
+	args := append([]string{os.Args[0], "--passphrase-pipe", strconv.Itoa(int(r.Fd()))}, os.Args[1:]...)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "P2PMSG_PASSPHRASE=") {

@@ -84,7 +84,7 @@ func TestReadVerbsWhileTheDaemonStarts(t *testing.T) {
 // a sealed store too; a wrong one is exit 7.
 func TestPassphraseLeavesTheDaemonsEnvironment(t *testing.T) {
 	dir := t.TempDir() + "/data"
-	const secret = "correct horse battery"
+	const secret = "correct horse\nbattery staple" // a line break inside: handed over as it is
 	withSecret := func(c *exec.Cmd) *exec.Cmd {
 		c.Env = append(c.Env, "P2PMSG_PASSPHRASE="+secret)
 		return c

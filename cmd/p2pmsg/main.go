@@ -73,7 +73,7 @@ Global flags:
   --config FILE   TOML configuration (default DIR/config.toml when it exists)
   --json          machine-readable output
   --passphrase-file FILE, --passphrase-fd N
-                  the passphrase that seals the keys (first line)
+                  the passphrase that seals the keys (without a final line break)
 
 The passphrase that seals the keys comes from --passphrase-file FILE,
 --passphrase-fd N, $P2PMSG_PASSPHRASE (which the daemon removes from its
@@ -153,7 +153,7 @@ func splitCommand(args []string) (string, []string) {
 			return a, append(append([]string{}, args[:i]...), args[i+1:]...)
 		}
 		name := strings.TrimLeft(a, "-")
-		if (name == "data" || name == "config" || name == "passphrase-file" || name == "passphrase-fd") && i+1 < len(args) {
+		if (name == "data" || name == "config" || name == "passphrase-file" || name == "passphrase-fd" || name == "passphrase-pipe") && i+1 < len(args) {
 			i++ // its value
 		}
 	}
@@ -168,6 +168,7 @@ type env struct {
 	json           bool
 	passFile       string // --passphrase-file
 	passFD         int    // --passphrase-fd; -1: none
+	passPipe       int    // --passphrase-pipe (the daemon's re-exec: raw bytes); -1: none
 }
 
 // flags returns a flag set with the global flags registered.
@@ -179,6 +180,7 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.BoolVar(&e.json, "json", false, "machine-readable output")
 	fs.StringVar(&e.passFile, "passphrase-file", "", "read the passphrase from this file")
 	fs.IntVar(&e.passFD, "passphrase-fd", -1, "read the passphrase from this file descriptor")
+	fs.IntVar(&e.passPipe, "passphrase-pipe", -1, "(the daemon to itself) the passphrase, raw, on this descriptor")
 	fs.Usage = func() { fmt.Fprintf(e.stderr, "usage: see p2pmsg help\n") }
 	return fs
 }

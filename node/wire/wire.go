@@ -30,19 +30,33 @@ var (
 // A length over max is refused before anything is allocated: the stream
 // cannot be resynchronised after it, so the caller resets it.
 func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
-	cr := countingReader{r: r}
-	n, err := binary.ReadUvarint(&cr)
+	n, err := ReadLength(r, max)
 	if err != nil {
 		return nil, err
 	}
+	return ReadBody(r, n)
+}
+
+// ReadLength reads a frame's length prefix, refused over max (before
+// anything is allocated) and in any but its shortest form, so that frames
+// and their bytes correspond. The body follows: ReadBody.
+func ReadLength(r *bufio.Reader, max int) (int, error) {
+	cr := countingReader{r: r}
+	n, err := binary.ReadUvarint(&cr)
+	if err != nil {
+		return 0, err
+	}
 	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, max)
+		return 0, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, max)
 	}
-	// One encoding per length: the longer forms of a uvarint (0x80 0x00
-	// for 0) are refused, so that frames and their bytes correspond.
 	if cr.n != len(binary.AppendUvarint(nil, n)) {
-		return nil, fmt.Errorf("%w: the length is not in its shortest form", ErrMalformedFrame)
+		return 0, fmt.Errorf("%w: the length is not in its shortest form", ErrMalformedFrame)
 	}
+	return int(n), nil
+}
+
+// ReadBody reads the n bytes of a frame's body.
+func ReadBody(r *bufio.Reader, n int) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, err
