@@ -104,17 +104,26 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, event.Subscription, error) {
 }
 
 // Host is the libp2p host: nil before Start; read it after Start returns.
-func (n *Node) Host() host.Host { return n.host }
+func (n *Node) Host() host.Host { return n.currentHost() }
+
+// currentHost is the host, or nil before Start made it; safe while Start
+// runs (the daemon serves its API then).
+func (n *Node) currentHost() host.Host {
+	n.lifecycle.Lock()
+	defer n.lifecycle.Unlock()
+	return n.host
+}
 
 // Addrs are the node's listen addresses with /p2p/<id>, for others to
 // bootstrap from or connect to.
 func (n *Node) Addrs() []ma.Multiaddr {
-	if n.host == nil {
+	h := n.currentHost()
+	if h == nil {
 		return nil
 	}
 	p2p, _ := ma.NewComponent("p2p", n.id.String())
 	var out []ma.Multiaddr
-	for _, a := range n.host.Addrs() {
+	for _, a := range h.Addrs() {
 		out = append(out, a.Encapsulate(p2p.Multiaddr()))
 	}
 	return out
@@ -122,8 +131,9 @@ func (n *Node) Addrs() []ma.Multiaddr {
 
 // AddrInfo is the node's ID and listen addresses.
 func (n *Node) AddrInfo() peer.AddrInfo {
-	if n.host == nil {
+	h := n.currentHost()
+	if h == nil {
 		return peer.AddrInfo{ID: n.id}
 	}
-	return peer.AddrInfo{ID: n.id, Addrs: n.host.Addrs()}
+	return peer.AddrInfo{ID: n.id, Addrs: h.Addrs()}
 }
