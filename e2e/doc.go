@@ -77,9 +77,13 @@
 // is deleted as soon as its last use is past.
 //
 // Decryption tries the current header key, then the next one, then those of
-// the chains that still hold skipped keys. At most [MaxSkip] keys are
-// skipped per chain jump, and the check is made before any key derivation;
-// at most [MaxSkippedKeys] are stored, in at most [MaxSkippedChains] chains
+// the chains that still hold skipped keys. One message makes the receiver
+// skip at most [MaxSkip] keys in all: at a DH ratchet step the rest of the
+// old chain (up to PN) and the start of the new one (up to N) count
+// together, where the Signal specification checks each chain against
+// MAX_SKIP alone and so lets one message cost twice as much
+// (docs/e2e-decisions.md, 11). The check is made before any key
+// derivation ([ErrTooManySkipped]); at most [MaxSkippedKeys] are stored, in at most [MaxSkippedChains] chains
 // (each chain costs a header trial per forgery, so this bounds the cost of
 // rejecting one), oldest evicted first, each for [SkippedKeyMaxAge].
 // Decryption computes everything first and commits only on success:
@@ -229,7 +233,8 @@
 //   - A forgery costs a hash and at most 2 + MaxSkippedChains header trials
 //     on a session, even one made from a captured header; a prekey message
 //     costs at most one responder handshake. Only the peer itself, who holds
-//     the keys, can make a receiver skip (up to MaxSkip keys per message).
+//     the keys, can make a receiver skip: up to MaxSkip keys per message,
+//     both chains of a DH ratchet step counted together.
 //   - Identity keys are compared in constant time; secret-holding types
 //     print only public parts.
 //   - The safety number ([SafetyNumber]) lets two users check that neither

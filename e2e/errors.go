@@ -13,7 +13,9 @@ var (
 	// (or evicted), or an initial message was already seen.
 	ErrReplay = errors.New("e2e: replayed message")
 	// ErrTooManySkipped: the message would make the session skip more than
-	// MaxSkip keys in one chain. Rejected before any key derivation.
+	// MaxSkip keys in all (at a DH ratchet step, the end of the old chain
+	// and the start of the new one together). Rejected before any key
+	// derivation; the session is unchanged.
 	ErrTooManySkipped = errors.New("e2e: too many skipped messages")
 	// ErrMalformed: the bytes are not a well-formed envelope or state.
 	ErrMalformed = errors.New("e2e: malformed input")

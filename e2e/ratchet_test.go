@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -345,19 +346,88 @@ func TestCounterJumpPastMaxSkipIsRejectedBeforeDerivation(t *testing.T) {
 	}
 }
 
+// MaxSkip bounds the keys one envelope makes the receiver derive in all: at
+// a DH ratchet step the rest of the old chain and the start of the new one
+// count together, where the Signal specification checks each chain alone
+// and so lets one envelope cost 2 × MaxSkip (docs/e2e-decisions.md, 11).
+func TestSkipBoundIsPerMessageAcrossARatchetStep(t *testing.T) {
+	for _, tc := range []struct {
+		oldGap, newGap int // messages lost at the end of the old chain, at the start of the new
+		ok             bool
+	}{
+		{MaxSkip / 2, MaxSkip - MaxSkip/2, true}, // exactly MaxSkip in all
+		{MaxSkip, 0, true},
+		{0, MaxSkip, true},
+		{1, MaxSkip - 1, true},
+		{MaxSkip / 2, MaxSkip - MaxSkip/2 + 1, false},
+		{MaxSkip, 1, false},
+		{1, MaxSkip, false},
+		{MaxSkip, MaxSkip, false}, // what per-chain checks let through
+	} {
+		t.Run(fmt.Sprintf("%d+%d", tc.oldGap, tc.newGap), func(t *testing.T) {
+			alice, bob := established(t)
+			decrypt(t, bob, encrypt(t, alice, "start a chain"))
+			var late [][]byte // in the order alice sent them
+			for i := range tc.oldGap {
+				late = append(late, encrypt(t, alice, fmt.Sprint("old ", i)))
+			}
+			decrypt(t, alice, encrypt(t, bob, "turn"))
+			for i := range tc.newGap {
+				late = append(late, encrypt(t, alice, fmt.Sprint("new ", i)))
+			}
+			env := encrypt(t, alice, "after both gaps")
+
+			if !tc.ok {
+				err := rejectedBeforeDerivation(t, bob, env, ErrTooManySkipped)
+				if want := fmt.Sprintf("%d keys to derive for one message, at most %d", tc.oldGap+tc.newGap, MaxSkip); !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q does not say %q", err, want)
+				}
+				// Refused, not broken: the old chain's late messages still
+				// open, each within the bound on its own.
+				if tc.oldGap > 0 && decrypt(t, bob, late[tc.oldGap-1]) != fmt.Sprint("old ", tc.oldGap-1) {
+					t.Fatal("old chain broken by the refusal")
+				}
+				return
+			}
+			if decrypt(t, bob, env) != "after both gaps" {
+				t.Fatal("wrong plaintext")
+			}
+			if n := bob.SkippedKeys(); n != tc.oldGap+tc.newGap {
+				t.Fatalf("%d skipped keys stored, want %d", n, tc.oldGap+tc.newGap)
+			}
+			// The lost messages arrive after all, newest first.
+			for i := len(late) - 1; i >= 0; i-- {
+				want := fmt.Sprint("old ", i)
+				if i >= tc.oldGap {
+					want = fmt.Sprint("new ", i-tc.oldGap)
+				}
+				if got := decrypt(t, bob, late[i]); got != want {
+					t.Fatalf("got %q, want %q", got, want)
+				}
+			}
+			if n := bob.SkippedKeys(); n != 0 {
+				t.Fatalf("%d skipped keys left", n)
+			}
+			decrypt(t, alice, encrypt(t, bob, "still fine"))
+		})
+	}
+}
+
 // rejectedBeforeDerivation checks that env fails with want, leaves s as it
-// was, and made s derive no chain key.
-func rejectedBeforeDerivation(t *testing.T, s *Session, env []byte, want error) {
+// was, and made s derive no chain key; it returns the error.
+func rejectedBeforeDerivation(t *testing.T, s *Session, env []byte, want error) error {
 	t.Helper()
 	steps := 0
 	testHookChainStep = func() { steps++ }
 	defer func() { testHookChainStep = nil }()
-	if err := mustFailUnchanged(t, s, env); !errors.Is(err, want) {
+	err := mustFailUnchanged(t, s, env)
+	if !errors.Is(err, want) {
 		t.Fatalf("got %v, want %v", err, want)
 	}
 	if steps != 0 {
 		t.Fatalf("%d chain-key derivations before the rejection", steps)
 	}
+	return err
 }
 
 // A header captured from an undelivered envelope (say by a relay), put on a
