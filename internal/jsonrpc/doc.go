@@ -34,7 +34,8 @@
 // when the server closes. rpc.cancel (CancelMethod) is the one method the
 // package serves itself; the connection's reader handles it without a
 // slot, so it gets through whenever the reader reads, but a reader that
-// waits for a slot (all MaxInFlight taken) reads nothing until one frees.
+// waits for slots (all MaxInFlight taken, or fewer free than a batch
+// takes) reads nothing until they free.
 // The Client keeps at most MaxInFlight requests on the wire, so its own
 // cancels are always read.
 //
@@ -57,9 +58,13 @@
 //     answers -32600 with a null id, then ends the connection (the rest
 //     of the line cannot be told from the next request). The Client
 //     refuses to send such a request instead.
-//   - MaxInFlight (64) requests running per connection: beyond it the
-//     connection's reader waits for one to end, and so stops reading;
-//     the client's writes then block. Nothing is dropped. The Client
+//   - MaxInFlight (64) requests running per connection, a batch counting
+//     as its length up to MaxInFlight/2 (its answers are held together):
+//     beyond it the connection's reader waits for one to end, and so
+//     stops reading; the client's writes then block. Nothing is dropped.
+//     A request ends once its answer is written, so a client that sends
+//     and never reads makes the server hold at most 2 × MaxInFlight
+//     answers (two batches of MaxBatchLen), then stops being read. The Client
 //     keeps to the same limit itself, counting a request until its
 //     answer comes, so that its rpc.cancel notifications are always read.
 //   - MaxBatchLen (64) requests per batch: beyond it the whole batch is
@@ -74,7 +79,8 @@
 // At worst the server holds MaxConns × (MaxInFlight + 1) lines of
 // MaxLineBytes (4 GiB, with every slot of every connection held by a
 // handler that waits, each with a maximal request), and as many
-// goroutines; what answers hold is for the API to bound (it pages).
+// goroutines; what answers hold is for the API to bound (it pages), times
+// at most 2 × MaxInFlight per connection.
 //
 // A Client holds at most one answer line of MaxAnswerBytes (64 MiB) being
 // read, beyond which it ends the connection, and MaxBufferedNotifications

@@ -46,10 +46,12 @@ const (
 	// of text, which JSON escaping can make six times longer.
 	MaxLineBytes = 1 << 20
 
-	// MaxInFlight bounds the requests a connection has running at once
-	// (a batch is one), on the server and, so that its rpc.cancel
-	// notifications are always read, on the Client. Each holds a
-	// goroutine and its params.
+	// MaxInFlight bounds the requests a connection has running at once,
+	// on the server and, so that its rpc.cancel notifications are always
+	// read, on the Client. Each holds a goroutine and its params, and its
+	// answer until the client reads it. On the server a batch counts as
+	// its length, up to MaxInFlight/2: it runs in one goroutine, but
+	// holds all its answers.
 	MaxInFlight = 64
 
 	// MaxBatchLen bounds the requests in a batch, because a batch's
