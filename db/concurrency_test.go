@@ -3,6 +3,7 @@ package db
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -54,6 +55,7 @@ func TestReadsDuringPassphraseChangeStayConsistent(t *testing.T) {
 	s := open(t, t.TempDir(), "")
 	identity, prekey, session := secrets()
 	putSecrets(t, s, identity, prekey, session)
+	insertConversation(t, s, 0, 50)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var reads atomic.Int64
@@ -70,6 +72,16 @@ func TestReadsDuringPassphraseChangeStayConsistent(t *testing.T) {
 					if !bytes.Equal(blob, session) {
 						t.Error("a read returned a value that is not the secret")
 					}
+					m, err := r.Message(msgID(7))
+					if err != nil {
+						return err
+					}
+					if m.Body != fmt.Sprintf("message 7: %s", secretWords[7]) {
+						t.Errorf("a read returned a body that is not the text: %q", m.Body)
+					}
+					if found, err := r.Search("pterodactyl", 100); err != nil || len(found) != 3 {
+						t.Errorf("a search during a change found %d, %v", len(found), err)
+					}
 					return nil
 				})
 				if err != nil {
@@ -80,8 +92,14 @@ func TestReadsDuringPassphraseChangeStayConsistent(t *testing.T) {
 			}
 		}()
 	}
-	for i, pass := range []string{"one", "two", "", "three", ""} {
-		if err := s.ChangePassphrase([]byte(pass), fastKDF); err != nil {
+	for i, pass := range []string{"one", "two", "", "three", "four", ""} {
+		var err error
+		if pass == "four" {
+			err = s.RotateStoreKey([]byte(pass), fastKDF)
+		} else {
+			err = s.ChangePassphrase([]byte(pass), fastKDF)
+		}
+		if err != nil {
 			t.Fatalf("change %d: %v", i, err)
 		}
 	}

@@ -93,9 +93,10 @@ func (r *ReadTx) ContactByName(name string) (Contact, error) {
 	return c, r.s.classify("contact", err)
 }
 
-// Contacts lists every contact by name, then peer ID.
+// Contacts lists every contact, the accepted ones first (requests from
+// strangers must not bury them), each group by name, then peer ID.
 func (r *ReadTx) Contacts() ([]Contact, error) {
-	rows, err := r.q.Query("SELECT " + contactColumns + " FROM contacts ORDER BY name, peer_id")
+	rows, err := r.q.Query("SELECT " + contactColumns + " FROM contacts ORDER BY state != 'accepted', name, peer_id")
 	if err != nil {
 		return nil, r.s.classify("contacts", err)
 	}

@@ -3,10 +3,12 @@ package db
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,5 +164,150 @@ func checkAfterCrash(t *testing.T, dir string, start int, committed []int) {
 		if !bytes.Equal(blob, bytes.Repeat([]byte(first+","), 200)) {
 			t.Fatal("session blob torn")
 		}
+	}
+}
+
+const sealCrashDirEnv = "P2PMSG_SEAL_CRASH_DIR"
+
+// sealCrashPass is the passphrase after the i-th change of
+// TestCrashSealingChild: 0 is the v1 store's; then a rewrap, unsealing,
+// sealing, a new store key, unsealing, sealing, ... ("": unsealed).
+func sealCrashPass(i int) string {
+	if i%3 == 2 {
+		return ""
+	}
+	return fmt.Sprintf("pass %d", i)
+}
+
+// TestCrashSealingChild is the process that TestCrashSafetyOfSealing
+// kills: it opens a v1-sealed store (the upgrade, then the VACUUM that
+// turns on auto-vacuum) and changes its sealing over and over, printing
+// each step once it returned.
+func TestCrashSealingChild(t *testing.T) {
+	dir := os.Getenv(sealCrashDirEnv)
+	if dir == "" {
+		t.Skip("the child process of TestCrashSafetyOfSealing")
+	}
+	s, err := Open(dir, Options{Passphrase: []byte(sealCrashPass(0)), KDF: fastKDF})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(2)
+	}
+	fmt.Println("opened")
+	for i := 1; ; i++ {
+		pass := []byte(sealCrashPass(i))
+		if i%6 == 4 {
+			err = s.RotateStoreKey(pass, fastKDF)
+		} else {
+			err = s.ChangePassphrase(pass, fastKDF)
+		}
+		if err != nil {
+			fmt.Println("change failed:", err)
+			os.Exit(3)
+		}
+		fmt.Printf("changed %d\n", i)
+	}
+}
+
+// TestCrashSafetyOfSealing kills, with SIGKILL at random moments, a
+// process that upgrades a v1-sealed store of 3,000 messages and then
+// seals, unseals, rewraps and rekeys it in turn. After each kill the
+// store opens with the passphrase of the last step reported or of the
+// one under way, passes integrity_check, holds every message whole,
+// finds them by search, is sealed or not as a whole, and (sealed) leaves
+// no text in its files.
+func TestCrashSafetyOfSealing(t *testing.T) {
+	if os.Getenv(sealCrashDirEnv) != "" {
+		t.Skip("in the child")
+	}
+	const kills, n = 16, 3000
+	template := t.TempDir()
+	v1Store(t, template, sealCrashPass(0), n)
+	original, err := os.ReadFile(filepath.Join(template, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	steps := map[int]int{}
+	for k := range kills {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, FileName), original, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSealingChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), sealCrashDirEnv+"="+dir)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		last := -1 // the last step reported: -1 none, 0 opened, i changed i
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				line := sc.Text()
+				if line == "opened" {
+					last = 0
+				} else if i, ok := strings.CutPrefix(line, "changed "); ok {
+					last, _ = strconv.Atoi(i)
+				} else {
+					t.Errorf("child: %s", line)
+				}
+			}
+		}()
+		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		<-readDone
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("kill %d: the child ended otherwise: %v", k, cmd.ProcessState)
+		}
+		steps[last]++
+		checkAfterSealingCrash(t, dir, n, sealCrashPass(max(last, 0)), sealCrashPass(last+1))
+	}
+	t.Logf("%d kills; at the step reported last (-1: not opened yet): %v", kills, steps)
+}
+
+func checkAfterSealingCrash(t *testing.T, dir string, n int, passes ...string) {
+	t.Helper()
+	var s *Store
+	var errs []error
+	for _, pass := range passes {
+		var err error
+		if s, err = Open(dir, Options{Passphrase: []byte(pass), KDF: fastKDF}); err == nil {
+			break
+		}
+		if !errors.Is(err, ErrWrongPassphrase) && !errors.Is(err, ErrPassphraseRequired) && !errors.Is(err, ErrNotSealed) {
+			t.Fatalf("open after kill with %q: %v", pass, err)
+		}
+		errs = append(errs, err)
+	}
+	if s == nil {
+		t.Fatalf("opens with none of %q: %v", passes, errs)
+	}
+	defer s.Close()
+	var integrity string
+	if err := s.wdb.QueryRow("PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Fatalf("integrity_check: %q %v", integrity, err)
+	}
+	checkConversation(t, s, n)
+	clearBodies := countRows(t, s, "SELECT count(*) FROM messages WHERE body_sealed IS NULL")
+	indexed := countRows(t, s, "SELECT count(*) FROM messages_fts_docsize")
+	words := countRows(t, s, "SELECT count(*) FROM message_words")
+	if s.SecretsSealed() {
+		if clearBodies != 0 || indexed != 0 || words == 0 || countRows(t, s, "SELECT version FROM sealing") != sealingV2 {
+			t.Fatalf("sealed, yet %d clear bodies, %d in FTS4, %d words", clearBodies, indexed, words)
+		}
+		mustNotLeak(t, dir, "after a kill, reopened")
+	} else if clearBodies != n || indexed != n || words != 0 {
+		t.Fatalf("unsealed, yet %d clear bodies of %d, %d in FTS4, %d words", clearBodies, n, indexed, words)
+	}
+	if av := countRows(t, s, "PRAGMA auto_vacuum"); av != autoVacuumIncremental {
+		t.Fatalf("auto_vacuum %d", av)
 	}
 }

@@ -60,9 +60,13 @@ var ErrConflict = errors.New("db: message id already used by another peer")
 // never makes a second row. An id stored for another peer is
 // ErrConflict, never a silent duplicate. The peer must be a contact.
 func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
-	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, state, error, sent, received, time)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		m.ID[:], m.Peer, string(m.Direction), m.Body, string(m.State), m.Error, millis(m.Sent), nullTime(m.Received), millis(m.Time()))
+	body, sealed := m.Body, []byte(nil)
+	if sl := t.s.sealer.Load(); sl != nil {
+		body, sealed = "", sl.values.seal(messageAD(m.ID[:]), []byte(m.Body))
+	}
+	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, body_sealed, state, error, sent, received, time)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		m.ID[:], m.Peer, string(m.Direction), body, sealed, string(m.State), m.Error, millis(m.Sent), nullTime(m.Received), millis(m.Time()))
 	if err != nil {
 		return false, t.s.classify("insert message", err)
 	}
@@ -128,25 +132,38 @@ func (t *Tx) MarkRead(peer string, upTo Cursor) (int64, error) {
 	return res.RowsAffected()
 }
 
-const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received"
+const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received, body_sealed"
 
-func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
+// scanMessage reads a row of messageColumns, opening a sealed body.
+func (s *Store) scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
-	var id []byte
+	var id, sealed []byte
 	var dir, state string
 	var sent int64
 	var received sql.NullInt64
-	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received); err != nil {
+	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received, &sealed); err != nil {
 		return m, err
 	}
 	copy(m.ID[:], id)
 	m.Direction, m.State, m.Sent, m.Received = Direction(dir), MessageState(state), fromMillis(sent), fromNull(received)
+	if sealed != nil {
+		sl := s.sealer.Load()
+		if sl == nil {
+			return m, fmt.Errorf("%w: %s: message %x has a sealed body in an unsealed store", ErrCorrupt, s.path, m.ID)
+		}
+		b, err := sl.values.open(messageAD(id), sealed)
+		if err != nil {
+			return m, fmt.Errorf("message %x: %w", m.ID, err)
+		}
+		m.Body = string(b)
+		clear(b)
+	}
 	return m, nil
 }
 
 // Message returns one message by id, or ErrNotFound.
 func (r *ReadTx) Message(id [16]byte) (Message, error) {
-	m, err := scanMessage(r.q.QueryRow("SELECT "+messageColumns+" FROM messages WHERE id = ?", id[:]))
+	m, err := r.s.scanMessage(r.q.QueryRow("SELECT "+messageColumns+" FROM messages WHERE id = ?", id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("message %x: %w", id, ErrNotFound)
 	}
@@ -182,7 +199,7 @@ func (r *ReadTx) History(peer string, before Cursor, limit int) ([]Message, erro
 	if err != nil {
 		return nil, r.s.classify("history", err)
 	}
-	out, err := collectMessages(rows)
+	out, err := r.s.collectMessages(rows)
 	if err != nil {
 		return nil, r.s.classify("history", err)
 	}
@@ -204,15 +221,15 @@ func (r *ReadTx) HistoryAfter(peer string, after Cursor, limit int) ([]Message, 
 	if err != nil {
 		return nil, r.s.classify("history", err)
 	}
-	out, err := collectMessages(rows)
+	out, err := r.s.collectMessages(rows)
 	return out, r.s.classify("history", err)
 }
 
-func collectMessages(rows *sql.Rows) ([]Message, error) {
+func (s *Store) collectMessages(rows *sql.Rows) ([]Message, error) {
 	defer rows.Close()
 	var out []Message
 	for rows.Next() {
-		m, err := scanMessage(rows)
+		m, err := s.scanMessage(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -242,15 +259,24 @@ func (r *ReadTx) UnreadCounts() (map[string]int, error) {
 }
 
 // Search returns up to limit messages, the most recently stored first,
-// whose bodies contain every word of text (full-text, case-insensitive,
-// whole words; a word ending in * matches as a prefix). It uses SQLite's
-// FTS4, which the default build of the driver includes. Messages are
-// indexed in the transaction that inserts them, at its end (migration
-// 0002): a search inside that transaction, through Tx.Read, does not see
-// them yet.
+// whose bodies contain every word of text (case-insensitive, diacritics
+// ignored, whole words; a word ending in * matches as a prefix; a word
+// that the tokenizer splits, as "don't", must match as a phrase).
+// Messages are indexed in the transaction that inserts them, at its end
+// (migration 0002): a search inside that transaction, through Tx.Read,
+// does not see them yet.
+//
+// An unsealed store searches with SQLite's FTS4. A sealed one looks the
+// whole words up in its keyed word index, which holds the first 256
+// distinct words of each message, and checks each candidate's text; a
+// query of prefixes alone (tomor*) has nothing to look up and reads the
+// messages, newest first, until it has found limit of them.
 func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("db: search: limit %d is not positive", limit)
+	}
+	if sl := r.s.sealer.Load(); sl != nil {
+		return r.searchSealed(sl, text, limit)
 	}
 	q := ftsQuery(text)
 	if q == "" {
@@ -261,17 +287,28 @@ func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
 	if err != nil {
 		return nil, r.s.classify("search", err)
 	}
-	out, err := collectMessages(rows)
+	out, err := r.s.collectMessages(rows)
 	return out, r.s.classify("search", err)
 }
 
 // ftsQuery makes a query of plain words, each a quoted phrase, so that no
 // user input is read as FTS syntax (operators are plain words inside
-// quotes). FTS4 has no escape for a quote inside a phrase; the tokenizer
-// drops punctuation anyway, so quotes become spaces, and a "word" of
-// punctuation alone (which would match nothing) is left out.
+// quotes).
 func ftsQuery(text string) string {
-	var terms []string
+	words := queryWords(text)
+	for i, w := range words {
+		words[i] = `"` + w + `"`
+	}
+	return strings.Join(words, " ")
+}
+
+// queryWords splits a search into its words, for FTS4 and the word index
+// alike. FTS4 has no escape for a quote inside a phrase; the tokenizer
+// drops punctuation anyway, so quotes become spaces, and a "word" of
+// punctuation alone (which would match nothing) is left out. A word
+// ending in * keeps one.
+func queryWords(text string) []string {
+	var words []string
 	for _, w := range strings.Fields(strings.ReplaceAll(text, `"`, " ")) {
 		prefix := strings.HasSuffix(w, "*")
 		if w = strings.TrimRight(w, "*"); !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
@@ -280,9 +317,9 @@ func ftsQuery(text string) string {
 		if prefix {
 			w += "*"
 		}
-		terms = append(terms, `"`+w+`"`)
+		words = append(words, w)
 	}
-	return strings.Join(terms, " ")
+	return words
 }
 
 var searchColumns = prefixed("m.", messageColumns)

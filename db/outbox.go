@@ -17,12 +17,13 @@ type OutboxEntry struct {
 	NextAttempt time.Time
 	LastError   string
 	Created     time.Time
+	Held        bool // refused until the recipient accepts us (Hold)
 }
 
 // Enqueue adds an envelope to the outbox; its message must be stored.
 func (t *Tx) Enqueue(e OutboxEntry) error {
-	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created))
+	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created), e.Held)
 	return t.s.classify("enqueue", err)
 }
 
@@ -69,7 +70,7 @@ func (t *Tx) GiveUp(peer string, id [16]byte, reason string) (bool, error) {
 	return true, err
 }
 
-const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created"
+const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held"
 
 func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 	if err != nil {
@@ -81,7 +82,7 @@ func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 		var e OutboxEntry
 		var id []byte
 		var next, created int64
-		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created); err != nil {
+		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created, &e.Held); err != nil {
 			return nil, err
 		}
 		copy(e.MessageID[:], id)
@@ -127,13 +128,21 @@ func (r *ReadTx) OutboxFor(peer string) ([]OutboxEntry, error) {
 
 // OutboxAfter returns up to limit of a peer's waiting envelopes queued
 // after the entry at row afterRow, in the order they were queued: what a
-// sender that already wrote the earlier ones sends next.
-func (r *ReadTx) OutboxAfter(peer string, afterRow int64, limit int) ([]OutboxEntry, error) {
+// sender that already wrote the earlier ones sends next. Nothing passes
+// the first held envelope, so that the order holds: it comes, alone at
+// the end, once its next attempt is due at now (a probe), and what
+// follows it waits for its release.
+func (r *ReadTx) OutboxAfter(peer string, afterRow int64, limit int, now time.Time) ([]OutboxEntry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("db: outbox: limit %d is not positive", limit)
 	}
-	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE peer_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
-		peer, afterRow, limit))
+	out, err := collectOutbox(r.q.Query(`WITH first_held AS (
+			SELECT rowid AS row, next_attempt <= ? AS due FROM outbox WHERE peer_id = ? AND held = 1 ORDER BY rowid LIMIT 1)
+		SELECT `+outboxColumns+` FROM outbox
+		WHERE peer_id = ? AND rowid > ? AND (NOT EXISTS (SELECT 1 FROM first_held)
+			OR rowid < (SELECT row FROM first_held) OR rowid = (SELECT row FROM first_held) AND (SELECT due FROM first_held))
+		ORDER BY rowid LIMIT ?`,
+		millis(now), peer, peer, afterRow, limit))
 	return out, r.s.classify("outbox", err)
 }
 

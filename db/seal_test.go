@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -143,4 +144,46 @@ func TestSealedValueCannotMoveToAnotherRow(t *testing.T) {
 	if err == nil {
 		t.Fatal("a sealed session opened in another peer's row")
 	}
+}
+
+// FuzzOpenSealed feeds the decoder of sealed values (secrets, bodies, the
+// sealing row's) anything: it returns an error, never panics, and opens
+// only what was sealed for that row, whole.
+func FuzzOpenSealed(f *testing.F) {
+	var key [32]byte
+	copy(key[:], "a fixed key for the fuzz target!")
+	k := v2Key(&key)
+	for _, pt := range []string{"", "hello", strings.Repeat("x", 300)} {
+		f.Add(k.seal("message/01", []byte(pt)), "message/01", -1)
+		f.Add(k.seal("session/peer", []byte(pt)), "session/peer", 30)
+	}
+	f.Add([]byte{2}, "", 0)
+	f.Fuzz(func(t *testing.T, sealed []byte, ad string, flip int) {
+		if pt, err := k.open(ad, sealed); err == nil {
+			if again, err := k.open(ad, sealed); err != nil || !bytes.Equal(again, pt) {
+				t.Fatal("a sealed value opens differently twice")
+			}
+		} else if !errors.Is(err, errUnseal) {
+			t.Fatalf("unexpected error %v", err)
+		}
+		// What seal makes opens, for its row only, and no byte of it can
+		// change.
+		s := k.seal(ad, sealed)
+		if pt, err := k.open(ad, s); err != nil || !bytes.Equal(pt, sealed) {
+			t.Fatalf("round trip: %v", err)
+		}
+		if _, err := k.open(ad+"x", s); err == nil {
+			t.Fatal("opened for another row")
+		}
+		if _, err := v1Key(&key).open(ad, s); err == nil {
+			t.Fatal("a v2 value opened as v1")
+		}
+		if flip >= 0 {
+			i := flip % len(s)
+			s[i] ^= 1 << (flip % 8)
+			if _, err := k.open(ad, s); err == nil {
+				t.Fatalf("opened with byte %d changed", i)
+			}
+		}
+	})
 }

@@ -53,8 +53,10 @@ var migrationFS embed.FS
 
 // Options configure Open. The zero value opens an unsealed store.
 type Options struct {
-	// Passphrase seals the secrets at rest. It is required for a sealed
-	// store, and seals a store that Open creates.
+	// Passphrase seals the secrets and the message text at rest. It is
+	// required for a sealed store, and seals a store that Open creates.
+	// A store sealed by an earlier version (its secrets only) is
+	// upgraded when it opens: its bodies are sealed, in one transaction.
 	Passphrase []byte
 	// KDF is the Argon2id cost used when a passphrase is set; zero means
 	// DefaultKDF. The parameters are stored, so a store opens with its own.
@@ -157,8 +159,10 @@ func (s *Store) open(opts Options) error {
 	if err := os.Chmod(s.path, 0o600); err != nil {
 		return fmt.Errorf("db: make %s private: %w", s.path, err)
 	}
+	// _auto_vacuum takes effect on a new file only (before its first
+	// table); an existing one gets it from incrementalVacuum.
 	dsn := sqliteURI(s.path) + "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) +
-		"&_foreign_keys=on&_synchronous=FULL&_txlock=immediate&_secure_delete=on"
+		"&_foreign_keys=on&_synchronous=FULL&_txlock=immediate&_secure_delete=on&_auto_vacuum=incremental"
 	if s.wdb, err = sql.Open("sqlite3", dsn); err != nil {
 		return fmt.Errorf("db: open: %w", err)
 	}
@@ -168,10 +172,27 @@ func (s *Store) open(opts Options) error {
 	if _, err := s.wdb.Exec("PRAGMA journal_mode = WAL"); err != nil {
 		return s.classify("enable WAL", err)
 	}
+	// Statement journals and savepoint journals (group commit) in
+	// memory: they are small, written for nothing to a file, and a file
+	// would hold old pages outside the data directory.
+	if _, err := s.wdb.Exec("PRAGMA temp_store = MEMORY"); err != nil {
+		return s.classify("temp_store", err)
+	}
 	if err := s.migrate(version); err != nil {
 		return err
 	}
 	if err := s.openSealing(opts); err != nil {
+		return err
+	}
+	// After the sealing, so that VACUUM's temporary copy of the file
+	// holds no body that the sealing upgrade was about to seal.
+	if err := s.incrementalVacuum(); err != nil {
+		return err
+	}
+	// A crash between a change of sealing and its scrub left the old
+	// values in the WAL; the last writer's WAL may hold anything: empty
+	// it before the first read.
+	if err := s.checkpoint(); err != nil {
 		return err
 	}
 	s.reader, err = sql.Open("sqlite3", sqliteURI(s.path)+"?_busy_timeout="+strconv.Itoa(busyTimeoutMS)+"&_query_only=true&_foreign_keys=on")
@@ -361,6 +382,83 @@ func (s *Store) migrate(version int) error {
 	return nil
 }
 
+// incrementalVacuum turns incremental auto-vacuum on for a store made
+// before it was (a new file has it from its DSN). The mode takes effect
+// only through a VACUUM, which cannot run in a transaction: so it is not
+// a migration, and the mode itself says whether it is done. VACUUM is
+// atomic: a crash in it leaves the file as it was, and the next Open
+// runs it again. On a full disk (VACUUM needs room for a copy) the store
+// opens without it and the next Open tries again.
+func (s *Store) incrementalVacuum() error {
+	var mode int
+	if err := s.wdb.QueryRow("PRAGMA auto_vacuum").Scan(&mode); err != nil {
+		return s.classify("read auto_vacuum", err)
+	}
+	if mode == autoVacuumIncremental {
+		return nil
+	}
+	// VACUUM's copy of the whole file goes to a temporary file, not to
+	// memory (the size of the history).
+	_, err := s.wdb.Exec("PRAGMA temp_store = DEFAULT; PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+	if _, err := s.wdb.Exec("PRAGMA temp_store = MEMORY"); err != nil {
+		return s.classify("temp_store", err)
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrFull {
+		return nil
+	}
+	return s.classify("vacuum", err)
+}
+
+const autoVacuumIncremental = 2
+
+// Reclaim returns the free pages of the database to the file system
+// (PRAGMA incremental_vacuum, on the writer) and checkpoints, so that
+// the file shrinks at once; it reports by how many bytes. Deleting rows
+// frees pages inside the file (secure_delete zeroes them) without
+// shrinking it: call Reclaim after deleting much, as clearing contact
+// requests does. On an unsealed store it first merges the full-text
+// index: FTS4 deletes a message by adding a tombstone, and its words
+// stay in the older segments until a merge.
+func (s *Store) Reclaim() (freedBytes int64, err error) {
+	err = s.exclusiveJob(func() error {
+		if s.sealer.Load() == nil {
+			if _, err := s.wdb.Exec("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')"); err != nil {
+				return s.classify("reclaim: merge the full-text index", err)
+			}
+		}
+		var pageSize, before, after int64
+		if err := s.wdb.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil {
+			return s.classify("reclaim", err)
+		}
+		if err := s.wdb.QueryRow("PRAGMA freelist_count").Scan(&before); err != nil {
+			return s.classify("reclaim", err)
+		}
+		// One row per page freed: a statement stepped once (Exec) frees
+		// one page.
+		rows, err := s.wdb.Query("PRAGMA incremental_vacuum")
+		if err != nil {
+			return s.classify("reclaim", err)
+		}
+		for rows.Next() {
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.classify("reclaim", err)
+		}
+		if err := s.wdb.QueryRow("PRAGMA freelist_count").Scan(&after); err != nil {
+			return s.classify("reclaim", err)
+		}
+		freedBytes = (before - after) * pageSize
+		// The file shrinks when the checkpoint reaches it; a running
+		// read would hold the checkpoint back.
+		s.sealMu.Lock()
+		defer s.sealMu.Unlock()
+		return s.checkpoint()
+	})
+	return freedBytes, err
+}
+
 // Close closes the store and releases the data directory, once the
 // running transactions and reads have ended. It is idempotent.
 func (s *Store) Close() error {
@@ -393,8 +491,9 @@ func (s *Store) closeAll() error {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// SecretsSealed reports whether secrets are sealed with a passphrase; when
-// not, anyone who can read the file can read the keys.
+// SecretsSealed reports whether secrets and message text are sealed with
+// a passphrase; when not, anyone who can read the file can read the keys
+// and the history.
 func (s *Store) SecretsSealed() bool { return s.sealer.Load() != nil }
 
 func millis(t time.Time) int64 {

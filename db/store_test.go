@@ -24,7 +24,7 @@ func TestOpenCreatesAPrivateDurableStore(t *testing.T) {
 		}
 	}
 	for pragma, want := range map[string]string{
-		"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "secure_delete": "1",
+		"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "secure_delete": "1", "auto_vacuum": "2",
 		"application_id": fmt.Sprint(applicationID), "user_version": fmt.Sprint(len(migrations())),
 	} {
 		var got string
@@ -257,7 +257,13 @@ func TestOutboxKeepsExactBytesAcrossRestart(t *testing.T) {
 }
 
 func TestHistoryUnreadAndSearch(t *testing.T) {
-	s := open(t, t.TempDir(), "")
+	for _, pass := range []string{"", "sealed"} {
+		t.Run(fmt.Sprintf("sealed=%v", pass != ""), func(t *testing.T) { testHistoryUnreadAndSearch(t, pass) })
+	}
+}
+
+func testHistoryUnreadAndSearch(t *testing.T, pass string) {
+	s := open(t, t.TempDir(), pass)
 	update(t, s, func(tx *Tx) error {
 		tx.EnsureContact("a", t0)
 		tx.EnsureContact("b", t0)
@@ -484,7 +490,13 @@ func TestContactsAndSettings(t *testing.T) {
 // searchable and leaves nothing of the second in the index, and
 // concurrent groups each index exactly their own messages.
 func TestSearchIndexesCommittedMessagesOnly(t *testing.T) {
-	s := open(t, t.TempDir(), "")
+	for _, pass := range []string{"", "sealed"} {
+		t.Run(fmt.Sprintf("sealed=%v", pass != ""), func(t *testing.T) { testSearchIndexesCommittedMessagesOnly(t, pass) })
+	}
+}
+
+func testSearchIndexesCommittedMessagesOnly(t *testing.T, pass string) {
+	s := open(t, t.TempDir(), pass)
 	update(t, s, func(tx *Tx) error { _, err := tx.EnsureContact("a", t0); return err })
 	insert := func(i int, body string) func(*Tx) error {
 		return func(tx *Tx) error {

@@ -15,7 +15,7 @@ type Tx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
-	// newMessages: a message was inserted, so the full-text index must
+	// newMessages: a message was inserted, so the search index must
 	// catch up before the commit.
 	newMessages bool
 }
@@ -192,8 +192,12 @@ func (s *Store) commit(batch []*request, answered []bool) {
 }
 
 // indexMessages adds the messages inserted in this transaction to the
-// full-text index, in one statement (migration 0002 says why).
+// search index: FTS4's in one statement (migration 0002 says why), or a
+// sealed store's word index.
 func (t *Tx) indexMessages() error {
+	if sl := t.s.sealer.Load(); sl != nil {
+		return t.indexWords(sl)
+	}
 	if _, err := t.exec(`INSERT INTO messages_fts (docid, body)
 		SELECT seq, body FROM messages WHERE seq > (SELECT indexed FROM fts_state)`); err != nil {
 		return err

@@ -9,10 +9,7 @@ import (
 	"sync"
 	"time"
 
-	ds "github.com/ipfs/go-datastore"
-	dssync "github.com/ipfs/go-datastore/sync"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
-	"github.com/libp2p/go-libp2p-kad-dht/amino"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -47,6 +44,12 @@ type Config struct {
 	BootstrapPeers []peer.AddrInfo
 	// Now is the validator's clock; nil means time.Now.
 	Now func() time.Time
+	// Store keeps the records this node holds: its own bundle and, as a
+	// server, what others put. Several DHTs may share one, and a peer's
+	// quota then counts across them. nil means a store in memory with the
+	// default limits, for this DHT alone, closed with it. A Store given
+	// here is its caller's to close, after the DHT and its host.
+	Store *Store
 }
 
 // Errors of the running DHT. They are wrapped with the peer concerned and
@@ -63,6 +66,12 @@ var (
 	// ErrNoPeers: this node has no DHT peer to ask, so a miss says nothing
 	// about the network. Publish wraps it together with ErrNotReplicated.
 	ErrNoPeers = errors.New("dht: no DHT peers")
+	// ErrAllAnswersInvalid: DHT nodes answered a lookup with records for
+	// that peer, but every one was invalid (forged, expired, malformed),
+	// even after the lookup went on past them: nodes near the key
+	// misbehave, or only an expired record is left. Distinct from
+	// ErrNotFound, where no node had a record at all.
+	ErrAllAnswersInvalid = errors.New("dht: every record found was invalid")
 )
 
 // kadProtocol is what ProtocolPrefix makes of kad-dht's protocol ID.
@@ -96,13 +105,14 @@ type DHT struct {
 	bootstrap []peer.AddrInfo
 	validator Validator
 	// local reads and writes the datastore behind inner's own value store,
-	// since kad-dht exports no local put or get. Its put lock is its own:
-	// an older record of our key arriving from a peer in the same
-	// microseconds as our Publish could win; the next republish repairs
-	// that, and peers holding the newer record refuse the older one.
+	// since kad-dht exports no local put or get. Its put locks are its
+	// own, but the Store selects again under its lock, so an older record
+	// racing ours cannot overwrite it.
 	local     *records.ValueStore
 	messenger *pb.ProtocolMessenger
 	quorum    int
+	store     *Store
+	ownStore  bool // made by New, closed by Close
 
 	closeOnce sync.Once
 	closeErr  error
@@ -127,38 +137,61 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	// Only our namespace: kad-dht's default /pk and /ipns validators
 	// would make every node store records nobody here needs.
 	nsv := record.NamespacedValidator{Namespace: v}
-	store := dssync.MutexWrap(ds.NewMapDatastore())
+	store, ownStore := cfg.Store, false
+	if store == nil {
+		var err error
+		if store, err = NewStore(nil, StoreConfig{Now: cfg.Now}); err != nil {
+			return nil, err
+		}
+		ownStore = true
+	}
 	bootstrap := append([]peer.AddrInfo(nil), cfg.BootstrapPeers...)
 	opts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Mode(mode),
 		kaddht.Validator(nsv),
 		kaddht.DisableProviders(),
-		kaddht.ValueDatastore(store),
+		kaddht.ValueDatastore(datastore{store}),
+		// Who sent each PUT, for the quota (store.go).
+		kaddht.OnRequestHook(store.onRequest),
+		// The Store prunes expired records itself, in bounded batches;
+		// kad-dht's sweep would read every record back once a day.
+		kaddht.ValueGCInterval(0),
 		// No AddressFilter: plain kaddht.New filters none, and LAN and
 		// loopback peers must stay routable.
 	}
 	if len(bootstrap) > 0 {
 		opts = append(opts, kaddht.BootstrapPeers(bootstrap...))
 	}
+	closeStore := func() error {
+		if ownStore {
+			return store.Close()
+		}
+		return nil
+	}
 	inner, err := kaddht.New(h, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("dht: starting kad-dht: %w", err)
+		return nil, errors.Join(fmt.Errorf("dht: starting kad-dht: %w", err), closeStore())
 	}
 	messenger, err := pb.NewProtocolMessenger(inner.MessageSender())
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("dht: starting kad-dht: %w", err), inner.Close())
+		return nil, errors.Join(fmt.Errorf("dht: starting kad-dht: %w", err), inner.Close(), closeStore())
 	}
 	return &DHT{
 		inner:     inner,
 		host:      h,
 		bootstrap: bootstrap,
 		validator: v,
-		local:     records.NewValueStore(store, nsv, amino.DefaultMaxRecordAge),
+		local:     records.NewValueStore(datastore{store}, nsv, maxRecordAge),
 		messenger: messenger,
 		quorum:    lookupQuorum,
+		store:     store,
+		ownStore:  ownStore,
 	}, nil
 }
+
+// RecordStore returns the store of the records this node holds.
+func (d *DHT) RecordStore() *Store { return d.store }
 
 // Inner returns the kad-dht node, for what this package does not wrap.
 func (d *DHT) Inner() *kaddht.IpfsDHT { return d.inner }
@@ -183,6 +216,11 @@ func (d *DHT) Close() error {
 	d.closeOnce.Do(func() {
 		if err := d.inner.Close(); err != nil {
 			d.closeErr = fmt.Errorf("dht: closing: %w", err)
+		}
+		// The host may still run a handler that reads the store: a closed
+		// store answers it with an error.
+		if d.ownStore {
+			d.store.Close()
 		}
 	})
 	return d.closeErr
@@ -378,7 +416,11 @@ func notReplicated(self peer.ID, cause error, why string) error {
 // The search stops after a quorum of answers (lookupQuorum). If the best
 // of those is older than minSeq, Lookup runs a full search before
 // concluding ErrStale, so an old record served by a few nodes does not
-// hide a newer one held by others.
+// hide a newer one held by others. If kad-dht's search finds no valid
+// record, Lookup walks on past the peers that answered invalid ones
+// (lookup.go) before it concludes: ErrNotFound when no node had a record,
+// ErrAllAnswersInvalid when records were found but none was valid, and
+// ErrNoPeers when there was nobody to ask.
 func (d *DHT) Lookup(ctx context.Context, id peer.ID, minSeq uint64) (*e2e.Bundle, []byte, error) {
 	key := Key(id)
 	if _, _, err := keyIdentity(key); err != nil {
@@ -422,6 +464,27 @@ func (d *DHT) search(ctx context.Context, id peer.ID, key string, opts ...routin
 				return nil, nil, &dhtError{
 					msg:  fmt.Sprintf("dht: cannot look up the bundle of %s: this node is connected to no DHT peer", id),
 					errs: []error{ErrNoPeers},
+				}
+			}
+			// kad-dht stops at the closest peers even when all they had
+			// was garbage: walk on past them (lookup.go).
+			res := d.searchPast(ctx, key, d.quorum)
+			if len(res.values) > 0 {
+				i, _ := d.validator.Select(key, res.values)
+				val = res.values[i]
+				break
+			}
+			if res.invalid > 0 {
+				return nil, nil, &dhtError{
+					msg: fmt.Sprintf("dht: no valid bundle for %s: the %d DHT nodes that answered with a record (of %d asked) all gave an invalid one (forged, expired or malformed): nodes near the key misbehave, or only an expired record is left",
+						id, res.invalid, res.asked),
+					errs: []error{ErrAllAnswersInvalid},
+				}
+			}
+			if ctx.Err() != nil {
+				return nil, nil, &dhtError{
+					msg:  fmt.Sprintf("dht: no bundle for %s found before the lookup was cut short (%v)", id, ctx.Err()),
+					errs: []error{ErrNotFound, ctx.Err()},
 				}
 			}
 			return nil, nil, &dhtError{

@@ -12,8 +12,12 @@
 // bundle.
 //
 // dht.go runs the DHT itself (DHT: New, Bootstrap, Publish, Lookup,
-// FindPeer). Republishing on a timer is the caller's (node's) job: it
-// owns the bundle and its seq.
+// FindPeer); lookup.go is the walk that takes a lookup past peers that
+// answer with invalid records. store.go is what a node keeps (Store):
+// bounded per sending peer and in total, pruned as records expire, over
+// a Backend that the caller supplies (node keeps it in SQLite) or memory.
+// Republishing on a timer is the caller's (node's) job: it owns the
+// bundle and its seq.
 package dht
 
 import (

@@ -32,6 +32,7 @@ func BenchmarkSteadyMessaging(b *testing.B) {
 	if err := a.Connect(ctx, bn.AddrInfo()); err != nil {
 		b.Fatal(err)
 	}
+	accepts(b, bn, a)
 	send(b, a, bn, "warm up")
 	waitDelivered(b, a, bn.ID(), 1)
 	last, _ := lastEvent(b, a)

@@ -31,12 +31,17 @@ type tokenBucket struct {
 }
 
 func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
+	return b.takeAbove(now, rate, burst, 0)
+}
+
+// takeAbove takes a token only if reserve tokens are left after it.
+func (b *tokenBucket) takeAbove(now time.Time, rate, burst, reserve float64) bool {
 	if b.last.IsZero() {
 		b.tokens = burst
 	}
 	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
-	if b.tokens < 1 {
+	if b.tokens < 1+reserve {
 		return false
 	}
 	b.tokens--
@@ -44,12 +49,18 @@ func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
 }
 
 // issueOneTime reports whether p may get one-time prekeys now, and if so
-// counts them as given.
-func (n *Node) issueOneTime(p peer.ID, now time.Time) bool {
+// counts them as given. Strangers leave issueReserve of the bucket to
+// contacts: while someone drains it, a contact who lost its session still
+// gets one-time prekeys.
+func (n *Node) issueOneTime(p peer.ID, contact bool, now time.Time) bool {
+	reserve := float64(issueReserve)
+	if contact {
+		reserve = 0
+	}
 	is := &n.issuing
 	is.Lock()
 	defer is.Unlock()
-	if now.Sub(is.last[p]) < issueEvery || !is.bucket.take(now, issueRate, issueBurst) {
+	if now.Sub(is.last[p]) < issueEvery || !is.bucket.takeAbove(now, issueRate, issueBurst, reserve) {
 		return false
 	}
 	is.last[p] = now
@@ -68,7 +79,8 @@ func (n *Node) issueOneTime(p peer.ID, now time.Time) bool {
 func (n *Node) handleBundle(s network.Stream) {
 	defer s.Close()
 	now := time.Now()
-	oneTime := n.issueOneTime(s.Conn().RemotePeer(), now)
+	p := s.Conn().RemotePeer()
+	oneTime := n.issueOneTime(p, n.isAccepted(p), now)
 	b := n.cachedBundle(now)
 	if oneTime || b == nil {
 		err := n.store.Update(func(tx *db.Tx) (err error) {
@@ -135,7 +147,12 @@ func (n *Node) fetchBundle(ctx context.Context, p peer.ID) (*e2e.Bundle, error) 
 	defer cancel()
 	b, _, err := n.dht.Lookup(lctx, p, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no bundle for %s: not reachable (%v), and %v", ErrPeerNotFound, p, derr, err)
+		// Unreachable is the usual case and says nothing new; a peer
+		// that answered wrongly does.
+		if errors.Is(derr, ErrPeerNotFound) {
+			return nil, fmt.Errorf("%w: not reachable, and no bundle from the DHT: %v", ErrPeerNotFound, err)
+		}
+		return nil, fmt.Errorf("%w: not reachable (%v), and no bundle from the DHT: %v", ErrPeerNotFound, derr, err)
 	}
 	return b, nil
 }

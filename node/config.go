@@ -84,8 +84,14 @@ type Config struct {
 	// New. tap sees each envelope as it is written to the wire.
 	// hostOptions are added to the host's (a connection gater that forces
 	// a relayed path, a simulated network).
-	tap         func(id e2e.MessageID, envelope []byte)
-	hostOptions []libp2p.Option
+	// requestCap, handshakeRate and handshakeBurst replace the limits of
+	// the same names (limits.go) when set, so that a test reaches them
+	// with hundreds of strangers instead of thousands.
+	tap                           func(id e2e.MessageID, envelope []byte)
+	hostOptions                   []libp2p.Option
+	requestCap                    int
+	handshakeRate, handshakeBurst float64
+	holdFor                       time.Duration // replaces holdRetry
 }
 
 // DHTMode is how the node takes part in the DHT.
@@ -191,6 +197,11 @@ func (c *Config) retryMax() time.Duration  { return or(c.RetryMax, defaultRetryM
 func (c *Config) lookup() time.Duration    { return or(c.LookupTimeout, defaultLookup) }
 func (c *Config) connLow() int             { return or(c.ConnLow, defaultConnLow) }
 func (c *Config) connHigh() int            { return or(c.ConnHigh, defaultConnHigh) }
+func (c *Config) maxRequests() int         { return or(c.requestCap, maxRequests) }
+func (c *Config) holdRetry() time.Duration { return or(c.holdFor, holdRetry) }
+func (c *Config) handshakes() (rate, burst float64) {
+	return or(c.handshakeRate, handshakeRate), or(c.handshakeBurst, handshakeBurst)
+}
 
 func (c *Config) listenAddrs() []string {
 	if len(c.ListenAddrs) > 0 {

@@ -45,7 +45,8 @@ func (n *Node) contactOf(c db.Contact) (Contact, error) {
 		KeyChanged: c.KeyChanged, Path: n.Path(p), Created: c.Created, Updated: c.Updated}, nil
 }
 
-// Contacts lists the known peers by name, then peer ID.
+// Contacts lists the known peers, the accepted ones first, each group by
+// name, then peer ID.
 func (n *Node) Contacts() ([]Contact, error) {
 	var cs []db.Contact
 	if err := n.store.View(func(r *db.ReadTx) (err error) {
@@ -139,13 +140,19 @@ func (n *Node) AddContact(p peer.ID, name string) error {
 			return err
 		}
 	}
-	return n.editContact(p, true, func(c *db.Contact) error {
+	var accepted bool
+	err := n.editContact(p, true, func(c *db.Contact) error {
 		if name != "" {
 			c.Name = name
 		}
+		accepted = c.State == db.ContactRequest && c.IdentityKey != nil
 		c.State = db.ContactAccepted
 		return nil
 	})
+	if err == nil && accepted {
+		n.sendAcceptance(p)
+	}
+	return err
 }
 
 // Rename gives a contact another name; an empty name removes it.
@@ -158,9 +165,19 @@ func (n *Node) Rename(p peer.ID, name string) error {
 	return n.editContact(p, false, func(c *db.Contact) error { c.Name = name; return nil })
 }
 
-// Accept accepts a contact request.
+// Accept accepts a contact request, and tells the peer, whose node then
+// sends what it held back (requests.go).
 func (n *Node) Accept(p peer.ID) error {
-	return n.editContact(p, false, func(c *db.Contact) error { c.State = db.ContactAccepted; return nil })
+	var accepted bool
+	err := n.editContact(p, false, func(c *db.Contact) error {
+		accepted = c.State == db.ContactRequest && c.IdentityKey != nil
+		c.State = db.ContactAccepted
+		return nil
+	})
+	if err == nil && accepted {
+		n.sendAcceptance(p)
+	}
+	return err
 }
 
 // Block blocks (or unblocks) a peer: its messages are acknowledged and

@@ -83,6 +83,7 @@ func TestKeyChangeRefused(t *testing.T) {
 	aDir := t.TempDir()
 	a := startNode(t, aDir, boot.AddrInfo())
 	aID := a.ID()
+	accepts(t, b, a) // a contact: a stranger's second message is held before any key check
 	send(t, a, b, "hello")
 	waitDelivered(t, a, b.ID(), 1)
 	seed := a.self.Ed25519Seed()
@@ -152,6 +153,9 @@ func TestEventsResumeAfterRestart(t *testing.T) {
 	b := startNode(t, bDir, boot.AddrInfo())
 	send(t, a, b, "one")
 	waitDelivered(t, a, b.ID(), 1)
+	if err := b.Accept(a.ID()); err != nil {
+		t.Fatal(err)
+	}
 	mark, _ := lastEvent(t, b)
 	send(t, a, b, "two")
 	send(t, a, b, "three")

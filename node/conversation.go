@@ -34,10 +34,17 @@ type conv struct {
 	mu      sync.Mutex
 	queue   []op
 	running bool
+	// dead: dropped from the node's map while idle (dropConv); an op
+	// submitted to it goes to the peer's new conversation.
+	dead bool
 
 	// Only the running goroutine touches these.
 	rec    *sessionRecord // nil: not loaded
 	pruned time.Time
+	// stranger: the last batch found no accepted contact (a stranger, or
+	// a contact just removed): the conversation is dropped when idle, so
+	// that peer IDs, which cost nothing, cost us no memory.
+	stranger bool
 
 	// sessions is whether the store holds a session with the peer, as the
 	// last committed batch left it (sessionsUnknown before the first, and
@@ -90,6 +97,17 @@ type batchState struct {
 	dirty bool
 	// keyChange: the key-change event was raised (once per batch).
 	keyChange bool
+	// released: what was held for the peer was released (decrypt.go).
+	released bool
+	// held, once heldKnown: something is held for the peer (encrypt.go).
+	held, heldKnown bool
+	// newRequest: the batch made a contact request; after commit the
+	// requests are trimmed to their cap (requests.go).
+	newRequest bool
+	// skew: the smallest difference seen in the batch between our clock
+	// and the peer's (clock.go); skewSeen says whether there was one.
+	skew     time.Duration
+	skewSeen bool
 	// After commit: notify wakes the Watchers (events were appended), kick
 	// starts the peer's outbox worker (envelopes were queued).
 	notify, kick bool
@@ -100,6 +118,20 @@ type batchState struct {
 func (st *batchState) event(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
 	st.notify = true
 	return appendEvent(tx, kind, p, now)
+}
+
+// dropConv forgets an idle conversation, unless an op came meanwhile.
+// Lock order: the map's, then the conversation's.
+func (n *Node) dropConv(c *conv) {
+	n.convs.Lock()
+	defer n.convs.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running || len(c.queue) > 0 || n.convs.m[c.peer] != c {
+		return
+	}
+	c.dead = true
+	delete(n.convs.m, c.peer)
 }
 
 func (n *Node) conv(p peer.ID) (*conv, error) {
@@ -120,6 +152,17 @@ func (n *Node) conv(p peer.ID) (*conv, error) {
 // submit queues an op; it finishes once it is committed or refused.
 func (c *conv) submit(o op) {
 	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		next, err := c.n.conv(c.peer)
+		if err != nil {
+			o.fail(err)
+			o.finish()
+			return
+		}
+		next.submit(o)
+		return
+	}
 	c.queue = append(c.queue, o)
 	start := !c.running
 	c.running = true
@@ -163,7 +206,11 @@ func (c *conv) run() {
 			// Conversations with many peers then cost memory only while
 			// they are active.
 			c.rec = nil
+			drop := c.stranger
 			c.mu.Unlock()
+			if drop {
+				c.n.dropConv(c)
+			}
 			return
 		}
 		c.mu.Unlock()
@@ -226,6 +273,7 @@ func (c *conv) process(batch []op) {
 	} else {
 		c.sessions.Store(sessionsNone)
 	}
+	c.stranger = err == nil && (st.contact == nil || st.contact.State != db.ContactAccepted)
 	for _, o := range batch {
 		o.finish()
 	}
@@ -238,8 +286,17 @@ func (c *conv) process(batch []op) {
 	if st.kick {
 		c.n.kick(c.peer)
 	}
-	if st.newContact {
+	if st.skewSeen && st.contact != nil && st.contact.State == db.ContactAccepted {
+		c.n.observeClock(c.peer, st.skew, now)
+	}
+	if st.newRequest {
+		c.n.trimRequests()
+	}
+	if st.newContact && st.contact != nil && st.contact.State == db.ContactAccepted {
 		// Its connection may predate it: report its path from now on.
+		// (Not a stranger's request: its paths would cost a map entry
+		// and events per peer ID; accepting it reports them from its
+		// next connection.)
 		c.n.queueHostEvent(hostEvent{hostContact, c.peer})
 	}
 }

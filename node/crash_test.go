@@ -150,6 +150,13 @@ func TestCrashMidBurst(t *testing.T) {
 	boot := startNode(t, t.TempDir())
 	a := startNode(t, t.TempDir(), boot.AddrInfo())
 	bDir := t.TempDir()
+	// B knows A: a stranger's burst would stop at its first message.
+	pre, err := New(testConfig(bDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepts(t, pre, a)
+	pre.Close()
 	b := startChild(t, bDir, boot)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

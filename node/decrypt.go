@@ -56,6 +56,12 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return err
 	}
+	stranger := st.contact == nil || st.contact.State != db.ContactAccepted
+	if stranger && (st.contact == nil || !st.contact.Blocked) {
+		if refused, err := c.strangerGate(tx, o, st); err != nil || refused {
+			return err
+		}
+	}
 	var pt []byte
 	if e2e.IsPrekeyMessage(o.env) {
 		pt, err = c.receivePrekey(tx, o, st, now)
@@ -88,18 +94,62 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		o.status = wire.Stored
 		return nil
 	}
-	sent, text, _ := wire.DecodeContent(pt)
+	content, _ := wire.DecodeContent(pt)
+	st.clock(content.Sent, now)
+	if content.Control != 0 {
+		// Control content is never stored as a message; from a
+		// stranger it means nothing.
+		o.status = wire.Stored
+		if !stranger && content.Control == wire.ControlAccepted {
+			return c.release(tx, st, now)
+		}
+		return nil
+	}
+	if stranger && len(content.Text) > maxRequestText {
+		o.reject(wire.ReasonTooLarge, "a stranger's first message is too long")
+		return nil
+	}
 	// A stranger's first message makes a contact request (trust.go).
 	if err := c.ensureContact(tx, st, true, now); err != nil {
 		return err
 	}
-	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: text, State: db.Received,
-		Sent: time.UnixMilli(sent), Received: now}
+	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: content.Text, State: db.Received,
+		Sent: time.UnixMilli(content.Sent), Received: now}
 	if _, err := tx.InsertMessage(m); err != nil {
 		return err
 	}
 	o.status = wire.Stored
-	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now)
+	if err := st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now); err != nil {
+		return err
+	}
+	// The peer wrote to us: whatever it refused before, until its user
+	// accepted us, may go now (a stranger's message says nothing of that).
+	if stranger {
+		return nil
+	}
+	return c.release(tx, st, now)
+}
+
+// release makes what we held for the peer (it had not accepted us) due
+// at once, once per batch.
+func (c *conv) release(tx *db.Tx, st *batchState, now time.Time) error {
+	if st.released {
+		return nil
+	}
+	st.released = true
+	st.held, st.heldKnown = false, true // what this batch sends next goes
+	c.n.bumpRelease(c.peer)
+	ids, err := tx.Release(c.key, now)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	st.kick = true
+	for _, id := range ids {
+		if err := st.event(tx, EventState, payload{Peer: c.key, MessageID: msgIDString(id), State: string(db.Queued)}, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // receivePrekey handles an initial message: by the session it started, if
@@ -138,6 +188,12 @@ func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time
 			return reject(wire.ReasonIdentity, "identity key changed")
 		}
 		return nil, err
+	}
+	// A new session costs a KEM decapsulation, five DH and a write:
+	// strangers share a budget, contacts do not (limits.go).
+	if (st.contact == nil || st.contact.State != db.ContactAccepted) && !c.n.takeHandshake(now) {
+		o.status = wire.Retry
+		return nil, nil
 	}
 	r := tx.Read()
 	var keys e2e.ResponderKeys

@@ -30,6 +30,7 @@
 //	                 and queues a recvOp per envelope on the sender's
 //	                 conversation
 //	conversation.go  a batch of ops in one store transaction
+//	requests.go      the strangers' gates, before anything is decrypted
 //	decrypt.go       the recvOp: decrypt under a session, or answer a
 //	                 prekey message (PQXDH as responder, prekeys.go)
 //	trust.go         the identity key on record, contact requests,
@@ -44,7 +45,12 @@
 //	sessions.go      a peer's session record (up to five sessions)
 //	bundle.go        signing, serving and fetching bundles
 //	publish.go       publishing the bundle to the DHT
+//	records.go       what the node keeps as a DHT server: dht.Store over
+//	                 db.Records (dht-records.sqlite), or memory
 //	contacts.go      the contact API (names, accept, block, verify)
+//	requests.go      contact requests: the cap, listing and clearing
+//	                 them, the acceptance notice
+//	clock.go         peers' clocks as their messages show them
 //	message.go       messages, history pages
 //	events.go        the event log: Events, Watch
 //	hostevents.go    the host-event loop: connections, reachability,
@@ -73,7 +79,8 @@
 // the stream before anything is allocated). The receiver answers every
 // frame, in order, with 18 bytes: a status (1 stored, 2 rejected for good,
 // 3 retry later), a reason for a rejection (1 malformed, 2 no session, 3
-// unknown prekey, 4 changed identity, 5 not yours) and the envelope's
+// unknown prekey, 4 changed identity, 5 not yours, 6 not accepted yet:
+// the sender holds it, 7 too long for a stranger) and the envelope's
 // message id. "Stored" is written only after the transaction holding the
 // message committed. A stream that sends 64 refused frames in a row is
 // reset; one stream holds at most 1,024 envelopes or 4 MiB unanswered.
@@ -84,8 +91,21 @@
 // and one every 2 s after; otherwise the bundle carries the last-resort
 // keys only, as in the DHT).
 //
-// The envelope's plaintext is a version byte, the sender's clock in unix
-// milliseconds and the UTF-8 text.
+// The envelope's plaintext is a kind byte, the sender's clock in unix
+// milliseconds and the UTF-8 text (kind 1) or a control signal (kind 2:
+// 1, the sender accepted us as a contact).
+//
+// # Strangers
+//
+// A peer that is not an accepted contact gets one message through, of at
+// most 8 KiB of text, which makes a contact request; what it sends next
+// is refused unread (reason 6) and held by its node until the user
+// accepts it (a reply, or the acceptance notice Accept sends). At most
+// 500 requests are kept (the oldest deleted first, with an event), new
+// sessions from strangers share one per 5 s (50 at once), their streams
+// 64 at once (2 each);
+// contacts pass all of these. Requests lists them, ClearRequests deletes
+// them.
 //
 // # Sending
 //

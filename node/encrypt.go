@@ -1,8 +1,10 @@
 package node
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/p2pmsg/p2pmsg/db"
@@ -17,6 +19,10 @@ type sendOp struct {
 	// bundle, fetched by Send when the peer had no session, starts one if
 	// there is still none when the op runs; ignored otherwise.
 	bundle *e2e.Bundle
+	// waiting: no bundle could be found (it says why): with no session,
+	// the message is queued unencrypted, to be encrypted once a bundle is
+	// found (outbox.go, encryptWaiting).
+	waiting string
 
 	// Results.
 	id  e2e.MessageID
@@ -46,28 +52,14 @@ func (c *conv) send(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
 		return nil
 	}
 	s := c.rec.current()
+	if s == nil && o.bundle == nil && o.waiting != "" {
+		return c.queueWaiting(tx, o, st, now)
+	}
 	if s == nil {
-		if o.bundle == nil {
-			o.err = errNeedBundle
-			return nil
-		}
-		ik := identityKey(o.bundle.Identity, o.bundle.IdentityDH)
-		if changed, err := c.identityChanged(tx, st, ik, now); err != nil || changed {
-			if changed {
-				o.err = fmt.Errorf("%w: %s", ErrIdentityChanged, c.key)
-			}
-			return err
-		}
 		var err error
-		if s, err = e2e.Initiate(c.n.self, o.bundle); err != nil {
-			o.err = fmt.Errorf("node: start a session with %s: %w", c.key, err)
-			return nil
-		}
-		// We write first: no contact-request event.
-		if err := c.recordIdentity(tx, st, ik, false, now); err != nil {
+		if s, o.err, err = c.startSession(tx, st, o.bundle, now); s == nil {
 			return err
 		}
-		c.rec.push(s)
 	}
 	id, env, err := s.Encrypt(wire.EncodeContent(now.UnixMilli(), o.text))
 	if err != nil {
@@ -79,13 +71,136 @@ func (c *conv) send(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
 		return err
 	}
 	m := db.Message{ID: id, Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Sent: now}
+	e := db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now}
+	if !st.heldKnown {
+		// Behind a message the peer refused until it accepts us, a new
+		// one waits held too (it would be refused the same way).
+		if st.held, err = tx.Read().HasHeld(c.key); err != nil {
+			return err
+		}
+		st.heldKnown = true
+	}
+	if st.held {
+		m.Error = wire.ReasonNotAccepted.String()
+		e.Held, e.LastError, e.NextAttempt = true, m.Error, now.Add(c.n.cfg.holdRetry())
+	}
 	if _, err := tx.InsertMessage(m); err != nil {
 		return err
 	}
-	if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now}); err != nil {
+	if err := tx.Enqueue(e); err != nil {
 		return err
 	}
 	o.id = id
-	st.kick = true
-	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "out", State: string(db.Queued)}, now)
+	st.kick = st.kick || !st.held
+	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "out", State: string(db.Queued), Reason: m.Error}, now)
+}
+
+// startSession starts a session from the peer's bundle, as initiator.
+// With no session, opErr says why (errNeedBundle without a bundle), or
+// err is the store's, which ends the batch.
+func (c *conv) startSession(tx *db.Tx, st *batchState, b *e2e.Bundle, now time.Time) (s *e2e.Session, opErr, err error) {
+	if b == nil {
+		return nil, errNeedBundle, nil
+	}
+	ik := identityKey(b.Identity, b.IdentityDH)
+	if changed, err := c.identityChanged(tx, st, ik, now); err != nil || changed {
+		return nil, fmt.Errorf("%w: %s", ErrIdentityChanged, c.key), err
+	}
+	if s, err = e2e.Initiate(c.n.self, b); err != nil {
+		return nil, fmt.Errorf("node: start a session with %s: %w", c.key, err), nil
+	}
+	// We write first: no contact-request event.
+	if err := c.recordIdentity(tx, st, ik, false, now); err != nil {
+		return nil, nil, err
+	}
+	c.rec.push(s)
+	return s, nil, nil
+}
+
+// queueWaiting stores a message that no session can encrypt yet: the
+// message (queued, with why), and an outbox entry without an envelope,
+// due after the first backoff step; the delivery worker looks for a
+// bundle again then (outbox.go, encryptWaiting).
+func (c *conv) queueWaiting(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
+	if err := c.accept(tx, st, now); err != nil {
+		return err
+	}
+	var id e2e.MessageID
+	rand.Read(id[:])
+	m := db.Message{ID: id, Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Error: o.waiting, Sent: now}
+	if _, err := tx.InsertMessage(m); err != nil {
+		return err
+	}
+	if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: []byte{}, Attempts: 1,
+		NextAttempt: now.Add(c.n.cfg.retryMin()), LastError: o.waiting, Created: now}); err != nil {
+		return err
+	}
+	o.id = id
+	return st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "out", State: string(db.Queued), Reason: o.waiting}, now)
+}
+
+// encryptOp encrypts the messages that wait for a session, in the order
+// they were queued, under the current session or one started from
+// bundle.
+type encryptOp struct {
+	done
+	bundle *e2e.Bundle
+	err    error
+}
+
+func (o *encryptOp) fail(err error) { o.err = err }
+
+func (o *encryptOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error {
+	if st.contact != nil && st.contact.Blocked {
+		o.err = fmt.Errorf("%w: %s", ErrBlocked, c.key)
+		return nil
+	}
+	r := tx.Read()
+	entries, err := r.OutboxFor(c.key)
+	if err != nil {
+		return err
+	}
+	// Nothing waits (the contact was removed meanwhile, or another op
+	// did it): start no session, which would make a contact again.
+	if !slices.ContainsFunc(entries, awaitsSession) {
+		return nil
+	}
+	s := c.rec.current()
+	if s == nil {
+		if s, o.err, err = c.startSession(tx, st, o.bundle, now); s == nil {
+			return err
+		}
+	}
+	for _, e := range entries {
+		if len(e.Envelope) > 0 {
+			continue
+		}
+		m, err := r.Message(e.MessageID)
+		if err != nil {
+			return err
+		}
+		// The sender's clock as it was when the user wrote it.
+		env, err := encryptAs(s, e.MessageID, wire.EncodeContent(m.Sent.UnixMilli(), m.Body))
+		if err != nil {
+			o.err = fmt.Errorf("node: encrypt: %w", err)
+			return nil
+		}
+		st.dirty = true
+		if err := tx.SetEnvelope(c.key, e.MessageID, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encryptAs is Encrypt under an id drawn before: the message was stored
+// (and shown) before it could be encrypted.
+func encryptAs(s *e2e.Session, id e2e.MessageID, plaintext []byte) ([]byte, error) {
+	r := e2e.EncryptRandom{ID: id}
+	rand.Read(r.HeaderNonce[:])
+	rand.Read(r.BodyNonce[:])
+	rand.Read(r.RatchetKey[:])
+	defer clear(r.RatchetKey[:])
+	_, env, err := s.EncryptWith(plaintext, &r)
+	return env, err
 }

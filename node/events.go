@@ -32,6 +32,9 @@ const (
 	EventKeyChange EventKind = "key-change"
 	// EventConnectivity: a contact connected or disconnected.
 	EventConnectivity EventKind = "connectivity"
+	// EventRequestDropped: more than the cap of contact requests were
+	// pending, and the oldest was deleted with its message (Reason).
+	EventRequestDropped EventKind = "request-dropped"
 )
 
 // Event is an entry of the node's event log. IDs grow monotonically and

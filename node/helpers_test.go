@@ -149,3 +149,13 @@ func storedContact(t testing.TB, n *Node, p peer.ID) db.Contact {
 	}
 	return c
 }
+
+// accepts makes from an accepted contact of n, as the user does when
+// someone they know writes: a stranger gets one message through until
+// then (requests.go).
+func accepts(t testing.TB, n, from *Node) {
+	t.Helper()
+	if err := n.AddContact(from.ID(), ""); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -25,9 +25,9 @@ import (
 // muxer, resource and connection managers, relays, hole punching, NAT
 // port mapping, and the DHT on top.
 
-// buildHost makes the libp2p host and the DHT, and undoes its steps when
-// one fails.
-func (n *Node) buildHost() (host.Host, *dht.DHT, event.Subscription, error) {
+// buildHost makes the libp2p host and the DHT over records, and undoes
+// its steps when one fails (records stay the caller's).
+func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.DHT, event.Subscription, error) {
 	cm, err := connmgr.NewConnManager(n.cfg.connLow(), n.cfg.connHigh(), connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, nil, nil, err
@@ -94,7 +94,7 @@ func (n *Node) buildHost() (host.Host, *dht.DHT, event.Subscription, error) {
 	if n.cfg.RelayService {
 		mode = dht.ModeServer // a public relay serves the DHT too
 	}
-	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers})
+	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers, Store: records})
 	if err != nil {
 		sub.Close()
 		h.Close()

@@ -270,7 +270,9 @@ func (n *Node) actOnHostEvents(b *hostBatch) {
 	n.connectivity(changes...)
 }
 
-// contactsAmong reads which of the peers are contacts, in one read.
+// contactsAmong reads which of the peers are accepted contacts, in one
+// read: a stranger's request gets no path nor connectivity events (they
+// would cost memory and rows per peer ID), and we queue nothing for it.
 func (n *Node) contactsAmong(sets ...map[peer.ID]bool) map[peer.ID]bool {
 	out := map[peer.ID]bool{}
 	err := n.store.View(func(r *db.ReadTx) error {
@@ -279,8 +281,8 @@ func (n *Node) contactsAmong(sets ...map[peer.ID]bool) map[peer.ID]bool {
 				if _, seen := out[p]; seen {
 					continue
 				}
-				_, err := r.Contact(p.String())
-				out[p] = err == nil
+				c, err := r.Contact(p.String())
+				out[p] = err == nil && c.State == db.ContactAccepted
 			}
 		}
 		return nil

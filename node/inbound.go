@@ -18,7 +18,21 @@ import (
 // bounded by recvWindow, recvWindowKiB, maxRejects, frameTimeout,
 // streamIdle, ackWriteTimeout and msgStreamsPerPeer (limits.go).
 func (n *Node) handleMsg(s network.Stream) {
-	c, err := n.conv(s.Conn().RemotePeer())
+	p := s.Conn().RemotePeer()
+	idle := streamIdle
+	if !n.isAccepted(p) {
+		// Strangers share a few streams, and keep them only while they
+		// send; contacts always get theirs.
+		release, ok := n.admitStranger(p)
+		if !ok {
+			s.Reset()
+			return
+		}
+		defer release()
+		idle = frameTimeout
+	}
+	// After the gate: a refused stranger leaves nothing in memory.
+	c, err := n.conv(p)
 	if err != nil {
 		s.Reset()
 		return
@@ -49,7 +63,7 @@ func (n *Node) handleMsg(s network.Stream) {
 		if !first {
 			// Between frames a stream may idle; the next frame, once
 			// begun, must come whole within frameTimeout.
-			s.SetReadDeadline(time.Now().Add(streamIdle))
+			s.SetReadDeadline(time.Now().Add(idle))
 			if _, err := r.Peek(1); err != nil {
 				if !errors.Is(err, io.EOF) {
 					n.log.Debug("envelope stream ends", "peer", c.key, "err", err)
@@ -98,12 +112,12 @@ func (n *Node) writeAcks(s network.Stream, pending <-chan *recvOp, kib <-chan st
 		for range frameKiB(o.env) {
 			<-kib
 		}
-		if o.status == wire.Rejected {
+		if o.status == wire.Rejected && o.code != wire.ReasonNotAccepted {
 			n.log.Debug("envelope refused", "peer", s.Conn().RemotePeer().ShortString(), "reason", o.reason)
 			if rejects++; rejects >= maxRejects {
 				return errors.New("node: too many refused envelopes")
 			}
-		} else {
+		} else if o.status != wire.Rejected {
 			rejects = 0
 		}
 		if _, err := w.Write(wire.Ack{Status: o.status, Reason: o.code, ID: o.id}.Append(nil)); err != nil {

@@ -72,6 +72,10 @@ const (
 	issueEvery = 10 * time.Second
 	issueBurst = 30
 	issueRate  = 0.5
+	// issueReserve: strangers get one-time prekeys only while this many
+	// are left in the bucket; the rest is for contacts (a contact that
+	// reinstalled, or whose session broke, while someone drains).
+	issueReserve = 10
 	// maxIssueMemory bounds the map of when each peer last got one-time
 	// prekeys: past it, each new issue drops the entries older than
 	// issueEvery (they no longer limit anything). The bucket lets at most
@@ -81,6 +85,74 @@ const (
 	// bundleIOTimeout bounds writing a bundle to a requester, and reading
 	// one from a peer: a frame of at most 8 KiB.
 	bundleIOTimeout = 10 * time.Second
+)
+
+// What a stranger (a peer who is not an accepted contact) can make us
+// store or do (decrypt.go, requests.go; docs/design.md §11). Peer IDs cost
+// nothing: every bound here is on all strangers together, or on what one
+// stranger costs times a total cap.
+const (
+	// maxRequests bounds the pending contact requests: past it the oldest
+	// are deleted, with their message, and an event says so. 500 is more
+	// than anyone reads through, and with maxRequestText bounds what
+	// strangers can make us store to about 4 MiB.
+	maxRequests = 500
+	// maxRequestText: a stranger's one message (until our user accepts)
+	// holds at most this many bytes of text; longer ones are refused
+	// (wire.ReasonTooLarge). A first message says who one is, not a
+	// whole document; 8 KiB is a long letter.
+	maxRequestText = 8 << 10
+	// handshakeRate and handshakeBurst: the new sessions strangers may
+	// start with us, a second on average and at once. A handshake costs
+	// an ML-KEM decapsulation, five X25519 and a store write, and what a
+	// stranger leaves behind outlives its request: the replay key of its
+	// handshake (kept 3 weeks, as the signed prekey it names) and its
+	// events (a request, a message, maybe a drop: the log is never
+	// pruned), some 400 bytes in all. One every 5 s bounds that to about
+	// 7 MB a day under a sustained flood, while 50 at once is more first
+	// contacts than a person gets in a day. Past the bucket a stranger's
+	// first message is answered "retry later" and waits in its sender's
+	// outbox. Contacts are never counted: their new sessions (after a
+	// reinstall) pass at once.
+	handshakeRate  = 0.2
+	handshakeBurst = 50
+	// maxStrangerStreams bounds the message streams all strangers hold
+	// open with us together, and strangerStreamsPerPeer one stranger's:
+	// past either a stranger's new stream is reset at once, while a
+	// contact's is always served. A stranger's stream is closed once it
+	// idles for frameTimeout between frames (a contact's after
+	// streamIdle): a stranger needs one stream for the seconds of one
+	// delivery, and eight peer IDs must not hold every slot by sending a
+	// frame now and then.
+	maxStrangerStreams     = 64
+	strangerStreamsPerPeer = 2
+	// holdRetry: a message held at the sender (the recipient has not
+	// accepted it yet, wire.ReasonNotAccepted) is offered again this
+	// often, in case the acceptance notice was lost; a reply or the
+	// notice releases it at once. The recipient refuses an offer without
+	// decrypting it, so the probe costs it almost nothing.
+	holdRetry = 10 * time.Minute
+)
+
+// Peers' clocks as their messages show them (clock.go).
+const (
+	// clockWarn: status warns about a peer whose clock differs from ours
+	// by more than this.
+	clockWarn = time.Minute
+	// clockWindow: a peer's estimate is built from its messages of this
+	// long; an older estimate starts again, so that a clock that was
+	// corrected stops being reported.
+	clockWindow = time.Hour
+	// clockBatches and clockSpread: a peer's clock behind ours is
+	// reported only when that many batches of its messages, this far
+	// apart, all showed it (late delivery looks the same once).
+	clockBatches = 3
+	clockSpread  = 2 * time.Minute
+	// clockStale: a peer silent this long is no longer warned about.
+	clockStale = 24 * time.Hour
+	// maxClockPeers bounds the peers whose clocks we remember: past it
+	// the oldest estimate goes.
+	maxClockPeers = 256
 )
 
 // What a peer can make one batch hold (conversation.go), and the sessions

@@ -69,7 +69,7 @@ type Message struct {
 	Direction Direction
 	Text      string
 	State     MessageState
-	Error     string    // why it failed
+	Error     string    // why it failed, or why it still waits (queued)
 	Sent      time.Time // the sender's clock (a peer's clock may be wrong)
 	Stored    time.Time // when this node stored it: its place in the conversation
 

@@ -68,13 +68,14 @@ type Node struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
-	// Set by Start before started (host and dht under lifecycle's lock,
-	// mdns under startMu only: Close reads it holding startMu); read
-	// without a lock by whoever learnt from running (or from a goroutine
-	// that Start spawned) that the node is started.
-	host host.Host
-	dht  *dht.DHT
-	mdns io.Closer
+	// Set by Start before started (host, dht and records under
+	// lifecycle's lock, mdns under startMu only: Close reads it holding
+	// startMu); read without a lock by whoever learnt from running (or
+	// from a goroutine that Start spawned) that the node is started.
+	host    host.Host
+	dht     *dht.DHT
+	records *recordStore // the DHT's records (records.go), set with host
+	mdns    io.Closer
 
 	// lifecycle: Start, Close and the goroutines Close waits for.
 	lifecycle struct {
@@ -108,6 +109,28 @@ type Node struct {
 		sync.Mutex
 		last   map[peer.ID]time.Time // one-time prekeys handed to each peer
 		bucket tokenBucket           // one-time prekeys handed to anyone
+	}
+
+	// strangers: what limits peers who are not accepted contacts
+	// (requests.go).
+	strangers struct {
+		sync.Mutex
+		handshakes          tokenBucket // new sessions started by strangers
+		streams             int         // message streams strangers hold open
+		perPeer             map[peer.ID]int
+		trimming, trimAgain bool // trimLoop runs; run it once more
+	}
+
+	// releases: each peer's release generation (requests.go).
+	releases struct {
+		sync.Mutex
+		m map[peer.ID]uint64
+	}
+
+	// clocks: peers' clocks as their messages show them (clock.go).
+	clocks struct {
+		sync.Mutex
+		m map[peer.ID]clockSample
 	}
 
 	// paths: each contact's path, as last reported in a connectivity
@@ -201,6 +224,9 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	n.delivery.workers = map[peer.ID]*worker{}
 	n.issuing.last = map[peer.ID]time.Time{}
 	n.paths.m = map[peer.ID]Path{}
+	n.clocks.m = map[peer.ID]clockSample{}
+	n.releases.m = map[peer.ID]uint64{}
+	n.strangers.perPeer = map[peer.ID]int{}
 	n.events.ch = make(chan struct{})
 	n.nat.punched = map[peer.ID]time.Time{}
 	return n, nil
@@ -234,12 +260,16 @@ func (n *Node) Start(ctx context.Context) error {
 	stop := context.AfterFunc(n.ctx, cancel)
 	defer stop()
 
-	h, d, sub, err := n.buildHost()
+	records, err := n.openRecords()
 	if err != nil {
 		return err
 	}
+	h, d, sub, err := n.buildHost(records.store)
+	if err != nil {
+		return errors.Join(err, records.Close())
+	}
 	lc.Lock()
-	n.host, n.dht = h, d
+	n.host, n.dht, n.records = h, d, records
 	lc.Unlock()
 	if !n.spawn(func() { n.hostEventLoop(sub) }) {
 		sub.Close()
@@ -304,6 +334,9 @@ func (n *Node) Close() error {
 			errs = append(errs, n.host.Close())
 		}
 		lc.wg.Wait()
+		if n.records != nil {
+			errs = append(errs, n.records.Close())
+		}
 		errs = append(errs, n.store.Close())
 		lc.closeErr = errors.Join(errs...)
 	})

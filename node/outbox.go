@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -60,9 +61,23 @@ type delivery struct {
 	acks     chan wire.Ack // from s's reader
 	readErr  chan error    // from s's reader
 	gone     chan struct{} // closed when s is dropped
-	inflight map[e2e.MessageID]bool
+	inflight map[e2e.MessageID]flight
+	// released: an ack released what was held for the peer; the outbox
+	// is read again.
+	released bool
 	unsent   []written // not yet marked sent, in the order written
 	afterRow int64     // the outbox row last written
+}
+
+// flight is what the worker remembers of an envelope on the wire.
+type flight struct {
+	// gen is the peer's release generation when it was written: a
+	// refusal "not accepted" that crossed the peer's acceptance must not
+	// hold it (requests.go, releaseGen).
+	gen uint64
+	// probe: it was held, and is offered again; if it is stored, the
+	// peer accepted us, and what waits behind it goes.
+	probe bool
 }
 
 type written struct {
@@ -71,7 +86,7 @@ type written struct {
 }
 
 func (n *Node) deliver(p peer.ID, w *worker) {
-	d := &delivery{n: n, peer: p, key: p.String(), inflight: map[e2e.MessageID]bool{}}
+	d := &delivery{n: n, peer: p, key: p.String(), inflight: map[e2e.MessageID]flight{}}
 	defer d.closeStream()
 	for {
 		d.work(w)
@@ -121,7 +136,8 @@ func (d *delivery) work(w *worker) {
 				d.retryLater(err)
 				return
 			}
-			pending = pending || full
+			pending = pending || full || d.released
+			d.released = false
 			idle.Reset(idleStream)
 		case err := <-d.readErr:
 			d.retryLater(fmt.Errorf("stream closed: %w", err))
@@ -157,7 +173,7 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 			blocked = true
 			return nil
 		}
-		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight))
+		entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight), time.Now())
 		return err
 	})
 	if blocked {
@@ -165,6 +181,27 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 	}
 	if err != nil || len(entries) == 0 {
 		return false, err
+	}
+	if slices.ContainsFunc(entries, awaitsSession) {
+		// Queued before a bundle could be found: encrypt them first, in
+		// order, then read again (once: a Send that queued behind them
+		// meanwhile waits for the next round).
+		if err := d.n.encryptWaiting(ctx, d.peer); err != nil {
+			return false, err
+		}
+		err := d.n.store.View(func(r *db.ReadTx) (err error) {
+			entries, err = r.OutboxAfter(d.key, d.afterRow, maxInflight-len(d.inflight), time.Now())
+			return err
+		})
+		if err != nil || len(entries) == 0 {
+			return false, err
+		}
+		if i := slices.IndexFunc(entries, awaitsSession); i >= 0 {
+			entries = entries[:i]
+		}
+		if len(entries) == 0 {
+			return false, nil
+		}
 	}
 	if d.s == nil {
 		if err := d.open(ctx); err != nil {
@@ -175,7 +212,7 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 	tap := d.n.cfg.tap
 	for _, e := range entries {
 		d.afterRow = e.Row
-		if d.inflight[e.MessageID] {
+		if _, ok := d.inflight[e.MessageID]; ok {
 			continue
 		}
 		if tap != nil {
@@ -184,10 +221,37 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		if _, err := d.bw.Write(wire.AppendFrame(nil, e.Envelope)); err != nil {
 			return false, err
 		}
-		d.inflight[e.MessageID] = true
+		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held}
 		d.unsent = append(d.unsent, written{e.MessageID, now})
 	}
 	return true, d.bw.Flush()
+}
+
+func awaitsSession(e db.OutboxEntry) bool { return len(e.Envelope) == 0 }
+
+// errNoSessionYet: no bundle of the peer could be found for what waits.
+var errNoSessionYet = errors.New("no session yet")
+
+// encryptWaiting encrypts p's messages that wait for a session: under the
+// session the peer's conversation has (the peer may have written to us
+// meanwhile), else one started from a bundle fetched now.
+func (n *Node) encryptWaiting(ctx context.Context, p peer.ID) error {
+	o := &encryptOp{done: newDone()}
+	if err := n.runOp(p, o); err != nil {
+		return err
+	}
+	if !errors.Is(o.err, errNeedBundle) {
+		return o.err
+	}
+	b, err := n.fetchBundle(ctx, p)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoSessionYet, err)
+	}
+	o = &encryptOp{done: newDone(), bundle: b}
+	if err := n.runOp(p, o); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // open opens the stream (dial.go) and starts its ack reader.
@@ -250,7 +314,7 @@ func (d *delivery) handleAcks(a wire.Ack) error {
 		}
 	}
 	for _, a := range batch {
-		if !d.inflight[a.ID] {
+		if _, ok := d.inflight[a.ID]; !ok {
 			d.closeStream()
 			return fmt.Errorf("node: %s acknowledged a message it was not sent", d.key)
 		}
@@ -282,9 +346,9 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	}
 	d.unsent = keep
 	var retry []wire.Ack
-	events, renew := false, false
+	events, renew, release, hold := false, false, false, false
 	err := d.n.store.Update(func(tx *db.Tx) error {
-		events, renew = false, false
+		events, renew, release, hold = false, false, false, false
 		for _, id := range stale {
 			ok, err := tx.SetMessageState(d.key, id, db.Sent, "")
 			if errors.Is(err, db.ErrNotFound) {
@@ -308,8 +372,19 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 			case wire.Stored:
 				ok, err = tx.Delivered(d.key, a.ID)
 				state = db.Delivered
+				// A probe got through: the peer accepted us.
+				release = release || d.inflight[a.ID].probe
 			case wire.Rejected:
 				reason = a.Reason.String()
+				if a.Reason.Holds() {
+					// Kept for when the peer accepts us (requests.go);
+					// if it accepted us since we wrote this, at once.
+					ok, err = tx.Hold(d.key, a.ID, reason, now.Add(d.n.cfg.holdRetry()))
+					state = db.Queued
+					release = release || d.inflight[a.ID].gen != d.n.releaseGen(d.peer)
+					hold = true
+					break
+				}
 				ok, err = tx.GiveUp(d.key, a.ID, reason)
 				state = db.Failed
 				// Only a rejection that failed a message still queued:
@@ -330,7 +405,30 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 				}
 			}
 		}
-		return nil
+		if hold && !release {
+			// What waits behind it would be refused too: it waits held,
+			// with the reason, and the first held one is the probe.
+			ids, err := tx.HoldAll(d.key, wire.ReasonNotAccepted.String(), now.Add(d.n.cfg.holdRetry()))
+			for _, id := range ids {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Queued),
+					Reason: wire.ReasonNotAccepted.String()}, now); err != nil {
+					return err
+				}
+			}
+			return err
+		}
+		if !release {
+			return nil
+		}
+		ids, err := tx.Release(d.key, now)
+		for _, id := range ids {
+			events = true
+			if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Queued)}, now); err != nil {
+				return err
+			}
+		}
+		return err
 	})
 	if err != nil {
 		return err
@@ -338,6 +436,7 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	for _, a := range batch {
 		delete(d.inflight, a.ID)
 	}
+	d.released = d.released || release
 	if events {
 		d.n.notifyEvents()
 	}
@@ -395,12 +494,28 @@ func (d *delivery) retryLater(cause error) {
 			return err
 		}
 		for _, e := range entries {
+			if e.Held {
+				// Offered again at its own time; a probe that got no
+				// answer waits for the next, not for the backoff.
+				if !e.NextAttempt.After(now) {
+					if _, err := tx.Hold(d.key, e.MessageID, e.LastError, now.Add(d.n.cfg.holdRetry())); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			wait := d.n.cfg.retryMin() << min(e.Attempts, maxBackoffShift)
 			if wait > d.n.cfg.retryMax() || wait <= 0 {
 				wait = d.n.cfg.retryMax()
 			}
 			if err := tx.RetryLater(e.MessageID, now.Add(wait), cause.Error()); err != nil {
 				return err
+			}
+			if awaitsSession(e) && errors.Is(cause, errNoSessionYet) {
+				// Its message says why it waits.
+				if err := tx.NoteQueued(e.MessageID, cause.Error()); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -119,6 +119,7 @@ func TestSendAfterTheSessionVanished(t *testing.T) {
 	boot := startNode(t, t.TempDir())
 	a := startNode(t, t.TempDir(), boot.AddrInfo())
 	b := startNode(t, t.TempDir(), boot.AddrInfo())
+	accepts(t, b, a)
 	send(t, a, b, "one")
 	waitDelivered(t, a, b.ID(), 1)
 	c, err := a.conv(b.ID())

@@ -55,6 +55,7 @@ func TestContactRules(t *testing.T) {
 	}
 
 	// Trust with no key change: nothing changes, verified stays.
+	accepts(t, b, a)
 	send(t, a, b, "hello")
 	waitDelivered(t, a, b.ID(), 1)
 	if err := a.SetVerified(b.ID(), true); err != nil {
@@ -207,6 +208,7 @@ func TestPagesAreBoundedInBytes(t *testing.T) {
 	b := startNode(t, t.TempDir(), boot.AddrInfo())
 	const n = 100 // 100 × 64 KB: about 1.5 × MaxPageText
 	long := strings.Repeat("x", MaxTextSize-4)
+	accepts(t, b, a)
 	for i := range n {
 		send(t, a, b, fmt.Sprintf("%03d ", i)+long)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
 // Send encrypts text for peer `to` and returns the message's id once the
@@ -20,7 +19,10 @@ import (
 //
 // A first message to a peer needs its bundle: fetched from the peer when
 // it is reachable (with one-time prekeys), else from the DHT. When neither
-// works Send fails with ErrPeerNotFound and stores nothing.
+// works the message is queued all the same, unencrypted (its text is
+// stored as every message's is), with the reason as its error; the
+// delivery worker looks for the bundle again with the delivery backoff,
+// and encrypts what waits, in order, once it has one.
 func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, error) {
 	if err := n.running(); err != nil {
 		return MessageID{}, err
@@ -42,17 +44,18 @@ func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, er
 	// The bundle is fetched before the op is submitted, so that the
 	// conversation never waits for the network and a first message is
 	// submitted once.
-	var b *e2e.Bundle
-	need, err := c.needsBundle()
+	o := newSendOp(text, nil)
+	need, waiting, err := c.needsBundle()
 	if err != nil {
 		return MessageID{}, err
 	}
-	if need {
-		if b, err = n.fetchBundle(ctx, to); err != nil {
-			return MessageID{}, err
-		}
+	switch {
+	case waiting:
+		// Behind messages that wait for a bundle: their worker looks.
+		o.waiting = "waiting for a session, behind earlier messages to this peer"
+	case need:
+		n.fetchOrWait(ctx, to, o)
 	}
-	o := newSendOp(text, b)
 	c.submit(o)
 	o.wait()
 	if errors.Is(o.err, errNeedBundle) {
@@ -61,30 +64,40 @@ func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, er
 		// conversation drops sessions: after a "no session" or "unknown
 		// prekey" ack (outbox.go's commitAcks resets them), TrustIdentity
 		// or RemoveContact, any of which may run between the look and the
-		// op. One more round, with a bundle this time, so that it cannot
-		// end here again.
-		if b, err = n.fetchBundle(ctx, to); err != nil {
-			return MessageID{}, err
-		}
-		o = newSendOp(text, b)
+		// op. One more round, with a bundle (or waiting for one) this
+		// time, so that it cannot end here again.
+		o = newSendOp(text, nil)
+		n.fetchOrWait(ctx, to, o)
 		c.submit(o)
 		o.wait()
 	}
 	return MessageID(o.id), o.err
 }
 
+// fetchOrWait gives the op the peer's bundle, or, when none can be found,
+// the reason for queueing it unencrypted.
+func (n *Node) fetchOrWait(ctx context.Context, p peer.ID, o *sendOp) {
+	b, err := n.fetchBundle(ctx, p)
+	if err != nil {
+		o.waiting = fmt.Errorf("%w: %w", errNoSessionYet, err).Error()
+		return
+	}
+	o.bundle = b
+}
+
 // needsBundle reports whether a message to the peer must start a session
-// (no session with it is stored), so that Send fetches the bundle first.
-// The common case, a session known from the last batch, reads nothing.
-// A blocked peer needs none: the op fails with ErrBlocked, as it must,
-// without a fetch.
-func (c *conv) needsBundle() (bool, error) {
+// (no session with it is stored), so that Send fetches the bundle first,
+// and whether messages already wait for one (then it queues behind them
+// without a fetch). The common case, a session known from the last
+// batch, reads nothing. A blocked peer needs none: the op fails with
+// ErrBlocked, as it must, without a fetch.
+func (c *conv) needsBundle() (need, waiting bool, err error) {
 	known := c.sessions.Load()
 	if known == sessionsSome {
-		return false, nil
+		return false, false, nil
 	}
-	need := known == sessionsNone
-	err := c.n.store.View(func(r *db.ReadTx) error {
+	need = known == sessionsNone
+	err = c.n.store.View(func(r *db.ReadTx) error {
 		ct, err := r.Contact(c.key)
 		if err == nil && ct.Blocked {
 			need = false
@@ -96,16 +109,19 @@ func (c *conv) needsBundle() (bool, error) {
 		if known == sessionsUnknown {
 			_, err = r.Session(c.key)
 			need = errors.Is(err, db.ErrNotFound)
-			if need {
-				err = nil
+			if !need && err != nil {
+				return err
 			}
+		}
+		if need {
+			waiting, err = r.AwaitsSession(c.key)
 		}
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("node: store: %w", err)
+		return false, false, fmt.Errorf("node: store: %w", err)
 	}
-	return need, nil
+	return need, waiting, nil
 }
 
 // Resend sends the text of a failed outgoing message again, as a new

@@ -6,6 +6,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+
+	"github.com/p2pmsg/p2pmsg/db"
 )
 
 // Status is what a user needs to know whether the node is reachable and
@@ -23,6 +25,12 @@ type Status struct {
 	Replicas        int       // peers that stored it then
 	NextRepublish   time.Time
 	SecretsUnsealed bool
+	// ClockSkews: peers whose messages show a clock more than a minute
+	// away from ours (clock.go): one of the two clocks is wrong, and
+	// conversations with them sort out of order.
+	ClockSkews []ClockSkew
+	// Requests: pending contact requests.
+	Requests int
 }
 
 // ContactPath is how a contact is reached now.
@@ -50,8 +58,16 @@ func (n *Node) Status() (Status, error) {
 		return st, err
 	}
 	for _, c := range cs {
+		if c.State != ContactAccepted {
+			continue // requests are counted below, not listed
+		}
 		st.Contacts = append(st.Contacts, ContactPath{PeerID: c.PeerID, Name: c.Name, Path: c.Path})
 	}
+	st.ClockSkews = n.clockSkews(time.Now())
+	n.store.View(func(r *db.ReadTx) (err error) {
+		st.Requests, err = r.RequestCount()
+		return err
+	})
 	st.Published, st.Replicas = n.Published()
 	if !st.Published.IsZero() {
 		st.NextRepublish = st.Published.Add(n.cfg.republish())

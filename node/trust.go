@@ -68,6 +68,7 @@ func (c *conv) ensureContact(tx *db.Tx, st *batchState, announce bool, now time.
 	if !announce {
 		return nil
 	}
+	st.newRequest = true
 	return st.event(tx, EventContactRequest, payload{Peer: c.key}, now)
 }
 
@@ -123,6 +124,11 @@ func (o *resetOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error
 // removeOp deletes the contact with its sessions and history.
 type removeOp struct {
 	done
+	// onlyRequest: delete it only while it is a pending request (not
+	// accepted meanwhile); with dropped, the cap on requests deleted it,
+	// and an event says so.
+	onlyRequest, dropped bool
+
 	err error
 }
 
@@ -130,7 +136,17 @@ func newRemoveOp() *removeOp { return &removeOp{done: newDone()} }
 
 func (o *removeOp) fail(err error) { o.err = err }
 
-func (o *removeOp) apply(c *conv, tx *db.Tx, st *batchState, _ time.Time) error {
+func (o *removeOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error {
+	if o.onlyRequest && (st.contact == nil || st.contact.State != db.ContactRequest || st.contact.Blocked) {
+		o.err = fmt.Errorf("%w: %s is no pending contact request", ErrNotFound, c.key)
+		return nil
+	}
+	if o.dropped {
+		if err := st.event(tx, EventRequestDropped, payload{Peer: c.key,
+			Reason: fmt.Sprintf("more than %d contact requests are pending: the oldest is deleted with its message", c.n.cfg.maxRequests())}, now); err != nil {
+			return err
+		}
+	}
 	ok, err := tx.DeleteContact(c.key)
 	if err != nil {
 		return err
@@ -167,11 +183,20 @@ func (n *Node) RemoveContact(p peer.ID) error {
 		return err
 	}
 	if o.err == nil {
-		n.paths.Lock()
-		delete(n.paths.m, p)
-		n.paths.Unlock()
+		n.forgetPeer(p)
 	}
 	return o.err
+}
+
+// forgetPeer drops what the node keeps in memory of a peer that is no
+// longer a contact.
+func (n *Node) forgetPeer(p peer.ID) {
+	n.paths.Lock()
+	delete(n.paths.m, p)
+	n.paths.Unlock()
+	n.clocks.Lock()
+	delete(n.clocks.m, p)
+	n.clocks.Unlock()
 }
 
 // dropSessions forgets the sessions with p, so that the next message

@@ -12,7 +12,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/internal/api"
 )
 
-const contactsUsage = "p2pmsg contacts list | add PEER [--name NAME] | rename PEER NAME | remove PEER [--yes] | accept PEER | block PEER | unblock PEER"
+const contactsUsage = "p2pmsg contacts list | requests [clear [--yes]] | add PEER [--name NAME] | rename PEER NAME | remove PEER [--yes] | accept PEER | block PEER | unblock PEER"
 
 func cmdContacts(e *env, args []string) error {
 	fs := e.flags("contacts")
@@ -27,6 +27,9 @@ func cmdContacts(e *env, args []string) error {
 		return usage
 	}
 	verb, pos := pos[0], pos[1:]
+	if verb == "requests" {
+		return cmdRequests(e, pos, *yes)
+	}
 	want := map[string]int{"list": 0, "add": 1, "rename": 2, "remove": 1, "accept": 1, "block": 1, "unblock": 1}
 	n, ok := want[verb]
 	if !ok {
@@ -88,6 +91,47 @@ func printContacts(e *env, cs []api.Contact) {
 		}
 		fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, printable(c.Name, true), c.Path, strings.Join(flags, ", "))
 	}
+}
+
+// cmdRequests lists the pending contact requests, or deletes them all.
+func cmdRequests(e *env, pos []string, yes bool) error {
+	switch {
+	case len(pos) == 0:
+		return e.do(true, func(ctx context.Context, c *api.Client) error {
+			cs, err := c.Requests(ctx)
+			if err != nil {
+				return err
+			}
+			return e.output(cs, func() {
+				if len(cs) == 0 {
+					fmt.Fprintln(e.stdout, "No pending contact requests.")
+				}
+				for _, c := range cs {
+					fmt.Fprintf(e.stdout, "%s  read: p2pmsg history %s; then p2pmsg contacts accept|block|remove %s\n", c.PeerID, c.PeerID, c.PeerID)
+				}
+			})
+		})
+	case len(pos) == 1 && pos[0] == "clear":
+	default:
+		return fail(exitUsage, "usage: %s", contactsUsage)
+	}
+	if !yes {
+		if !term.IsTerminal(int(os.Stdin.Fd())) {
+			return fail(exitUsage, "clearing deletes every pending contact request with its message: confirm with --yes")
+		}
+		fmt.Fprint(e.stderr, "Delete every pending contact request with its message? [y/N] ")
+		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return fail(exitError, "nothing deleted")
+		}
+	}
+	return e.do(false, func(ctx context.Context, c *api.Client) error {
+		r, err := c.ClearRequests(ctx)
+		if err != nil {
+			return err
+		}
+		return e.output(r, func() { fmt.Fprintf(e.stdout, "Deleted %d contact requests with their messages.\n", r.Deleted) })
+	})
 }
 
 // removeContact deletes a contact and its history, after a confirmation

@@ -169,6 +169,18 @@ type env struct {
 	passFile       string // --passphrase-file
 	passFD         int    // --passphrase-fd; -1: none
 	passPipe       int    // --passphrase-pipe (the daemon's re-exec: raw bytes); -1: none
+	columns        int    // the terminal's width for plain output (0: not a terminal); see width
+}
+
+// width is the terminal's width, asked once (a test sets columns).
+func (e *env) width() int {
+	if e.columns == 0 {
+		e.columns = terminalWidth(e.stdout)
+		if e.columns == 0 {
+			e.columns = -1
+		}
+	}
+	return max(e.columns, 0)
 }
 
 // flags returns a flag set with the global flags registered.

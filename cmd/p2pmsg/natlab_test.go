@@ -289,6 +289,19 @@ func natedPair(t *testing.T, transport string, symmetricB bool) (dir string, rel
 	_, b = l.daemon("hb", dir+"/b", nat...)
 	waitHolePunching(t, dir+"/a")
 	waitHolePunching(t, dir+"/b")
+	// They know each other (a stranger gets one message through until
+	// accepted, and these tests send more).
+	for _, p := range [][2]string{{dir + "/a", b.PeerID}, {dir + "/b", a.PeerID}} {
+		c, err := api.Dial(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.AddContact(context.Background(), api.ContactParams{Peer: p[1]})
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	return dir, relay, a, b
 }
 

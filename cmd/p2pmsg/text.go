@@ -1,8 +1,13 @@
 package main
 
 import (
+	"io"
+	"os"
 	"strings"
 	"unicode"
+
+	"charm.land/lipgloss/v2"
+	"golang.org/x/term"
 )
 
 // printable makes text from a peer safe to show on a terminal: control
@@ -33,4 +38,46 @@ const continuation = "    │ "
 // output: printable, with every line after the first marked.
 func multiline(s string) string {
 	return strings.ReplaceAll(printable(strings.ReplaceAll(s, "\r", ""), false), "\n", "\n"+continuation)
+}
+
+// fitWidth breaks the lines of block that are wider than width columns,
+// marking each piece after the first as a continuation: a terminal would
+// wrap them itself, and a peer who pads its text to the width could then
+// begin a screen line with text of its choosing. width 0 leaves block as
+// it is (not a terminal).
+func fitWidth(block string, width int) string {
+	cw := lipgloss.Width(continuation)
+	if width <= cw+8 {
+		return block
+	}
+	var out strings.Builder
+	for i, line := range strings.Split(block, "\n") {
+		if i > 0 {
+			out.WriteByte('\n')
+		}
+		col := 0
+		for _, r := range line {
+			w := lipgloss.Width(string(r))
+			if col+w > width {
+				out.WriteString("\n" + continuation)
+				col = cw
+			}
+			out.WriteRune(r)
+			col += w
+		}
+	}
+	return out.String()
+}
+
+// terminalWidth is w's width in columns when it is a terminal, else 0.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
 }

@@ -85,7 +85,13 @@ func cmdSend(e *env, args []string) error {
 			}
 			return err
 		}
-		return e.output(r, func() { fmt.Fprintf(e.stdout, "Message %s to %s: %s.\n", r.ID, pos[0], r.State) })
+		return e.output(r, func() {
+			if r.Error != "" {
+				fmt.Fprintf(e.stdout, "Message %s to %s: %s (%s).\n", r.ID, pos[0], r.State, r.Error)
+				return
+			}
+			fmt.Fprintf(e.stdout, "Message %s to %s: %s.\n", r.ID, pos[0], r.State)
+		})
 	})
 }
 
@@ -145,8 +151,9 @@ func printMessage(e *env, m api.Message) {
 	if m.Error != "" {
 		state += ": " + m.Error
 	}
-	fmt.Fprintf(e.stdout, "%s  %-4s  %s  [%s]  %s\n", m.Stored.Local().Format("2006-01-02 15:04:05"), who,
+	block := fmt.Sprintf("%s  %-4s  %s  [%s]  %s", m.Stored.Local().Format("2006-01-02 15:04:05"), who,
 		multiline(m.Text), printable(state, true), m.ID)
+	fmt.Fprintln(e.stdout, fitWidth(block, e.width()))
 }
 
 func cmdMessage(e *env, args []string) error {
@@ -239,7 +246,7 @@ func printEvent(e *env, ev api.Event) {
 	if ev.Text != "" {
 		line += ": " + multiline(ev.Text)
 	}
-	fmt.Fprintln(e.stdout, line)
+	fmt.Fprintln(e.stdout, fitWidth(line, e.width()))
 }
 
 func cmdVerify(e *env, args []string) error {
@@ -299,6 +306,18 @@ func printStatus(e *env, st api.Status) {
 	}
 	for _, c := range st.Contacts {
 		fmt.Fprintf(e.stdout, "contact %s: %s\n", name(c.PeerID, c.Name), c.Path)
+	}
+	if st.Requests > 0 {
+		fmt.Fprintf(e.stdout, "contact requests: %d pending (p2pmsg contacts requests)\n", st.Requests)
+	}
+	for _, c := range st.ClockSkews {
+		d := time.Duration(c.OffsetMillis) * time.Millisecond
+		how := "behind ours (or its messages all came late)"
+		if d < 0 {
+			d, how = -d, "ahead of ours"
+		}
+		fmt.Fprintf(e.stdout, "warning: the clock of %s is %s %s: one of the two clocks is wrong, and your conversation sorts out of order\n",
+			c.PeerID, d.Round(time.Second), how)
 	}
 	if st.SecretsUnsealed {
 		fmt.Fprintln(e.stdout, "warning: the keys are stored unsealed (no passphrase)")

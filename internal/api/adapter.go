@@ -132,7 +132,7 @@ func jsonKind(t reflect.Type) string {
 	return "a number"
 }
 
-var allKinds = []node.EventKind{node.EventMessage, node.EventState, node.EventContactRequest, node.EventKeyChange, node.EventConnectivity}
+var allKinds = []node.EventKind{node.EventMessage, node.EventState, node.EventContactRequest, node.EventKeyChange, node.EventConnectivity, node.EventRequestDropped}
 
 func knownKind(k string) bool { return slices.Contains(allKinds, node.EventKind(k)) }
 

@@ -137,6 +137,16 @@ func (c *Client) RemoveContact(ctx context.Context, peer string) (Removed, error
 	return call[Removed](ctx, c, "contacts.remove", PeerParams{Peer: peer})
 }
 
+// Requests lists the pending contact requests, the oldest first.
+func (c *Client) Requests(ctx context.Context) ([]Contact, error) {
+	return call[[]Contact](ctx, c, "contacts.requests", nil)
+}
+
+// ClearRequests deletes every pending contact request with its messages.
+func (c *Client) ClearRequests(ctx context.Context) (Cleared, error) {
+	return call[Cleared](ctx, c, "contacts.clear_requests", nil)
+}
+
 // ContactOp runs "contacts.accept", "contacts.block" or
 // "contacts.unblock" on a peer.
 func (c *Client) ContactOp(ctx context.Context, method, peer string) (Contact, error) {

@@ -40,7 +40,11 @@ func (s *Server) status(context.Context, None) (Status, error) {
 	out := Status{PeerID: st.PeerID.String(), Addrs: nonNil(st.Addrs), Reachability: string(st.Reachability),
 		RelayAddrs: nonNil(st.RelayAddrs), HolePunching: st.HolePunching, Contacts: []ContactPath{},
 		ConnectedPeers: st.ConnectedPeers, RoutingTable: st.RoutingTable, Published: st.Published,
-		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed}
+		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed,
+		ClockSkews: []ClockSkew{}, Requests: st.Requests}
+	for _, c := range st.ClockSkews {
+		out.ClockSkews = append(out.ClockSkews, ClockSkew{PeerID: c.PeerID.String(), OffsetMillis: c.Offset.Milliseconds()})
+	}
 	for _, c := range st.Contacts {
 		out.Contacts = append(out.Contacts, ContactPath{PeerID: c.PeerID.String(), Name: c.Name, Path: string(c.Path)})
 	}
@@ -103,6 +107,23 @@ func (s *Server) removeContact(_ context.Context, p PeerParams) (Removed, error)
 		return Removed{}, err
 	}
 	return Removed{PeerID: to.String()}, s.n.RemoveContact(to)
+}
+
+func (s *Server) requests(context.Context, None) ([]Contact, error) {
+	cs, err := s.n.Requests()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Contact, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, contactOf(c))
+	}
+	return out, nil
+}
+
+func (s *Server) clearRequests(context.Context, None) (Cleared, error) {
+	n, err := s.n.ClearRequests()
+	return Cleared{Deleted: n}, err
 }
 
 func (s *Server) contactOp(f func(peer.ID) error) func(context.Context, PeerParams) (Contact, error) {

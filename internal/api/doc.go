@@ -25,11 +25,14 @@
 //	last_event_id                         where the log ends now
 //	resolve {peer}                        a peer ID or contact name to a peer ID
 //	verify {peer}                         the safety number
-//	status                                reachability, relays, contacts' paths, DHT, bundle
+//	status                                reachability, relays, contacts' paths, DHT, bundle,
+//	                                      pending requests, peers' clock skews
 //	contacts.list
 //	contacts.add {peer, name}             add or accept; no name keeps the name
 //	contacts.rename {peer, name}          no name removes it
 //	contacts.remove {peer}                the contact, its sessions and its history
+//	contacts.requests                     pending contact requests, the oldest first
+//	contacts.clear_requests               delete them all with their messages: {deleted}
 //	contacts.accept|block|unblock {peer}
 //	contacts.verified {peer, verified}    record that safety numbers were compared
 //	trust {peer}                          accept a contact's new identity key after a key change

@@ -59,6 +59,8 @@ func (s *Server) register() {
 	method(s, "contacts.add", daemon, s.addContact)
 	method(s, "contacts.rename", daemon, s.rename)
 	method(s, "contacts.remove", daemon, s.removeContact)
+	method(s, "contacts.requests", store, s.requests)
+	method(s, "contacts.clear_requests", daemon, s.clearRequests)
 	method(s, "contacts.accept", daemon, s.contactOp(func(p peer.ID) error { return s.n.Accept(p) }))
 	method(s, "contacts.block", daemon, s.contactOp(func(p peer.ID) error { return s.n.Block(p, true) }))
 	method(s, "contacts.unblock", daemon, s.contactOp(func(p peer.ID) error { return s.n.Block(p, false) }))
@@ -106,6 +108,9 @@ func (s *Server) send(ctx context.Context, p SendParams) (SendResult, error) {
 		return SendResult{}, err
 	}
 	res := SendResult{ID: id.String(), State: string(node.Queued)}
+	if m, err := s.n.Message(id); err == nil {
+		res.State, res.Error = string(m.State), m.Error // e.g. queued without a session yet, and why
+	}
 	if !p.Wait {
 		return res, nil
 	}
@@ -125,6 +130,14 @@ func (s *Server) send(ctx context.Context, p SendParams) (SendResult, error) {
 		switch e.State {
 		case node.Delivered:
 			return res, nil
+		case node.Queued:
+			// Held until the recipient accepts us: that may take days.
+			// Not delivered, so not success; no failure either: the
+			// message goes once the recipient accepts.
+			if e.Reason != "" {
+				return res, withResult(res, withCode(CodeTimeout,
+					fmt.Errorf("message %s is held: %s (it goes once they accept you)", res.ID, e.Reason)))
+			}
 		case node.Failed:
 			return res, withResult(res, fmt.Errorf("message %s failed: %s", res.ID, e.Reason))
 		}

@@ -38,7 +38,7 @@ func (p SendParams) check() error {
 type SendResult struct {
 	ID    string `json:"id"`
 	State string `json:"state"`
-	Error string `json:"error,omitempty"` // why it failed
+	Error string `json:"error,omitempty"` // why it failed, or why it is held (queued)
 }
 
 // MessageParams name one message ("message", "resend").
@@ -223,6 +223,21 @@ type Status struct {
 	Replicas        int           `json:"bundle_replicas"`
 	NextRepublish   time.Time     `json:"next_republish,omitzero"`
 	SecretsUnsealed bool          `json:"secrets_unsealed"`
+	ClockSkews      []ClockSkew   `json:"clock_skews"`      // peers whose clocks differ from ours by more than a minute
+	Requests        int           `json:"pending_requests"` // contact requests waiting for the user
+}
+
+// ClockSkew is a peer whose messages show a clock away from ours:
+// OffsetMillis is our clock minus the peer's (positive: the peer's clock
+// is behind, or all its recent messages came late).
+type ClockSkew struct {
+	PeerID       string `json:"peer_id"`
+	OffsetMillis int64  `json:"offset_ms"`
+}
+
+// Cleared is the answer of "contacts.clear_requests".
+type Cleared struct {
+	Deleted int `json:"deleted"`
 }
 
 // ContactPath is how a contact is reached now.

@@ -74,6 +74,16 @@ var rules = []rule{
 		why:   "the command reaches the node only through node and internal/api, never db or dht",
 	},
 	{
+		pkgs:  "scripts/attack",
+		allow: "std, e2e, node, node/wire, internal/api, LIBP2P",
+		why:   "the attack bench is a peer from outside: e2e and the wire for its envelopes, raw libp2p hosts, node only for the protocol names; the victim's store it sees only through the API and the CLI",
+	},
+	{
+		pkgs:  "scripts/rpcflood",
+		allow: "std",
+		why:   "a measuring tool: it drives the p2pmsg binary, a process of its own, over its socket",
+	},
+	{
 		pkgs:  "internal/deps",
 		allow: "",
 		why:   "this package holds no code, only the test of these rules",

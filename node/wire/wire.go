@@ -122,6 +122,15 @@ const (
 	// ReasonForeign: the message id belongs to another conversation, or
 	// the prekey message names another identity than the stream's.
 	ReasonForeign
+	// ReasonNotAccepted: the receiver has not accepted the sender as a
+	// contact, and keeps one message of a stranger until its user does.
+	// Not a failure: the sender holds the envelope (it was not
+	// decrypted, so it stays valid) and sends it again once the receiver
+	// has accepted (a reply, or an acceptance notice, tells it).
+	ReasonNotAccepted
+	// ReasonTooLarge: a message to someone who has not accepted the
+	// sender is limited in size (the receiver stores it for a stranger).
+	ReasonTooLarge
 )
 
 // String is the reason as the sender's user reads it.
@@ -137,9 +146,17 @@ func (r Reason) String() string {
 		return "the recipient holds another identity key for you and refuses your messages until its user trusts the new one"
 	case ReasonForeign:
 		return "the recipient refused it as not yours"
+	case ReasonNotAccepted:
+		return "waiting for the contact to accept"
+	case ReasonTooLarge:
+		return "too long for a first message: until the recipient accepts you, one message of at most 8 KiB is let through"
 	}
 	return "the recipient refused it"
 }
+
+// Holds: after this rejection the sender keeps the envelope, to send it
+// again once the receiver accepts, instead of failing the message.
+func (r Reason) Holds() bool { return r == ReasonNotAccepted }
 
 // RenewsSession: after this rejection the sender drops its sessions with
 // the peer, so that the next message starts a new one.
@@ -173,22 +190,49 @@ func ReadAck(r io.Reader) (Ack, error) {
 	return a, nil
 }
 
-// The plaintext inside an envelope: a version byte, the sender's clock
-// (unix milliseconds) and the UTF-8 text. Versioned so that attachments
-// and receipts can come later without a new protocol.
+// The plaintext inside an envelope: a kind byte, the sender's clock (unix
+// milliseconds) and what the kind carries. Text (kind 1) carries UTF-8;
+// control (kind 2) one byte naming what it signals, and is never shown
+// as a message. Versions before control content show a control message
+// as Unreadable: the cost of adding it without a new protocol.
 const (
-	ContentVersion = 1
+	ContentText    = 1
+	ContentControl = 2
 	ContentHeader  = 1 + 8
 	// MaxTextSize is the longest message text, in bytes.
 	MaxTextSize = e2e.MaxPlaintextSize - ContentHeader
 )
 
+// Control is what a control content signals.
+type Control byte
+
+const (
+	// ControlAccepted: the sender accepted the receiver as a contact;
+	// what the receiver held for it may come now.
+	ControlAccepted Control = 1
+)
+
+// Content is a decoded plaintext.
+type Content struct {
+	Sent    int64   // the sender's clock, unix milliseconds
+	Text    string  // text content; Unreadable for content this version cannot read
+	Control Control // control content: what it signals (zero for text)
+}
+
 // EncodeContent is the plaintext of a text message.
 func EncodeContent(sentMillis int64, text string) []byte {
 	b := make([]byte, 0, ContentHeader+len(text))
-	b = append(b, ContentVersion)
+	b = append(b, ContentText)
 	b = binary.BigEndian.AppendUint64(b, uint64(sentMillis))
 	return append(b, text...)
+}
+
+// EncodeControl is the plaintext of a control message.
+func EncodeControl(sentMillis int64, c Control) []byte {
+	b := make([]byte, 0, ContentHeader+1)
+	b = append(b, ContentControl)
+	b = binary.BigEndian.AppendUint64(b, uint64(sentMillis))
+	return append(b, byte(c))
 }
 
 // Unreadable is what history shows for content this version cannot
@@ -196,11 +240,23 @@ func EncodeContent(sentMillis int64, text string) []byte {
 // the sender does not see a failure and the message is not lost.
 const Unreadable = "[a message this version of p2pmsg cannot show: update p2pmsg to read it]"
 
-// DecodeContent reads a plaintext; content of a version it does not know
-// (or too short) gives Unreadable and false. Invalid UTF-8 is replaced.
-func DecodeContent(b []byte) (sentMillis int64, text string, ok bool) {
-	if len(b) < ContentHeader || b[0] != ContentVersion {
-		return 0, Unreadable, false
+// DecodeContent reads a plaintext. Content of a kind it does not know (or
+// too short) gives Text Unreadable and false; a control content of a
+// kind it does not know gives that kind, for the caller to ignore.
+// Invalid UTF-8 is replaced.
+func DecodeContent(b []byte) (Content, bool) {
+	if len(b) < ContentHeader {
+		return Content{Text: Unreadable}, false
 	}
-	return int64(binary.BigEndian.Uint64(b[1:9])), strings.ToValidUTF8(string(b[ContentHeader:]), "\uFFFD"), true
+	sent := int64(binary.BigEndian.Uint64(b[1:9]))
+	switch {
+	case b[0] == ContentText:
+		return Content{Sent: sent, Text: strings.ToValidUTF8(string(b[ContentHeader:]), "\uFFFD")}, true
+	case b[0] == ContentControl && len(b) > ContentHeader && b[ContentHeader] != 0:
+		// What follows the signal is for the kinds that carry more
+		// (receipts, a profile): a version that knows none of it
+		// ignores it, as it does the signal itself.
+		return Content{Sent: sent, Control: Control(b[ContentHeader])}, true
+	}
+	return Content{Text: Unreadable}, false
 }

@@ -70,24 +70,28 @@ func FuzzAck(f *testing.F) {
 }
 
 // FuzzContent: any plaintext decodes without panicking, to valid UTF-8;
-// content of our version round-trips.
+// text and control content of our kinds round-trip.
 func FuzzContent(f *testing.F) {
 	f.Add(EncodeContent(1733112000123, "hello"))
-	f.Add([]byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 'x'})
-	f.Add([]byte{ContentVersion})
+	f.Add(EncodeControl(1733112000123, ControlAccepted))
+	f.Add([]byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 'x'})
+	f.Add([]byte{ContentText})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sent, text, ok := DecodeContent(b)
-		if !utf8.ValidString(text) {
+		c, ok := DecodeContent(b)
+		if !utf8.ValidString(c.Text) {
 			t.Fatalf("%x decoded to invalid UTF-8", b)
 		}
-		if !ok {
-			if text != Unreadable || sent != 0 {
-				t.Fatalf("%x refused, but gave %d, %q", b, sent, text)
+		switch {
+		case !ok:
+			if c != (Content{Text: Unreadable}) {
+				t.Fatalf("%x refused, but gave %+v", b, c)
 			}
-			return
-		}
-		if utf8.Valid(b[ContentHeader:]) && !bytes.Equal(EncodeContent(sent, text), b) {
-			t.Fatalf("%x decoded to %d, %q, which encodes otherwise", b, sent, text)
+		case c.Control != 0:
+			if c.Text != "" || !bytes.HasPrefix(b, EncodeControl(c.Sent, c.Control)) {
+				t.Fatalf("%x decoded to %+v, which encodes otherwise", b, c)
+			}
+		case utf8.Valid(b[ContentHeader:]) && !bytes.Equal(EncodeContent(c.Sent, c.Text), b):
+			t.Fatalf("%x decoded to %+v, which encodes otherwise", b, c)
 		}
 	})
 }
