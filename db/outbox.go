@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -136,13 +137,23 @@ func (r *ReadTx) OutboxAfter(peer string, afterRow int64, limit int, now time.Ti
 	if limit <= 0 {
 		return nil, fmt.Errorf("db: outbox: limit %d is not positive", limit)
 	}
-	out, err := collectOutbox(r.q.Query(`WITH first_held AS (
-			SELECT rowid AS row, next_attempt <= ? AS due FROM outbox WHERE peer_id = ? AND held = 1 ORDER BY rowid LIMIT 1)
-		SELECT `+outboxColumns+` FROM outbox
-		WHERE peer_id = ? AND rowid > ? AND (NOT EXISTS (SELECT 1 FROM first_held)
-			OR rowid < (SELECT row FROM first_held) OR rowid = (SELECT row FROM first_held) AND (SELECT due FROM first_held))
-		ORDER BY rowid LIMIT ?`,
-		millis(now), peer, peer, afterRow, limit))
+	// Two statements, each on an index: the first held row (the partial
+	// index outbox_held), then the rows before it. One statement with
+	// the first as a subquery ran it for every row: 5 times the cost of
+	// the whole read in the steady-messaging benchmark.
+	end := int64(math.MaxInt64)
+	var first, next int64
+	err := r.q.QueryRow("SELECT rowid, next_attempt FROM outbox WHERE peer_id = ? AND held = 1 ORDER BY rowid LIMIT 1", peer).Scan(&first, &next)
+	switch {
+	case err == nil && next <= millis(now):
+		end = first + 1
+	case err == nil:
+		end = first
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, r.s.classify("outbox", err)
+	}
+	out, err := collectOutbox(r.q.Query("SELECT "+outboxColumns+" FROM outbox WHERE peer_id = ? AND rowid > ? AND rowid < ? ORDER BY rowid LIMIT ?",
+		peer, afterRow, end, limit))
 	return out, r.s.classify("outbox", err)
 }
 
