@@ -31,7 +31,9 @@ run() {
 }
 run streams -bin "$bin" "$@"
 run streams -bin "$bin" -conc 60 -per 60 "$@"
-run strangers -bin "$bin" "$@"
+# Strangers past the victim's handshake budget (one per 5 s, 50 at once)
+# are told to retry later: a flood does not wait, so each tries 3 times.
+run strangers -bin "$bin" -retries 2 "$@"
 run strangers -bin "$bin" -body 61440 "$@"
 if [ $extra = 1 ]; then
   run streams -bin "$bin" -kinds paced -duration 20s "$@"

@@ -23,6 +23,7 @@ var (
 	xConc      int
 	xTime      time.Duration
 	xRetry     time.Duration
+	xRetries   int
 	xCap       int
 	maxDB      float64
 	maxRSS     float64
@@ -35,6 +36,7 @@ func strangerFlags(fs *flag.FlagSet) func(context.Context, *harness) error {
 	fs.IntVar(&xConc, "conc", 32, "strangers at work at once")
 	fs.DurationVar(&xTime, "attack-time", 5*time.Minute, "the bound on the attack; strangers not through by then give up")
 	fs.DurationVar(&xRetry, "retry", time.Second, `a stranger answered "retry later" sends the same envelope again after this (a node's first backoff)`)
+	fs.IntVar(&xRetries, "retries", -1, `how many times a stranger answered "retry later" sends again before it gives up (-1: until -attack-time); a flood that does not wait`)
 	fs.IntVar(&xCap, "cap", 500, "the victim's cap on stored contact requests (node/limits.go maxRequests)")
 	fs.Float64Var(&maxDB, "max-db", 10, "bound on the store's growth, MB")
 	fs.Float64Var(&maxRSS, "max-rss", 30, "bound on the victim's RSS growth, MB")
@@ -288,7 +290,11 @@ func oneStranger(ctx context.Context, h *harness, i int) strangerResult {
 		r.fail = "failed: encrypt"
 		return r
 	}
-	for ctx.Err() == nil {
+	for tries := 0; ctx.Err() == nil; tries++ {
+		if xRetries >= 0 && tries > xRetries {
+			r.fail = `gave up after "retry later"`
+			return r
+		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		a, err := sp.deliver(cctx, h.victim.addr.ID, env)
 		cancel()
