@@ -302,14 +302,18 @@ func ftsQuery(text string) string {
 	return strings.Join(words, " ")
 }
 
+var queryBreaks = strings.NewReplacer(`"`, " ", "^", " ")
+
 // queryWords splits a search into its words, for FTS4 and the word index
 // alike. FTS4 has no escape for a quote inside a phrase; the tokenizer
 // drops punctuation anyway, so quotes become spaces, and a "word" of
 // punctuation alone (which would match nothing) is left out. A word
-// ending in * keeps one.
+// ending in * keeps one. A ^ is a space too: before a token inside a
+// phrase FTS4 reads it as "the first word of the text", which the word
+// index has no notion of (found by FuzzSearchMatchesFTS4).
 func queryWords(text string) []string {
 	var words []string
-	for _, w := range strings.Fields(strings.ReplaceAll(text, `"`, " ")) {
+	for _, w := range strings.Fields(queryBreaks.Replace(text)) {
 		prefix := strings.HasSuffix(w, "*")
 		if w = strings.TrimRight(w, "*"); !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
 			continue
