@@ -48,9 +48,15 @@ func (n *Node) contactOf(c db.Contact) (Contact, error) {
 // Contacts lists the known peers, the accepted ones first, each group by
 // name, then peer ID.
 func (n *Node) Contacts() ([]Contact, error) {
+	return n.listContacts((*db.ReadTx).Contacts)
+}
+
+// listContacts reads a list of contacts, skipping (and logging) a row
+// that names no peer.
+func (n *Node) listContacts(read func(*db.ReadTx) ([]db.Contact, error)) ([]Contact, error) {
 	var cs []db.Contact
 	if err := n.store.View(func(r *db.ReadTx) (err error) {
-		cs, err = r.Contacts()
+		cs, err = read(r)
 		return err
 	}); err != nil {
 		return nil, err

@@ -186,22 +186,7 @@ func (n *Node) trimOnce() error {
 
 // Requests lists the pending contact requests, the oldest first.
 func (n *Node) Requests() ([]Contact, error) {
-	var cs []db.Contact
-	if err := n.store.View(func(r *db.ReadTx) (err error) {
-		cs, err = r.Requests()
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	out := make([]Contact, 0, len(cs))
-	for _, c := range cs {
-		ct, err := n.contactOf(c)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ct)
-	}
-	return out, nil
+	return n.listContacts((*db.ReadTx).Requests)
 }
 
 // ClearRequests deletes every pending contact request with its messages

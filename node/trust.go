@@ -197,6 +197,9 @@ func (n *Node) forgetPeer(p peer.ID) {
 	n.clocks.Lock()
 	delete(n.clocks.m, p)
 	n.clocks.Unlock()
+	n.releases.Lock()
+	delete(n.releases.m, p)
+	n.releases.Unlock()
 }
 
 // dropSessions forgets the sessions with p, so that the next message

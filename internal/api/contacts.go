@@ -64,7 +64,10 @@ func contactOf(c node.Contact) Contact {
 }
 
 func (s *Server) contacts(context.Context, None) ([]Contact, error) {
-	cs, err := s.n.Contacts()
+	return contactsOf(s.n.Contacts())
+}
+
+func contactsOf(cs []node.Contact, err error) ([]Contact, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -110,15 +113,7 @@ func (s *Server) removeContact(_ context.Context, p PeerParams) (Removed, error)
 }
 
 func (s *Server) requests(context.Context, None) ([]Contact, error) {
-	cs, err := s.n.Requests()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Contact, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, contactOf(c))
-	}
-	return out, nil
+	return contactsOf(s.n.Requests())
 }
 
 func (s *Server) clearRequests(context.Context, None) (Cleared, error) {
