@@ -50,7 +50,7 @@ type Event struct {
 	// EventMessage and EventState.
 	MessageID MessageID
 	State     MessageState // the message's state at this event
-	Reason    string       // EventState failed, EventKeyChange: why
+	Reason    string       // why: EventState failed or held, EventMessage queued held or waiting for a session, EventKeyChange, EventRequestDropped
 	// EventMessage: the message as stored. Text is empty when the
 	// message was deleted since (its contact was removed).
 	Direction Direction

@@ -96,7 +96,10 @@ func TestStrangerIsHeldUntilAccepted(t *testing.T) {
 	if len(entries) != 2 || !entries[0].Held || !entries[1].Held {
 		t.Fatalf("a's outbox for b: %+v, want the 2 messages held", entries)
 	}
-	// Held is not failed: no failure was reported.
+	// Held is not failed: no failure was reported, and the second held
+	// message was announced as held: by a state event if it was on the
+	// wire when the first was refused, else already when it was queued,
+	// behind the first.
 	for {
 		e, err := events.Next()
 		if err != nil {
@@ -105,7 +108,7 @@ func TestStrangerIsHeldUntilAccepted(t *testing.T) {
 		if e.Kind == EventState && e.State == Failed {
 			t.Fatalf("a saw a failure: %+v", e)
 		}
-		if e.Kind == EventState && e.MessageID == held[1] && e.State == Queued {
+		if e.MessageID == held[1] && e.State == Queued && e.Reason == reason {
 			break
 		}
 	}
