@@ -139,35 +139,11 @@ func (r *Records) deletable(err error) error {
 
 // identify is Store.identify for this file's own id and version.
 func (r *Records) identify() (int, error) {
-	p := r.probe()
-	ro, err := sql.Open("sqlite3", sqliteURI(r.path)+"?mode=ro&_busy_timeout="+strconv.Itoa(busyTimeoutMS))
-	if err != nil {
-		return 0, fmt.Errorf("db: open: %w", err)
-	}
-	defer ro.Close()
-	ro.SetMaxOpenConns(1)
-	var appID, version, objects int
-	if err := ro.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
-		return 0, p.classify("read header", err)
-	}
-	if err := ro.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
-		return 0, p.classify("read header", err)
-	}
-	if err := ro.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
-		return 0, p.classify("read schema", err)
-	}
-	if appID != recordsAppID && (appID != 0 || version != 0 || objects != 0) {
-		return 0, fmt.Errorf("%w: %s is not a p2pmsg DHT record store", ErrNotP2PMsg, r.path)
-	}
-	if version > recordsVersion {
-		return 0, fmt.Errorf("%w: %s has record store version %d, this p2pmsg knows up to %d", ErrTooNew, r.path, version, recordsVersion)
-	}
-	if version > 0 {
-		if err := p.quickCheck(ro); err != nil {
-			return 0, err
-		}
-	}
-	return version, nil
+	return r.probe().identifyAs(recordsAppID, recordsVersion, func() error {
+		return fmt.Errorf("%w: %s is not a p2pmsg DHT record store", ErrNotP2PMsg, r.path)
+	}, func(version int) error {
+		return fmt.Errorf("%w: %s has record store version %d, this p2pmsg knows up to %d", ErrTooNew, r.path, version, recordsVersion)
+	})
 }
 
 // Path returns the file's path.

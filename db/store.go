@@ -246,6 +246,17 @@ func (s *Store) checkFile() error {
 // written: a read-write connection could replay another program's WAL or
 // hot journal into its file.
 func (s *Store) identify() (int, error) {
+	return s.identifyAs(applicationID, len(migrations()), func() error {
+		return fmt.Errorf("%w: %s is another program's SQLite database; move it away or choose another data directory", ErrNotP2PMsg, s.path)
+	}, func(version int) error {
+		return fmt.Errorf("%w: it has schema version %d, this p2pmsg knows up to %d: upgrade p2pmsg", ErrTooNew, version, len(migrations()))
+	})
+}
+
+// identifyAs is identify for a file of application id app whose versions
+// go up to maxVersion (the DHT's record file has its own); foreign and
+// tooNew say what is wrong in that file's words.
+func (s *Store) identifyAs(app, maxVersion int, foreign func() error, tooNew func(version int) error) (int, error) {
 	ro, err := sql.Open("sqlite3", sqliteURI(s.path)+"?mode=ro&_busy_timeout="+strconv.Itoa(busyTimeoutMS))
 	if err != nil {
 		return 0, fmt.Errorf("db: open: %w", err)
@@ -262,12 +273,11 @@ func (s *Store) identify() (int, error) {
 	if err := ro.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
 		return 0, s.classify("read schema", err)
 	}
-	if appID != applicationID && (appID != 0 || version != 0 || objects != 0) {
-		return 0, fmt.Errorf("%w: %s is another program's SQLite database; move it away or choose another data directory", ErrNotP2PMsg, s.path)
+	if appID != app && (appID != 0 || version != 0 || objects != 0) {
+		return 0, foreign()
 	}
-	if version > len(migrations()) {
-		return 0, fmt.Errorf("%w: it has schema version %d, this p2pmsg knows up to %d: upgrade p2pmsg",
-			ErrTooNew, version, len(migrations()))
+	if version > maxVersion {
+		return 0, tooNew(version)
 	}
 	if version > 0 {
 		if err := s.quickCheck(ro); err != nil {
