@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	record "github.com/libp2p/go-libp2p-record"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -44,6 +45,10 @@ type Config struct {
 	BootstrapPeers []peer.AddrInfo
 	// Now is the validator's clock; nil means time.Now.
 	Now func() time.Time
+	// Scope limits the DHT to one kind of network: ScopeAll (the zero
+	// value) routes through every peer, ScopeLAN and ScopeWAN are the two
+	// halves of a Dual.
+	Scope Scope
 	// Store keeps the records this node holds: its own bundle and, as a
 	// server, what others put. Several DHTs may share one, and a peer's
 	// quota then counts across them. nil means a store in memory with the
@@ -74,8 +79,12 @@ var (
 	ErrAllAnswersInvalid = errors.New("dht: every record found was invalid")
 )
 
-// kadProtocol is what ProtocolPrefix makes of kad-dht's protocol ID.
-const kadProtocol = protocol.ID(ProtocolPrefix + "/kad/1.0.0")
+// kadProtocol is what ProtocolPrefix makes of kad-dht's protocol ID;
+// lanProtocol is the LAN half's (dual.go).
+const (
+	kadProtocol = protocol.ID(ProtocolPrefix + "/kad/1.0.0")
+	lanProtocol = protocol.ID(ProtocolPrefix + lanExtension + "/kad/1.0.0")
+)
 
 // lookupQuorum is the Quorum given to kad-dht's GetValue: the search
 // stops at the (lookupQuorum+1)th answer holding a record (our own store
@@ -102,6 +111,7 @@ const bootstrapRTWait = 10 * time.Second
 type DHT struct {
 	inner     *kaddht.IpfsDHT
 	host      host.Host
+	proto     protocol.ID // the kad protocol it speaks
 	bootstrap []peer.AddrInfo
 	validator Validator
 	// local reads and writes the datastore behind inner's own value store,
@@ -157,8 +167,19 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		// The Store prunes expired records itself, in bounded batches;
 		// kad-dht's sweep would read every record back once a day.
 		kaddht.ValueGCInterval(0),
-		// No AddressFilter: plain kaddht.New filters none, and LAN and
-		// loopback peers must stay routable.
+	}
+	proto := kadProtocol
+	switch cfg.Scope {
+	case ScopeAll:
+		// No filter: plain kaddht.New filters none, and LAN and loopback
+		// peers stay routable.
+	case ScopeLAN:
+		opts = append(opts, lanOptions()...)
+		proto = lanProtocol
+	case ScopeWAN:
+		opts = append(opts, wanOptions(h)...)
+	default:
+		return nil, fmt.Errorf("dht: unknown scope %d", cfg.Scope)
 	}
 	if len(bootstrap) > 0 {
 		opts = append(opts, kaddht.BootstrapPeers(bootstrap...))
@@ -180,6 +201,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	return &DHT{
 		inner:     inner,
 		host:      h,
+		proto:     proto,
 		bootstrap: bootstrap,
 		validator: v,
 		local:     records.NewValueStore(datastore{store}, nsv, maxRecordAge),
@@ -233,7 +255,14 @@ func (d *DHT) Close() error {
 // configured it refreshes from the peers already connected (mDNS, cached
 // addresses), and having none is not an error.
 func (d *DHT) Bootstrap(ctx context.Context) error {
-	self := d.host.ID()
+	return bootstrap(ctx, d.host, d.bootstrap, d)
+}
+
+// bootstrap is Bootstrap for the DHTs ds, which share one host and one
+// list of bootstrap peers: it dials them once, and succeeds when any of
+// ds has one in its routing table.
+func bootstrap(ctx context.Context, h host.Host, peers []peer.AddrInfo, ds ...*DHT) error {
+	self := h.ID()
 	var (
 		mu        sync.Mutex
 		connected []peer.ID
@@ -241,10 +270,10 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 		wg        sync.WaitGroup
 	)
 	// A config shared by all nodes lists the bootstrap node itself too.
-	targets := slices.DeleteFunc(slices.Clone(d.bootstrap), func(ai peer.AddrInfo) bool { return ai.ID == self })
+	targets := slices.DeleteFunc(slices.Clone(peers), func(ai peer.AddrInfo) bool { return ai.ID == self })
 	for _, ai := range targets {
 		wg.Go(func() {
-			err := d.host.Connect(ctx, ai)
+			err := h.Connect(ctx, ai)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -260,59 +289,92 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	}
 
 	if len(connected) > 0 {
-		if err := d.waitForRoutingTable(ctx, connected); err != nil {
+		if err := waitForRoutingTable(ctx, h, connected, ds); err != nil {
 			return err
 		}
 	}
 
-	if d.RoutingTableSize() == 0 {
+	size := 0
+	for _, d := range ds {
+		size += d.RoutingTableSize()
+	}
+	if size == 0 {
 		if len(targets) == 0 {
 			return nil
 		}
 		return fmt.Errorf("dht: connected to bootstrap peers, but none passed the DHT liveness check")
 	}
-	select {
-	case err := <-d.inner.RefreshRoutingTable():
+	errc := make(chan error, len(ds))
+	for _, d := range ds {
 		// A refresh fails for any bucket whose query failed; with peers in
 		// the table the node can still route, and kad-dht refreshes again
-		// on its own every 10 minutes.
-		if err != nil && d.RoutingTableSize() == 0 {
-			return fmt.Errorf("dht: refreshing the routing table: %w", err)
+		// on its own every 10 minutes. A DHT with an empty table (the WAN
+		// half on a LAN) has nothing to refresh.
+		if d.RoutingTableSize() == 0 {
+			errc <- nil
+			continue
 		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("dht: bootstrap interrupted while refreshing the routing table: %w", ctx.Err())
+		refreshed := d.inner.RefreshRoutingTable()
+		go func() {
+			select {
+			case err := <-refreshed:
+				if err != nil && d.RoutingTableSize() == 0 {
+					err = fmt.Errorf("dht: refreshing the routing table: %w", err)
+				} else {
+					err = nil
+				}
+				errc <- err
+			case <-ctx.Done():
+				errc <- fmt.Errorf("dht: bootstrap interrupted while refreshing the routing table: %w", ctx.Err())
+			}
+		}()
 	}
+	var failed []error
+	for range ds {
+		if err := <-errc; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == len(ds) {
+		return errors.Join(failed...)
+	}
+	return nil
 }
 
 // waitForRoutingTable waits until one of the connected bootstrap peers
-// is in the routing table: kad-dht admits a peer only after identify and
-// a FIND_NODE probe, both run in the background, and a refresh started
-// before that would find an empty table. (Connect does not wait for
-// identify when kad-dht's own bootstrapping already opened the
-// connection.) It fails as soon as identify shows that none of them
-// serves our DHT protocol.
-func (d *DHT) waitForRoutingTable(ctx context.Context, ps []peer.ID) error {
+// is in the routing table of one of ds: kad-dht admits a peer only after
+// identify and a FIND_NODE probe, both run in the background, and a
+// refresh started before that would find an empty table. (Connect does
+// not wait for identify when kad-dht's own bootstrapping already opened
+// the connection.) It fails as soon as identify shows that none of them
+// serves the protocol of any of ds.
+func waitForRoutingTable(ctx context.Context, h host.Host, ps []peer.ID, ds []*DHT) error {
 	deadline := time.NewTimer(bootstrapRTWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	rt, pstore := d.inner.RoutingTable(), d.host.Peerstore()
+	pstore := h.Peerstore()
+	var protos []string
+	for _, d := range ds {
+		protos = append(protos, string(d.proto))
+	}
 	for {
 		identified, servers := 0, 0
 		for _, p := range ps {
-			if rt.Find(p) != "" {
-				return nil
+			for _, d := range ds {
+				if d.inner.RoutingTable().Find(p) != "" {
+					return nil
+				}
 			}
 			if known, err := pstore.GetProtocols(p); err == nil && len(known) > 0 {
 				identified++
-				if slices.Contains(known, kadProtocol) {
+				if slices.ContainsFunc(ds, func(d *DHT) bool { return slices.Contains(known, d.proto) }) {
 					servers++
 				}
 			}
 		}
 		if identified == len(ps) && servers == 0 {
-			return fmt.Errorf("dht: reached %d bootstrap peers, but none serves %s: they are DHT clients or not p2pmsg nodes", len(ps), kadProtocol)
+			return fmt.Errorf("dht: reached %d bootstrap peers, but none serves %s: they are DHT clients or not p2pmsg nodes", len(ps), strings.Join(protos, " or "))
 		}
 		select {
 		case <-tick.C:
@@ -336,19 +398,35 @@ func (d *DHT) waitForRoutingTable(ctx context.Context, ps []peer.ID) error {
 // is needed, and the record goes out once per peer (calling PutValue
 // first and verifying would send it twice and read it back).
 func (d *DHT) Publish(ctx context.Context, self peer.ID, bundle []byte) (replicas int, err error) {
+	rec, err := d.storeOwn(ctx, self, bundle)
+	if err != nil {
+		return 0, err
+	}
+	return d.replicate(ctx, self, rec)
+}
+
+// storeOwn validates self's bundle and stores it in this node's own
+// store, where lookups and, as a server, others find it.
+func (d *DHT) storeOwn(ctx context.Context, self peer.ID, bundle []byte) (*recpb.Record, error) {
 	key := Key(self)
 	if _, err := d.validator.bundle(key, bundle); err != nil {
-		return 0, err
+		return nil, err
 	}
 	rec := record.MakePutRecord(key, bundle)
 	// Stored locally in client mode too: our own lookups see it, and a
 	// ModeAuto node that becomes a server serves it.
 	if err := d.local.Put(ctx, key, rec); err != nil {
 		if errors.Is(err, records.ErrOldRecord) {
-			return 0, fmt.Errorf("dht: refusing to publish the bundle of %s: a bundle with a higher seq was already published (%w)", self, err)
+			return nil, fmt.Errorf("dht: refusing to publish the bundle of %s: a bundle with a higher seq was already published (%w)", self, err)
 		}
-		return 0, fmt.Errorf("dht: storing the bundle locally: %w", err)
+		return nil, fmt.Errorf("dht: storing the bundle locally: %w", err)
 	}
+	return rec, nil
+}
+
+// replicate sends rec to the DHT servers closest to its key.
+func (d *DHT) replicate(ctx context.Context, self peer.ID, rec *recpb.Record) (replicas int, err error) {
+	key := string(rec.GetKey())
 	if d.RoutingTableSize() == 0 {
 		return 0, notReplicated(self, ErrNoPeers, "this node is connected to no DHT peer to send it to")
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 )
@@ -130,6 +131,9 @@ func TestLookupSurvivesGarbageNearTheKey(t *testing.T) {
 					if err = h.Connect(ctx, n.info()); err == nil {
 						break
 					}
+					// A failed dial puts the peer in go-libp2p's dial
+					// backoff: the next try would fail at once.
+					h.Network().(*swarm.Swarm).Backoff().Clear(n.h.ID())
 				}
 				errs <- err
 			})

@@ -150,9 +150,9 @@ func (n *Node) fetchBundle(ctx context.Context, p peer.ID) (*e2e.Bundle, error) 
 		// Unreachable is the usual case and says nothing new; a peer
 		// that answered wrongly does.
 		if errors.Is(derr, ErrPeerNotFound) {
-			return nil, fmt.Errorf("%w: not reachable, and no bundle from the DHT: %v", ErrPeerNotFound, err)
+			return nil, fmt.Errorf("%w: not reachable, and no bundle from the DHT: %w", ErrPeerNotFound, err)
 		}
-		return nil, fmt.Errorf("%w: not reachable (%v), and no bundle from the DHT: %v", ErrPeerNotFound, derr, err)
+		return nil, fmt.Errorf("%w: not reachable (%v), and no bundle from the DHT: %w", ErrPeerNotFound, derr, err)
 	}
 	return b, nil
 }

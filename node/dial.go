@@ -17,7 +17,8 @@ import (
 // dialling again.
 
 // connect makes sure there is a connection to p: already connected, else
-// the addresses we know, else the DHT.
+// the addresses we know together with p's addresses through the relays
+// we know (relays.go), else the DHT.
 func (n *Node) connect(ctx context.Context, p peer.ID) error {
 	h := n.host
 	// A relayed (limited) connection carries envelopes too.
@@ -28,10 +29,15 @@ func (n *Node) connect(ctx context.Context, p peer.ID) error {
 	// the peer through its relay would go on trying its direct addresses
 	// (behind a NAT: until they time out).
 	ctx = network.WithAllowLimitedConn(ctx, "p2pmsg envelopes")
+	// Dialled with the others: go-libp2p tries direct addresses first and
+	// relayed ones a moment later, so a peer behind NAT that holds a
+	// reservation on a relay we know is reached at once, without waiting
+	// for its direct addresses to time out, or for the DHT.
+	circuits := n.circuitsTo(p)
 	var errs []error
-	if len(h.Peerstore().Addrs(p)) > 0 {
+	if len(h.Peerstore().Addrs(p))+len(circuits) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		err := h.Connect(cctx, peer.AddrInfo{ID: p})
+		err := h.Connect(cctx, peer.AddrInfo{ID: p, Addrs: circuits})
 		cancel()
 		if err == nil {
 			return nil

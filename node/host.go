@@ -27,7 +27,7 @@ import (
 
 // buildHost makes the libp2p host and the DHT over records, and undoes
 // its steps when one fails (records stay the caller's).
-func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.DHT, event.Subscription, error) {
+func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscription, error) {
 	cm, err := connmgr.NewConnManager(n.cfg.connLow(), n.cfg.connHigh(), connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, nil, nil, err
@@ -65,9 +65,7 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.DHT, event.Subscri
 	case ReachabilityPrivate:
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
 	}
-	if len(n.cfg.Relays) > 0 {
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(n.cfg.Relays))
-	}
+	opts = append(opts, n.autoRelayOptions())
 	opts = append(opts, n.cfg.hostOptions...)
 	if n.cfg.RelayService {
 		// go-libp2p runs the relay service only while the node believes
@@ -84,7 +82,8 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.DHT, event.Subscri
 	// loop sees every change of a peer's connectedness from here on (an
 	// inbound connection can come only in the instant since listening).
 	sub, err := h.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged),
-		new(event.EvtLocalReachabilityChanged), new(event.EvtLocalProtocolsUpdated)},
+		new(event.EvtLocalReachabilityChanged), new(event.EvtLocalProtocolsUpdated),
+		new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated)},
 		eventbus.BufSize(hostEventBuffer), eventbus.Name("p2pmsg host events"))
 	if err != nil {
 		h.Close()
@@ -94,7 +93,7 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.DHT, event.Subscri
 	if n.cfg.RelayService {
 		mode = dht.ModeServer // a public relay serves the DHT too
 	}
-	d, err := dht.New(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers, Store: records})
+	d, err := dht.NewDual(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers, Store: records})
 	if err != nil {
 		sub.Close()
 		h.Close()

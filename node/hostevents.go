@@ -109,6 +109,7 @@ type hostBatch struct {
 	kickAny    map[peer.ID]bool // kick: found on the LAN
 	path       map[peer.ID]bool // report the path of, when a contact
 	punchReady bool             // DCUtR came up
+	localAddrs bool             // our addresses changed (a relay reservation?)
 	// punchBefore: connections opened before it are certainly older than
 	// DCUtR (the zero time: none is known to be).
 	punchBefore time.Time
@@ -129,6 +130,7 @@ func (w *hostBatch) merge(b *hostBatch) {
 	if b.punchReady {
 		w.punchReady, w.punchBefore = true, b.punchBefore
 	}
+	w.localAddrs = w.localAddrs || b.localAddrs
 }
 
 // hostWork is what the loop gathered and the actor has not taken yet: a
@@ -228,6 +230,14 @@ func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
 	case event.EvtLocalReachabilityChanged:
 		n.nat.setReachability(e.Reachability)
 		n.log.Info("reachability", "now", e.Reachability.String())
+	case event.EvtPeerIdentificationCompleted:
+		protos := make([]string, len(e.Protocols))
+		for i, p := range e.Protocols {
+			protos[i] = string(p)
+		}
+		n.relayOffered(protos)
+	case event.EvtLocalAddressesUpdated:
+		b.localAddrs = true
 	case event.EvtLocalProtocolsUpdated:
 		if slices.Contains(e.Added, holepunch.Protocol) {
 			// go-libp2p adds DCUtR's handler, emits this event, and only
@@ -246,6 +256,9 @@ func (n *Node) actOnHostEvents(b *hostBatch) {
 	}
 	if b.punchReady && !b.punchBefore.IsZero() {
 		n.dropRelayedOpenedBefore(b.punchBefore)
+	}
+	if b.localAddrs {
+		n.reservationsChanged(n.host.Addrs())
 	}
 	for p := range b.kickAny {
 		n.kick(p)

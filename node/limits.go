@@ -214,6 +214,14 @@ const (
 	// idleStream: an outgoing stream with nothing to send is closed after
 	// this.
 	idleStream = 30 * time.Second
+	// ackTimeout: envelopes on the wire with no ack for 10 s mean a
+	// connection that died without a word (a NAT that forgot the hole
+	// punched through it, a cable pulled): it is closed, and the next
+	// attempt dials again, through a relay if need be. Without it the
+	// stream waited idleStream, and the dead connection counted as live
+	// until yamux's keepalive gave up on it (about 40 s), for every
+	// attempt (docs/node-decisions.md, 24).
+	ackTimeout = 10 * time.Second
 	// markSentAfter: envelopes written and not acknowledged by then are
 	// marked sent in the store. On a live connection the ack comes within
 	// milliseconds, and writing "sent" first would double the writes
@@ -249,6 +257,41 @@ const (
 	// for their own backoff.
 	maxGreet         = 64
 	greetConcurrency = 4
+)
+
+// Relays and reach (relays.go, reach.go; docs/node-decisions.md, 22).
+const (
+	// relayCandidatesMax, relaysWanted: AutoRelay keeps up to 8 relay
+	// candidates and holds reservations on 2 relays (go-libp2p's default
+	// of 2: one relay that goes away leaves the other).
+	relayCandidatesMax = 8
+	relaysWanted       = 2
+	// relayBackoff: a relay that refused a reservation is asked again
+	// after 10 s (go-libp2p: an hour, which keeps a restarted relay
+	// unused that long).
+	relayBackoff = 10 * time.Second
+	// relaySourceInterval: AutoRelay asks for candidates at most every
+	// 2 s (go-libp2p: 30 s).
+	relaySourceInterval = 2 * time.Second
+	// maxCircuitTries: a peer not reachable otherwise is tried through at
+	// most this many of the relays we know.
+	maxCircuitTries = 4
+	// relayRedialMin: a bootstrap peer or pinned relay that went away is
+	// dialled again every 2 s for relayRedialFast (a restart), then every
+	// relayRedialSlow.
+	relayRedialMin  = 2 * time.Second
+	relayRedialFast = 10 * time.Minute
+	relayRedialSlow = time.Minute
+	// networkWakeEvery: what waits on the network (queued messages, an
+	// unpublished bundle) is woken at most once a second by network
+	// changes: a relay reconnected or reserved, the DHT no longer empty.
+	networkWakeEvery = time.Second
+	// greetEvery: a new relay reservation makes the node greet its
+	// contacts (they learn its new address) at most twice a minute.
+	greetEvery = 30 * time.Second
+	// watchEvery: how often the node checks what keeps it from being
+	// found or reached (diagnose.go), and logs what changed.
+	watchEvery = 2 * time.Second
 )
 
 // Publication (publish.go; docs/design.md §4).

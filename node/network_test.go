@@ -34,7 +34,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 	for _, n := range nodes {
 		// The routing tables fill as nodes join: refresh so that each
 		// knows the network, as the periodic refresh would.
-		<-n.dht.Inner().RefreshRoutingTable()
+		<-n.dht.LAN.Inner().RefreshRoutingTable()
 	}
 	for i, n := range nodes {
 		r, err := n.PublishBundle(ctx)
@@ -86,7 +86,7 @@ func TestNetworkOfTwenty(t *testing.T) {
 	victim := nodes[3]
 	key := dht.Key(victim.ID())
 	attacker := startNode(t, t.TempDir(), boot.AddrInfo())
-	msgr, err := pb.NewProtocolMessenger(attacker.dht.Inner().MessageSender())
+	msgr, err := pb.NewProtocolMessenger(attacker.dht.LAN.Inner().MessageSender())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ type Node struct {
 	// startMu); read without a lock by whoever learnt from running (or
 	// from a goroutine that Start spawned) that the node is started.
 	host    host.Host
-	dht     *dht.DHT
+	dht     *dht.Dual
 	records *recordStore // the DHT's records (records.go), set with host
 	mdns    io.Closer
 
@@ -150,6 +150,8 @@ type Node struct {
 		expires   time.Time
 		published time.Time // last successful publication
 		replicas  int
+		failure   error         // of the last attempt, nil once one succeeded
+		wake      chan struct{} // retry a failed publication now (cap 1)
 	}
 
 	// events: wakes the Watchers when events are committed (events.go).
@@ -166,6 +168,11 @@ type Node struct {
 	// goroutines, to the host-event loop (hostevents.go).
 	hostQueue   chan hostEvent
 	hostDropped atomic.Int64 // events dropped because the queue was full
+	// relays: the relays around us (relays.go); netWake: to the wake
+	// loop (reach.go), cap 1.
+	relays  relays
+	netWake chan struct{}
+
 	// hostWork: from the host-event loop to the actor that does the store
 	// reads and writes they call for (hostevents.go).
 	hostWork hostWork
@@ -219,7 +226,9 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize),
-		hostWork: hostWork{wake: make(chan struct{}, 1)}}
+		hostWork: hostWork{wake: make(chan struct{}, 1)}, netWake: make(chan struct{}, 1)}
+	n.relays.wake = make(chan struct{}, 1)
+	n.publication.wake = make(chan struct{}, 1)
 	n.convs.m = map[peer.ID]*conv{}
 	n.delivery.workers = map[peer.ID]*worker{}
 	n.issuing.last = map[peer.ID]time.Time{}
@@ -271,6 +280,8 @@ func (n *Node) Start(ctx context.Context) error {
 	lc.Lock()
 	n.host, n.dht, n.records = h, d, records
 	lc.Unlock()
+	n.relays.host.Store(&h)
+	n.claimPrivate(h)
 	if !n.spawn(func() { n.hostEventLoop(sub) }) {
 		sub.Close()
 		return ErrClosed // Close, under way, tears the host down
@@ -297,6 +308,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.publishLoop)
 	n.spawn(n.retryLoop)
 	n.spawn(n.greetContacts)
+	n.spawn(n.wakeLoop)
+	n.spawn(n.redialLoop)
+	n.spawn(n.watchLoop)
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
 }
@@ -329,6 +343,9 @@ func (n *Node) Close() error {
 		}
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
+		}
+		if n.relays.claim != nil {
+			errs = append(errs, n.relays.claim.Close())
 		}
 		if n.host != nil {
 			errs = append(errs, n.host.Close())

@@ -111,6 +111,11 @@ func (d *delivery) work(w *worker) {
 	defer idle.Stop()
 	markSent := time.NewTimer(time.Hour) // armed by the first write
 	defer markSent.Stop()
+	// ackWait runs while envelopes are on the wire; only an ack moves it.
+	ackWait := time.NewTimer(time.Hour)
+	ackWait.Stop()
+	defer ackWait.Stop()
+	waiting := false
 	// The outbox is read again only when something new may wait in it:
 	// at start, on a kick, and when the window was full.
 	pending := true
@@ -125,6 +130,10 @@ func (d *delivery) work(w *worker) {
 			if wrote {
 				idle.Reset(idleStream)
 				markSent.Reset(markSentAfter)
+				if !waiting {
+					ackWait.Reset(ackTimeout)
+					waiting = true
+				}
 			}
 		}
 		select {
@@ -139,6 +148,17 @@ func (d *delivery) work(w *worker) {
 			pending = pending || full || d.released
 			d.released = false
 			idle.Reset(idleStream)
+			ackWait.Stop()
+			if waiting = len(d.inflight) > 0; waiting {
+				ackWait.Reset(ackTimeout)
+			}
+		case <-ackWait.C:
+			waiting = false
+			if len(d.inflight) > 0 {
+				d.dropConn()
+				d.retryLater(fmt.Errorf("no acknowledgement in %v: the connection is presumed dead", ackTimeout))
+				return
+			}
 		case err := <-d.readErr:
 			d.retryLater(fmt.Errorf("stream closed: %w", err))
 			return
@@ -288,6 +308,15 @@ func readAcks(s network.Stream, acks chan<- wire.Ack, readErr chan<- error, gone
 		case <-gone:
 			return
 		}
+	}
+}
+
+// dropConn closes the connection the stream runs on: it carried no ack
+// for ackTimeout, and would still count as live for a while.
+func (d *delivery) dropConn() {
+	if d.s != nil {
+		d.n.log.Info("connection presumed dead: no acknowledgement", "peer", d.key, "after", ackTimeout)
+		d.s.Conn().Close()
 	}
 }
 
@@ -513,7 +542,7 @@ func (d *delivery) retryLater(cause error) {
 			}
 			if awaitsSession(e) && errors.Is(cause, errNoSessionYet) {
 				// Its message says why it waits.
-				if err := tx.NoteQueued(e.MessageID, cause.Error()); err != nil {
+				if err := tx.NoteQueued(e.MessageID, waitingReason(cause)); err != nil {
 					return err
 				}
 			}

@@ -41,11 +41,12 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 	}
 	n.cacheBundle(b, now)
 	replicas, err = n.dht.Publish(ctx, n.id, b)
+	pub.Lock()
+	pub.failure = err
 	if err == nil {
-		pub.Lock()
 		pub.published, pub.replicas = now, replicas
-		pub.Unlock()
 	}
+	pub.Unlock()
 	return replicas, err
 }
 
@@ -58,15 +59,37 @@ func (n *Node) Published() (time.Time, int) {
 	return pub.published, pub.replicas
 }
 
+// publicationFailure is the error of the last publication attempt: nil
+// once one succeeded, and before the first.
+func (n *Node) publicationFailure() error {
+	pub := &n.publication
+	pub.Lock()
+	defer pub.Unlock()
+	return pub.failure
+}
+
+// wakePublication retries a failed publication now (reach.go).
+func (n *Node) wakePublication() {
+	if n.publicationFailure() == nil {
+		return
+	}
+	select {
+	case n.publication.wake <- struct{}{}:
+	default:
+	}
+}
+
 // publishLoop publishes at start, retries with backoff until a peer
-// stores the bundle, then republishes every RepublishInterval; it checks
-// hourly whether the prekeys are due for rotation.
+// stores the bundle (at once when the network changes), then republishes
+// every RepublishInterval; it checks hourly whether the prekeys are due
+// for rotation.
 func (n *Node) publishLoop() {
 	retry := publishFirstRetry
 	wait := time.Duration(0)
 	for {
 		select {
 		case <-time.After(wait):
+		case <-n.publication.wake:
 		case <-n.ctx.Done():
 			return
 		}

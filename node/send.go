@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/dht"
 )
 
 // Send encrypts text for peer `to` and returns the message's id once the
@@ -79,10 +80,37 @@ func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, er
 func (n *Node) fetchOrWait(ctx context.Context, p peer.ID, o *sendOp) {
 	b, err := n.fetchBundle(ctx, p)
 	if err != nil {
-		o.waiting = fmt.Errorf("%w: %w", errNoSessionYet, err).Error()
+		n.log.Debug("no bundle yet", "peer", p.String(), "err", err)
+		o.waiting = waitingReason(err)
 		return
 	}
 	o.bundle = b
+}
+
+// waitingReason says in one line why a message waits for its recipient's
+// bundle, from the error of the last search.
+func waitingReason(err error) string {
+	const retried = "it stays queued and will be retried"
+	switch {
+	case errors.Is(err, dht.ErrNoPeers):
+		return "not found: this node knows no DHT peer yet to ask (see p2pmsg status); " + retried
+	case errors.Is(err, dht.ErrAllAnswersInvalid):
+		return "only invalid bundles of this peer found in the DHT (forged or expired); " + retried
+	case errors.Is(err, dht.ErrNotFound), errors.Is(err, context.DeadlineExceeded):
+		return "not found in the DHT yet; " + retried
+	}
+	return fmt.Sprintf("no session yet (%v); %s", err, retried)
+}
+
+// WaitsForPeer reports whether messages to p wait for its bundle, that
+// is for p to be found.
+func (n *Node) WaitsForPeer(p peer.ID) (bool, error) {
+	var waits bool
+	err := n.store.View(func(r *db.ReadTx) (err error) {
+		waits, err = r.AwaitsSession(p.String())
+		return err
+	})
+	return waits, err
 }
 
 // needsBundle reports whether a message to the peer must start a session

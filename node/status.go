@@ -31,6 +31,11 @@ type Status struct {
 	ClockSkews []ClockSkew
 	// Requests: pending contact requests.
 	Requests int
+	// DHT: the node's part in the LAN and internet DHTs.
+	DHT DHTStatus
+	// Problems: what keeps others from finding or reaching the node, each
+	// with what to do (diagnose.go); none when all is well.
+	Problems []Problem
 }
 
 // ContactPath is how a contact is reached now.
@@ -53,6 +58,8 @@ func (n *Node) Status() (Status, error) {
 		st.Addrs = append(st.Addrs, a.String())
 	}
 	st.HolePunching = slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol)
+	f := n.facts()
+	st.DHT, st.Problems = f.DHTStatus, n.problems(f)
 	cs, err := n.Contacts()
 	if err != nil {
 		return st, err

@@ -31,9 +31,9 @@ func cmdDaemon(e *env, args []string) error {
 	noMDNS := fs.Bool("no-mdns", false, "no discovery on the LAN")
 	noPortMap := fs.Bool("no-port-map", false, "no UPnP/NAT-PMP port mapping on the router")
 	var relays multiFlag
-	fs.Var(&relays, "relay-via", "a relay to hold a reservation on when behind NAT (repeatable)")
+	fs.Var(&relays, "relay-via", "pin a relay to hold a reservation on when behind NAT (repeatable; connected relays are used without it)")
 	relay := fs.Bool("relay", false, "serve as a circuit relay and DHT server (for a node with a public address)")
-	dhtMode := fs.String("dht-mode", "", "auto, server or client")
+	dhtMode := fs.String("dht-mode", "", "auto, server or client: the internet DHT's mode (the LAN DHT is served but with client)")
 	reach := fs.String("reachability", "", "auto, public or private: override AutoNAT")
 	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
 		return err

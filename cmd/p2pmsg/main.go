@@ -41,13 +41,18 @@ Commands:
   id                           peer ID, addresses and fingerprint
   daemon                       run the node in the foreground
       --listen MULTIADDR         listen there (repeatable; default: TCP and QUIC on all interfaces)
-      --bootstrap MULTIADDR      join the DHT through this peer (repeatable)
-      --relay-via MULTIADDR      behind NAT, be reachable through this relay (repeatable)
+      --bootstrap MULTIADDR      join the DHT through this peer (repeatable); a bootstrap peer that
+                                 is a relay (--relay) also makes this node reachable behind NAT
+      --relay-via MULTIADDR      pin a relay to hold a reservation on (repeatable; any connected
+                                 relay is used without it)
       --relay                    serve as a circuit relay v2 and DHT server (a node with a public address)
       --no-mdns                  no discovery on the LAN
       --no-port-map              no UPnP/NAT-PMP port mapping
       --dht-mode auto|server|client
-      --reachability auto|public|private   override AutoNAT (private: take relay reservations at once)
+                                 the internet DHT: auto serves it once reachable from the internet;
+                                 the LAN DHT (private and loopback networks) is always served, but
+                                 with client
+      --reachability auto|public|private   override AutoNAT (auto: private at once when no address is public)
   send PEER TEXT [--wait] [--timeout D]
                                send TEXT to PEER (peer ID or contact name)
   history PEER [--limit N] [--before ID | --after ID | --oldest]

@@ -62,10 +62,12 @@ func TestScripts(t *testing.T) {
 				ts.Check(err)
 				ts.Setenv(args[1], strconv.FormatInt(id, 10))
 			},
-			"rpc":         rawRPC,
-			"setjson":     setJSON,
-			"sendmany":    sendMany,
-			"pagehistory": pageHistory,
+			"waitpublished": waitPublished,
+			"waitstate":     waitState,
+			"rpc":           rawRPC,
+			"setjson":       setJSON,
+			"sendmany":      sendMany,
+			"pagehistory":   pageHistory,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0] + "s")
 				ts.Check(err)
@@ -88,6 +90,42 @@ func waitDaemon(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv(args[1], r.Addrs[0])
 		ts.Setenv(args[1]+"_ID", r.PeerID)
 	}
+}
+
+// waitpublished DIR waits until the daemon of DIR has published its
+// bundle (at most 20 s).
+func waitPublished(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitpublished DIR")
+	}
+	c, err := api.Dial(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer c.Close()
+	var st api.Status
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st, err = c.Status(context.Background()); err == nil && !st.Published.IsZero() {
+			return
+		}
+	}
+	ts.Fatalf("%s: bundle not published in 20 s: %v; problems %v", args[0], err, st.Problems)
+}
+
+// waitstate DIR MESSAGE_ID STATE waits until the message is in STATE (at
+// most 30 s).
+func waitState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: waitstate DIR MESSAGE_ID STATE")
+	}
+	c, err := api.Dial(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer c.Close()
+	var m api.Message
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m, err = c.Message(context.Background(), args[1]); err == nil && m.State == args[2] {
+			return
+		}
+	}
+	ts.Fatalf("message %s: %s (%s), not %s after 30 s: %v", args[1], m.State, m.Error, args[2], err)
 }
 
 // waitAPI waits until the daemon of dir answers "id" with an address.

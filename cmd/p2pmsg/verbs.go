@@ -286,9 +286,28 @@ func cmdStatus(e *env, args []string) error {
 	})
 }
 
+// describeDHT says in one line what the node does in each DHT.
+func describeDHT(d api.DHTStatus) string {
+	half := func(serving bool, peers int, where string) string {
+		role := "client"
+		if serving {
+			role = "server"
+		}
+		return fmt.Sprintf("%s %s, %d peers", where, role, peers)
+	}
+	wan := half(d.WANServer, d.WANPeers, "internet")
+	if !d.WANServer && d.Mode == string(node.DHTAuto) {
+		wan += " (a server once reachable from the internet)"
+	}
+	return half(d.LANServer, d.LANPeers, "LAN") + "; " + wan + "; mode " + d.Mode
+}
+
 func printStatus(e *env, st api.Status) {
-	fmt.Fprintf(e.stdout, "peer ID:        %s\nreachability:   %s\nconnected peers: %d\nDHT routing table: %d peers\n",
-		st.PeerID, st.Reachability, st.ConnectedPeers, st.RoutingTable)
+	for _, p := range st.Problems {
+		fmt.Fprintf(e.stdout, "problem: %s\n", p.Text)
+	}
+	fmt.Fprintf(e.stdout, "peer ID:        %s\nreachability:   %s\nconnected peers: %d\nDHT:            %s\n",
+		st.PeerID, st.Reachability, st.ConnectedPeers, describeDHT(st.DHT))
 	if st.Published.IsZero() {
 		fmt.Fprintln(e.stdout, "bundle:         not published yet")
 	} else {

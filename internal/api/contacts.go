@@ -41,7 +41,12 @@ func (s *Server) status(context.Context, None) (Status, error) {
 		RelayAddrs: nonNil(st.RelayAddrs), HolePunching: st.HolePunching, Contacts: []ContactPath{},
 		ConnectedPeers: st.ConnectedPeers, RoutingTable: st.RoutingTable, Published: st.Published,
 		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed,
-		ClockSkews: []ClockSkew{}, Requests: st.Requests}
+		ClockSkews: []ClockSkew{}, Requests: st.Requests, Problems: []Problem{},
+		DHT: DHTStatus{Mode: string(st.DHT.Mode), LANServer: st.DHT.LANServer, WANServer: st.DHT.WANServer,
+			LANPeers: st.DHT.LANPeers, WANPeers: st.DHT.WANPeers}}
+	for _, p := range st.Problems {
+		out.Problems = append(out.Problems, Problem{Code: p.Code, Text: p.Text})
+	}
 	for _, c := range st.ClockSkews {
 		out.ClockSkews = append(out.ClockSkews, ClockSkew{PeerID: c.PeerID.String(), OffsetMillis: c.Offset.Milliseconds()})
 	}

@@ -114,6 +114,13 @@ func (s *Server) send(ctx context.Context, p SendParams) (SendResult, error) {
 	if !p.Wait {
 		return res, nil
 	}
+	if res.State == string(node.Queued) {
+		// Not found yet: it may take days. Not delivered, so not
+		// success; no failure either: the outbox keeps looking.
+		if waits, err := s.n.WaitsForPeer(to); err == nil && waits {
+			return res, withResult(res, withCode(CodeNotFound, fmt.Errorf("message %s: %s", res.ID, res.Error)))
+		}
+	}
 	w := s.n.Watch(ctx, last, node.EventState)
 	for {
 		e, err := w.Next()

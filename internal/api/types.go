@@ -225,6 +225,29 @@ type Status struct {
 	SecretsUnsealed bool          `json:"secrets_unsealed"`
 	ClockSkews      []ClockSkew   `json:"clock_skews"`      // peers whose clocks differ from ours by more than a minute
 	Requests        int           `json:"pending_requests"` // contact requests waiting for the user
+	DHT             DHTStatus     `json:"dht"`
+	// Problems: what keeps others from finding or reaching the node, one
+	// sentence each with what to do; [] when all is well.
+	Problems []Problem `json:"problems"`
+}
+
+// DHTStatus is the node's part in the LAN DHT (private and loopback
+// networks; every node serves it) and the internet's (public nodes
+// only; Mode applies to it).
+type DHTStatus struct {
+	Mode      string `json:"mode"` // auto, server or client, as configured
+	LANServer bool   `json:"lan_server"`
+	WANServer bool   `json:"wan_server"`
+	LANPeers  int    `json:"lan_peers"`
+	WANPeers  int    `json:"wan_peers"`
+}
+
+// Problem is one thing that keeps the node from being found or reached.
+// Codes: alone, bootstrap-unreachable, no-dht-server, unreachable,
+// not-published.
+type Problem struct {
+	Code string `json:"code"`
+	Text string `json:"text"`
 }
 
 // ClockSkew is a peer whose messages show a clock away from ours:

@@ -1,0 +1,91 @@
+package node
+
+import (
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pmsg/p2pmsg/db"
+)
+
+// What waits on the network goes as soon as the network changes
+// (docs/node-decisions.md, 22): messages queued for peers that could not
+// be reached or found, and a bundle not yet published, are retried at
+// once, not at their next backoff step, when a bootstrap peer or relay
+// comes back, a relay is identified, the DHT stops being empty, or we
+// get a relay reservation (then our contacts are greeted too: they learn
+// our new address, and deliver what they queued for us).
+
+// networkChanged asks the wake loop to retry what waits on the network.
+// It never blocks.
+func (n *Node) networkChanged() {
+	select {
+	case n.netWake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeLoop retries what waits on the network when networkChanged asks,
+// at most every networkWakeEvery: a burst of changes costs one round.
+func (n *Node) wakeLoop() {
+	for {
+		select {
+		case <-n.netWake:
+		case <-n.ctx.Done():
+			return
+		}
+		n.wakePublication()
+		var waiting []string
+		err := n.store.View(func(r *db.ReadTx) (err error) {
+			// Due or not: the backoff was for a network that changed.
+			waiting, err = r.DuePeers(time.Now().Add(100*365*24*time.Hour), maxDuePeers)
+			return err
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("read the outbox", "err", err)
+		}
+		for _, key := range waiting {
+			if p, err := peer.Decode(key); err == nil {
+				n.kick(p)
+			}
+		}
+		select {
+		case <-time.After(networkWakeEvery):
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// reservationsChanged is called by the host actor with our addresses
+// after they changed: a relay reservation gained wakes what waits, and
+// greets the contacts (at most every greetEvery).
+func (n *Node) reservationsChanged(addrs []ma.Multiaddr) {
+	var now []peer.ID
+	for _, a := range addrs {
+		if r, ok := relayOf(a); ok && !slices.Contains(now, r) {
+			now = append(now, r)
+		}
+	}
+	r := &n.relays
+	r.mu.Lock()
+	gained := slices.ContainsFunc(now, func(p peer.ID) bool { return !slices.Contains(r.reserved, p) })
+	lost := slices.ContainsFunc(r.reserved, func(p peer.ID) bool { return !slices.Contains(now, p) })
+	r.reserved = now
+	greet := gained && time.Since(r.greeted) >= greetEvery
+	if greet {
+		r.greeted = time.Now()
+	}
+	r.mu.Unlock()
+	if gained || lost {
+		n.log.Info("relay reservations", "relays", len(now))
+	}
+	if gained {
+		n.networkChanged()
+	}
+	if greet {
+		n.spawn(n.greetContacts)
+	}
+}

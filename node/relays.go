@@ -1,0 +1,270 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	relayproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// Relays found by themselves (docs/design.md §8; docs/node-decisions.md,
+// 22): any connected peer that offers circuit relay v2 — a bootstrap
+// node started with --relay, a peer met in the DHT — is a relay
+// candidate, the pinned ones (Config.Relays) first. A node whose
+// addresses are all private says so to go-libp2p at once, so that
+// AutoRelay takes a reservation within a round trip instead of waiting
+// for AutoNAT (15 s and more). The bootstrap peers and pinned relays are
+// dialled again while they are away, so that a relay that returns is
+// used again within seconds; and a sender that cannot dial a peer tries
+// it through the relays it knows.
+
+// relays is the node's view of the relays around it. Its lock is a leaf.
+type relays struct {
+	host atomic.Pointer[host.Host] // set once libp2p.New returned
+	// wake tells the candidate feed that a peer offering relay was
+	// identified (cap 1).
+	wake chan struct{}
+
+	// claim emits our private reachability (claimPrivate); closed with
+	// the node.
+	claim event.Emitter
+
+	mu       sync.Mutex
+	reserved []peer.ID // the relays of our circuit addresses, as last seen
+	greeted  time.Time // contacts last greeted for a new reservation
+}
+
+// autoRelayOptions make AutoRelay take the first candidate at once and
+// retry a relay soon: go-libp2p's defaults wait for 4 candidates or 3
+// minutes, and back off an hour from a relay that refused once.
+func (n *Node) autoRelayOptions() libp2p.Option {
+	return libp2p.EnableAutoRelay(
+		autorelay.WithPeerSource(n.relayCandidates),
+		autorelay.WithMinCandidates(1),
+		autorelay.WithMaxCandidates(relayCandidatesMax),
+		autorelay.WithNumRelays(relaysWanted),
+		autorelay.WithBootDelay(0),
+		autorelay.WithBackoff(relayBackoff),
+		autorelay.WithMinInterval(relaySourceInterval),
+	)
+}
+
+// relayCandidates is AutoRelay's peer source: the pinned relays, then the
+// connected peers that offer relaying, then each one identified later,
+// until num were sent. AutoRelay calls it again only once the channel is
+// closed, so it stays open: a relay that comes back is offered again as
+// soon as it is identified.
+func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
+	out := make(chan peer.AddrInfo)
+	go func() {
+		defer close(out)
+		sent := 0
+		send := func(ai peer.AddrInfo) bool {
+			select {
+			case out <- ai:
+				sent++
+				return sent < num
+			case <-ctx.Done():
+			case <-n.ctx.Done():
+			}
+			return false
+		}
+		for _, ai := range n.cfg.Relays {
+			if !send(ai) {
+				return
+			}
+		}
+		for {
+			for _, p := range n.relayPeers() {
+				if slices.ContainsFunc(n.cfg.Relays, func(ai peer.AddrInfo) bool { return ai.ID == p }) {
+					continue
+				}
+				if !send(peer.AddrInfo{ID: p}) {
+					return
+				}
+			}
+			select {
+			case <-n.relays.wake:
+			case <-ctx.Done():
+				return
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// relayPeers are the connected peers that offer circuit relay v2 (as
+// identify told us), directly connected: a relay reached through a relay
+// is no relay.
+func (n *Node) relayPeers() []peer.ID {
+	hp := n.relays.host.Load()
+	if hp == nil {
+		return nil
+	}
+	h := *hp
+	var out []peer.ID
+	for _, p := range h.Network().Peers() {
+		if h.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		if ok, _ := h.Peerstore().SupportsProtocols(p, relayproto.ProtoIDv2Hop); len(ok) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// relayOffered is called by the host-event loop when a peer is
+// identified: one offering relaying wakes the candidate feed.
+func (n *Node) relayOffered(protos []string) {
+	if slices.Contains(protos, relayproto.ProtoIDv2Hop) {
+		select {
+		case n.relays.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// circuitsTo are addresses of p through the relays we know (ours first:
+// p may hold a reservation where we hold one), at most maxCircuitTries.
+func (n *Node) circuitsTo(p peer.ID) []ma.Multiaddr {
+	var via []peer.ID
+	for _, a := range n.host.Addrs() {
+		if r, ok := relayOf(a); ok && !slices.Contains(via, r) {
+			via = append(via, r)
+		}
+	}
+	for _, ai := range n.cfg.Relays {
+		if !slices.Contains(via, ai.ID) {
+			via = append(via, ai.ID)
+		}
+	}
+	for _, r := range n.relayPeers() {
+		if !slices.Contains(via, r) {
+			via = append(via, r)
+		}
+	}
+	var out []ma.Multiaddr
+	for _, r := range via {
+		if r == p || len(out) == maxCircuitTries {
+			continue
+		}
+		if a, err := ma.NewMultiaddr("/p2p/" + r.String() + "/p2p-circuit"); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// relayOf returns the relay of a circuit address of ours.
+func relayOf(a ma.Multiaddr) (peer.ID, bool) {
+	if !isCircuit(a) {
+		return "", false
+	}
+	relayed, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Protocol().Code == ma.P_CIRCUIT })
+	id, err := peer.IDFromP2PAddr(relayed)
+	return id, err == nil
+}
+
+// claimPrivate tells go-libp2p that the node is not reachable from the
+// internet when none of its addresses is public: AutoRelay then takes a
+// reservation at once. AutoNAT still runs and overrides it with its own
+// verdict when it has one (a port mapping can make the node public).
+// The emitter stays open until the host closes.
+func (n *Node) claimPrivate(h host.Host) {
+	if n.cfg.Reachability == ReachabilityPublic || n.cfg.Reachability == ReachabilityPrivate || n.cfg.RelayService {
+		return // the user said; go-libp2p emitted it already
+	}
+	if slices.ContainsFunc(h.Addrs(), manet.IsPublicAddr) {
+		return // maybe reachable: AutoNAT decides
+	}
+	em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
+	if err != nil {
+		n.log.Warn("claim private reachability", "err", err)
+		return
+	}
+	if err := em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityPrivate}); err != nil {
+		n.log.Warn("claim private reachability", "err", err)
+	}
+	n.log.Info("no public address: reachable from the internet only through a relay; asking relays for a reservation")
+	// Closing the emitter would not undo the event; the host's bus goes
+	// with the host.
+	n.relays.claim = em
+}
+
+// redialLoop keeps the bootstrap peers and pinned relays connected: when
+// one is away it is dialled again, every relayRedialMin at first (so that
+// a restarted relay is back in use within seconds), less often once it
+// has been away a long time. Each reconnection wakes what waits on the
+// network (reconnected).
+func (n *Node) redialLoop() {
+	targets := append(slices.Clone(n.cfg.Relays), n.cfg.BootstrapPeers...)
+	targets = slices.DeleteFunc(targets, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
+	if len(targets) == 0 {
+		return
+	}
+	type away struct {
+		since, next time.Time
+	}
+	gone := map[peer.ID]*away{}
+	h := n.host
+	t := time.NewTicker(relayRedialMin / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+		now := time.Now()
+		for _, ai := range targets {
+			if c := h.Network().Connectedness(ai.ID); c == network.Connected {
+				if gone[ai.ID] != nil {
+					delete(gone, ai.ID)
+				}
+				continue
+			}
+			a := gone[ai.ID]
+			if a == nil {
+				a = &away{since: now, next: now}
+				gone[ai.ID] = a
+			}
+			if now.Before(a.next) {
+				continue
+			}
+			wait := relayRedialMin
+			if now.Sub(a.since) > relayRedialFast {
+				wait = relayRedialSlow
+			}
+			a.next = now.Add(wait)
+			// go-libp2p backs off from a peer whose dial failed (5 s and
+			// growing): we pace these dials ourselves.
+			if s, ok := h.Network().(*swarm.Swarm); ok {
+				s.Backoff().Clear(ai.ID)
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+			err := h.Connect(ctx, ai)
+			cancel()
+			if err == nil {
+				delete(gone, ai.ID)
+				n.log.Info("reconnected", "peer", ai.ID.String())
+				n.networkChanged()
+			}
+		}
+	}
+}
