@@ -171,6 +171,14 @@ func (n *Node) circuitsTo(p peer.ID) []ma.Multiaddr {
 	return out
 }
 
+// clearDialBackoff forgets go-libp2p's dial backoff for p, for a caller
+// that paces its own dials.
+func clearDialBackoff(h host.Host, p peer.ID) {
+	if s, ok := h.Network().(*swarm.Swarm); ok {
+		s.Backoff().Clear(p)
+	}
+}
+
 // relayOf returns the relay of a circuit address of ours.
 func relayOf(a ma.Multiaddr) (peer.ID, bool) {
 	if !isCircuit(a) {
@@ -254,9 +262,7 @@ func (n *Node) redialLoop() {
 			a.next = now.Add(wait)
 			// go-libp2p backs off from a peer whose dial failed (5 s and
 			// growing): we pace these dials ourselves.
-			if s, ok := h.Network().(*swarm.Swarm); ok {
-				s.Backoff().Clear(ai.ID)
-			}
+			clearDialBackoff(h, ai.ID)
 			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 			err := h.Connect(ctx, ai)
 			cancel()
