@@ -24,7 +24,9 @@ import (
 //     changes limited to connected), EvtLocalReachabilityChanged
 //     (AutoNAT's verdict, for Status) and EvtLocalProtocolsUpdated
 //     (DCUtR's protocol appears once the node knows a public address of
-//     its own);
+//     its own), EvtPeerIdentificationCompleted (a peer that offers
+//     circuit relay v2 wakes AutoRelay's candidate feed: relays.go) and
+//     EvtLocalAddressesUpdated (our relay reservations: reach.go);
 //   - hostQueue, fed by the hole-punch tracer (a punch succeeded), mDNS
 //     (a peer on the LAN) and the conversations (a peer became a contact:
 //     its connection may predate it). They never wait: when the queue is
@@ -47,7 +49,9 @@ import (
 //   - a peer found on the LAN: its addresses go to the peerstore (at
 //     once, on mDNS's goroutine) and its worker is kicked;
 //   - when DCUtR comes up, the relayed-only connections certainly older
-//     than it are dropped, to be dialled again and upgraded (nat.go).
+//     than it are dropped, to be dialled again and upgraded (nat.go);
+//   - when our addresses change, a relay reservation gained wakes what
+//     waits on the network and greets the contacts (reach.go).
 //
 // It does so with one store read (which peers are contacts) and one write
 // (their connectivity events) per round, never on libp2p's goroutines (a

@@ -35,7 +35,7 @@ func cmdDemo(e *env, args []string) error {
 	}()
 	start := func(name string, boot ...peer.AddrInfo) (*node.Node, error) {
 		n, err := node.New(node.Config{DataDir: tmp + "/" + name, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-			NoMDNS: true, NoPortMap: true, DHTMode: node.DHTServer, BootstrapPeers: boot})
+			NoMDNS: true, NoPortMap: true, BootstrapPeers: boot})
 		if err != nil {
 			return nil, err
 		}
