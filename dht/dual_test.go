@@ -132,3 +132,23 @@ func TestDualLonelyNode(t *testing.T) {
 		t.Fatalf("the bundle is not kept locally: %v", err)
 	}
 }
+
+// Of two halves' errors, the one from a half that had peers to ask is
+// reported, and an invalid answer before a miss.
+func TestPickReportsTheInformativeHalf(t *testing.T) {
+	noPeers := &dhtError{msg: "no peers", errs: []error{ErrNoPeers}}
+	notFound := &dhtError{msg: "not found", errs: []error{ErrNotFound}}
+	invalid := &dhtError{msg: "invalid", errs: []error{ErrAllAnswersInvalid}}
+	for _, c := range []struct {
+		a, b error
+		want error
+	}{{noPeers, notFound, ErrNotFound}, {notFound, noPeers, ErrNotFound}, {notFound, invalid, ErrAllAnswersInvalid},
+		{invalid, notFound, ErrAllAnswersInvalid}, {noPeers, noPeers, ErrNoPeers}} {
+		if got := pick(c.a, c.b); !errors.Is(got, c.want) {
+			t.Errorf("pick(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+	if got := pick(noPeers, noPeers).Error(); got != "no peers (neither on the LAN nor on the internet)" {
+		t.Errorf("both halves without peers: %q", got)
+	}
+}

@@ -55,7 +55,11 @@ type facts struct {
 
 func (n *Node) facts() facts {
 	lan, wan := n.dht.Serving()
-	st := facts{DHTStatus: DHTStatus{Mode: or(n.cfg.DHTMode, DHTAuto), LANServer: lan, WANServer: wan,
+	mode := or(n.cfg.DHTMode, DHTAuto)
+	if n.cfg.RelayService {
+		mode = DHTServer // buildHost: a relay serves the DHT
+	}
+	st := facts{DHTStatus: DHTStatus{Mode: mode, LANServer: lan, WANServer: wan,
 		LANPeers: n.dht.LAN.RoutingTableSize(), WANPeers: n.dht.WAN.RoutingTableSize()},
 		reachable: n.reachability(), relayAddrs: len(n.relayAddrs())}
 	for _, ai := range n.cfg.BootstrapPeers {
@@ -78,6 +82,8 @@ func (n *Node) problems(st facts) []Problem {
 	}
 	if st.LANPeers+st.WANPeers == 0 {
 		switch {
+		case n.cfg.RelayService || n.cfg.DHTMode == DHTServer:
+			// A root node: others join through it.
 		case st.bootstrap == 0 && len(n.host.Network().Peers()) == 0:
 			how := "no p2pmsg node answered on your LAN (mDNS)"
 			if n.cfg.NoMDNS {
@@ -92,13 +98,32 @@ func (n *Node) problems(st facts) []Problem {
 			}
 		}
 	}
-	if st.reachable == ReachabilityPrivate && st.relayAddrs == 0 {
+	if st.reachable == ReachabilityPrivate && st.relayAddrs == 0 && n.internetFacing(st) {
 		add(ProblemUnreachable, "nobody outside your network can reach you: add a relay (a node with a public address started with --relay, given as --bootstrap)")
 	}
-	if pubAt, _ := n.Published(); pubAt.IsZero() {
+	// A server of the internet's DHT with nobody to store its bundle on
+	// is the DHT that others ask: they find the bundle there.
+	rootAlone := st.WANServer && errors.Is(n.publicationFailure(), dht.ErrNoPeers)
+	if pubAt, _ := n.Published(); pubAt.IsZero() && !rootAlone {
 		add(ProblemNotPublished, "your bundle is not published yet, so nobody can start a conversation with you: %s", n.publicationReason())
 	}
 	return out
+}
+
+// internetFacing: the node is set up to be reached across the internet
+// (a relay given, an internet DHT peer, a bootstrap peer with a public
+// address). On a LAN alone, being unreachable from the internet is no
+// problem, and a LAN relay's reservation gives no address to show.
+func (n *Node) internetFacing(st facts) bool {
+	if len(n.cfg.Relays) > 0 || st.WANPeers > 0 {
+		return true
+	}
+	for _, ai := range n.cfg.BootstrapPeers {
+		if slices.ContainsFunc(ai.Addrs, manet.IsPublicAddr) {
+			return true
+		}
+	}
+	return false
 }
 
 // bootstrapServesNoDHT explains why connected bootstrap peers are in
@@ -165,7 +190,7 @@ func (n *Node) watchLoop() {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	known := map[string]string{}
-	empty := true
+	empty, wanEmpty := true, true
 	for {
 		// First after one period: what a start goes through (the first
 		// publication, AutoRelay's reservation) is not worth a line.
@@ -192,6 +217,12 @@ func (n *Node) watchLoop() {
 			empty = e
 			if !e {
 				n.networkChanged()
+			}
+		}
+		if w := st.WANPeers == 0; w != wanEmpty {
+			wanEmpty = w
+			if !w {
+				n.wakePublication(true)
 			}
 		}
 	}

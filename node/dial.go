@@ -34,12 +34,6 @@ func (n *Node) connect(ctx context.Context, p peer.ID) error {
 	// reservation on a relay we know is reached at once, without waiting
 	// for its direct addresses to time out, or for the DHT.
 	circuits := n.circuitsTo(p)
-	// go-libp2p refuses to dial again, for 5 s and growing, an address
-	// whose dial failed: a circuit through a relay where p had no
-	// reservation yet, a direct address before the network changed. The
-	// outbox paces its attempts itself (Config.RetryMin to RetryMax, at
-	// once when the network changes), so each attempt dials afresh.
-	clearDialBackoff(h, p)
 	var errs []error
 	if len(h.Peerstore().Addrs(p))+len(circuits) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, dialTimeout)

@@ -214,8 +214,8 @@ const (
 	// idleStream: an outgoing stream with nothing to send is closed after
 	// this.
 	idleStream = 30 * time.Second
-	// ackTimeout: envelopes on the wire with no ack for 10 s mean a
-	// connection that died without a word (a NAT that forgot the hole
+	// ackTimeout: envelopes on the wire with no ack for 10 s (plus their
+	// bytes at minFrameRate) mean a connection that died without a word (a NAT that forgot the hole
 	// punched through it, a cable pulled): it is closed, and the next
 	// attempt dials again, through a relay if need be. Without it the
 	// stream waited idleStream, and the dead connection counted as live
@@ -286,6 +286,10 @@ const (
 	// unpublished bundle) is woken at most once a second by network
 	// changes: a relay reconnected or reserved, the DHT no longer empty.
 	networkWakeEvery = time.Second
+	// wakeCooldown, wakeMax: a peer woken is not woken again for 10 s,
+	// and a round wakes at most 64 peers.
+	wakeCooldown = 10 * time.Second
+	wakeMax      = 64
 	// greetEvery: a new relay reservation makes the node greet its
 	// contacts (they learn its new address) at most twice a minute.
 	greetEvery = 30 * time.Second

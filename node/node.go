@@ -151,7 +151,9 @@ type Node struct {
 		published time.Time // last successful publication
 		replicas  int
 		failure   error         // of the last attempt, nil once one succeeded
-		wake      chan struct{} // retry a failed publication now (cap 1)
+		lanOnly   bool          // the last publication found no internet DHT peer
+		force     bool          // publish at the next wake, even if not due
+		wake      chan struct{} // publish now (cap 1)
 	}
 
 	// events: wakes the Watchers when events are committed (events.go).

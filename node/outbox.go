@@ -62,6 +62,8 @@ type delivery struct {
 	readErr  chan error    // from s's reader
 	gone     chan struct{} // closed when s is dropped
 	inflight map[e2e.MessageID]flight
+	// inflightBytes: the envelopes' bytes in inflight.
+	inflightBytes int
 	// released: an ack released what was held for the peer; the outbox
 	// is read again.
 	released bool
@@ -78,6 +80,7 @@ type flight struct {
 	// probe: it was held, and is offered again; if it is stored, the
 	// peer accepted us, and what waits behind it goes.
 	probe bool
+	size  int // bytes on the wire
 }
 
 type written struct {
@@ -107,6 +110,13 @@ func (n *Node) deliver(p peer.ID, w *worker) {
 // a retry.
 func (d *delivery) work(w *worker) {
 	ctx := d.n.ctx
+	// go-libp2p refuses to dial again, for 5 s and growing, an address
+	// whose dial failed: a circuit through a relay where the peer had no
+	// reservation yet, a direct address before the network changed. The
+	// worker paces its attempts itself (Config.RetryMin to RetryMax, at
+	// once when the network changes), so each run dials afresh, for a
+	// bundle and for the stream alike.
+	clearDialBackoff(d.n.host, d.peer)
 	idle := time.NewTimer(idleStream)
 	defer idle.Stop()
 	markSent := time.NewTimer(time.Hour) // armed by the first write
@@ -131,7 +141,7 @@ func (d *delivery) work(w *worker) {
 				idle.Reset(idleStream)
 				markSent.Reset(markSentAfter)
 				if !waiting {
-					ackWait.Reset(ackTimeout)
+					ackWait.Reset(d.ackDeadline())
 					waiting = true
 				}
 			}
@@ -150,13 +160,20 @@ func (d *delivery) work(w *worker) {
 			idle.Reset(idleStream)
 			ackWait.Stop()
 			if waiting = len(d.inflight) > 0; waiting {
-				ackWait.Reset(ackTimeout)
+				ackWait.Reset(d.ackDeadline())
 			}
 		case <-ackWait.C:
 			waiting = false
+			if len(d.acks) > 0 {
+				// Acks came while a write blocked (a slow link): the
+				// connection lives; take them first.
+				ackWait.Reset(d.ackDeadline())
+				waiting = true
+				continue
+			}
 			if len(d.inflight) > 0 {
 				d.dropConn()
-				d.retryLater(fmt.Errorf("no acknowledgement in %v: the connection is presumed dead", ackTimeout))
+				d.retryLater(fmt.Errorf("no acknowledgement in %v: the connection is presumed dead", d.ackDeadline()))
 				return
 			}
 		case err := <-d.readErr:
@@ -241,7 +258,8 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		if _, err := d.bw.Write(wire.AppendFrame(nil, e.Envelope)); err != nil {
 			return false, err
 		}
-		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held}
+		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held, size: len(e.Envelope)}
+		d.inflightBytes += len(e.Envelope)
 		d.unsent = append(d.unsent, written{e.MessageID, now})
 	}
 	return true, d.bw.Flush()
@@ -311,11 +329,19 @@ func readAcks(s network.Stream, acks chan<- wire.Ack, readErr chan<- error, gone
 	}
 }
 
+// ackDeadline is how long the envelopes on the wire may go without an
+// ack: ackTimeout, plus their bytes at the slowest rate a receiver
+// accepts a frame (minFrameRate), so that a slow but live link is not
+// taken for dead while it carries a large message.
+func (d *delivery) ackDeadline() time.Duration {
+	return ackTimeout + time.Duration(d.inflightBytes)*time.Second/minFrameRate
+}
+
 // dropConn closes the connection the stream runs on: it carried no ack
 // for ackTimeout, and would still count as live for a while.
 func (d *delivery) dropConn() {
 	if d.s != nil {
-		d.n.log.Info("connection presumed dead: no acknowledgement", "peer", d.key, "after", ackTimeout)
+		d.n.log.Info("connection presumed dead: no acknowledgement", "peer", d.key, "after", d.ackDeadline())
 		d.s.Conn().Close()
 	}
 }
@@ -463,6 +489,7 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 		return err
 	}
 	for _, a := range batch {
+		d.inflightBytes -= d.inflight[a.ID].size
 		delete(d.inflight, a.ID)
 	}
 	d.released = d.released || release
@@ -554,6 +581,7 @@ func (d *delivery) retryLater(cause error) {
 	}
 	d.n.log.Debug("delivery postponed", "peer", d.key, "cause", cause)
 	clear(d.inflight)
+	d.inflightBytes = 0
 	d.unsent = d.unsent[:0]
 }
 

@@ -45,6 +45,9 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 	pub.failure = err
 	if err == nil {
 		pub.published, pub.replicas = now, replicas
+		// Stored on the LAN only: published again as soon as the
+		// internet's DHT has peers (watchLoop), not 12 h later.
+		pub.lanOnly = n.dht.WAN.RoutingTableSize() == 0
 	}
 	pub.Unlock()
 	return replicas, err
@@ -68,15 +71,33 @@ func (n *Node) publicationFailure() error {
 	return pub.failure
 }
 
-// wakePublication retries a failed publication now (reach.go).
-func (n *Node) wakePublication() {
-	if n.publicationFailure() == nil {
+// wakePublication retries a failed publication now (reach.go); with
+// wanJoined (the internet's DHT just got peers), it also publishes again
+// a bundle that only the LAN holds.
+func (n *Node) wakePublication(wanJoined bool) {
+	pub := &n.publication
+	pub.Lock()
+	again := pub.failure != nil || wanJoined && pub.lanOnly
+	pub.force = pub.force || again
+	pub.Unlock()
+	if !again {
 		return
 	}
 	select {
 	case n.publication.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeForce reports whether a publication was asked for out of turn, and
+// clears the request.
+func (n *Node) takeForce() bool {
+	pub := &n.publication
+	pub.Lock()
+	defer pub.Unlock()
+	f := pub.force
+	pub.force = false
+	return f
 }
 
 // publishLoop publishes at start, retries with backoff until a peer
@@ -95,7 +116,7 @@ func (n *Node) publishLoop() {
 		}
 		if due, err := n.rotationDue(); err != nil {
 			n.log.Warn("check prekeys", "err", err)
-		} else if last, _ := n.Published(); !due && !last.IsZero() && time.Since(last) < n.cfg.republish() {
+		} else if last, _ := n.Published(); !due && !n.takeForce() && !last.IsZero() && time.Since(last) < n.cfg.republish() {
 			wait = min(publishCheckEvery, n.cfg.republish()-time.Since(last))
 			continue
 		}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -28,26 +29,40 @@ func (n *Node) networkChanged() {
 }
 
 // wakeLoop retries what waits on the network when networkChanged asks,
-// at most every networkWakeEvery: a burst of changes costs one round.
+// at most every networkWakeEvery: a burst of changes costs one round. A
+// peer woken is not woken again for wakeCooldown, and a round wakes at
+// most wakeMax peers (the others are woken by the next rounds, or come at
+// their own backoff): a relay that drops and takes back its clients, or
+// a flapping link, must not turn every queued message into a DHT search
+// each time.
 func (n *Node) wakeLoop() {
+	woken := map[string]time.Time{}
 	for {
 		select {
 		case <-n.netWake:
 		case <-n.ctx.Done():
 			return
 		}
-		n.wakePublication()
+		n.wakePublication(false)
 		var waiting []string
+		now := time.Now()
 		err := n.store.View(func(r *db.ReadTx) (err error) {
 			// Due or not: the backoff was for a network that changed.
-			waiting, err = r.DuePeers(time.Now().Add(100*365*24*time.Hour), maxDuePeers)
+			waiting, err = r.DuePeers(now.Add(100*365*24*time.Hour), maxDuePeers)
 			return err
 		})
 		if err != nil && n.ctx.Err() == nil {
 			n.log.Warn("read the outbox", "err", err)
 		}
+		maps.DeleteFunc(woken, func(_ string, at time.Time) bool { return now.Sub(at) >= wakeCooldown })
+		kicked := 0
 		for _, key := range waiting {
+			if _, recently := woken[key]; recently || kicked == wakeMax {
+				continue
+			}
 			if p, err := peer.Decode(key); err == nil {
+				woken[key] = now
+				kicked++
 				n.kick(p)
 			}
 		}
@@ -74,9 +89,11 @@ func (n *Node) reservationsChanged(addrs []ma.Multiaddr) {
 	gained := slices.ContainsFunc(now, func(p peer.ID) bool { return !slices.Contains(r.reserved, p) })
 	lost := slices.ContainsFunc(r.reserved, func(p peer.ID) bool { return !slices.Contains(now, p) })
 	r.reserved = now
-	greet := gained && time.Since(r.greeted) >= greetEvery
+	// One round at a time (a round may take minutes: 64 contacts, dials
+	// and DHT searches), and at most every greetEvery.
+	greet := gained && !r.greeting && time.Since(r.greeted) >= greetEvery
 	if greet {
-		r.greeted = time.Now()
+		r.greeted, r.greeting = time.Now(), true
 	}
 	r.mu.Unlock()
 	if gained || lost {
@@ -85,7 +102,16 @@ func (n *Node) reservationsChanged(addrs []ma.Multiaddr) {
 	if gained {
 		n.networkChanged()
 	}
-	if greet {
-		n.spawn(n.greetContacts)
+	if greet && !n.spawn(func() {
+		defer func() {
+			r.mu.Lock()
+			r.greeting = false
+			r.mu.Unlock()
+		}()
+		n.greetContacts()
+	}) {
+		r.mu.Lock()
+		r.greeting = false
+		r.mu.Unlock()
 	}
 }

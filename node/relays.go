@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ type relays struct {
 	mu       sync.Mutex
 	reserved []peer.ID // the relays of our circuit addresses, as last seen
 	greeted  time.Time // contacts last greeted for a new reservation
+	greeting bool      // a greeting round runs
 }
 
 // autoRelayOptions make AutoRelay take the first candidate at once and
@@ -63,10 +65,13 @@ func (n *Node) autoRelayOptions() libp2p.Option {
 }
 
 // relayCandidates is AutoRelay's peer source: the pinned relays, then the
-// connected peers that offer relaying, then each one identified later,
-// until num were sent. AutoRelay calls it again only once the channel is
-// closed, so it stays open: a relay that comes back is offered again as
-// soon as it is identified.
+// connected peers that offer relaying (relayPeers), again each time one
+// is identified and every relayBackoff, until num were sent. AutoRelay
+// calls it again only once the channel is closed, so it stays open: a
+// relay that comes back is offered again as soon as it is identified,
+// and one that refused a reservation once its backoff is over.
+// (AutoRelay picks among its candidates at random: pinned relays come
+// first here, but are not preferred there.)
 func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
 	out := make(chan peer.AddrInfo)
 	go func() {
@@ -82,15 +87,17 @@ func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInf
 			}
 			return false
 		}
-		for _, ai := range n.cfg.Relays {
-			if !send(ai) {
-				return
-			}
-		}
+		again := time.NewTicker(relayBackoff)
+		defer again.Stop()
 		for {
+			for _, ai := range n.cfg.Relays {
+				if !send(ai) {
+					return
+				}
+			}
 			for _, p := range n.relayPeers() {
 				if slices.ContainsFunc(n.cfg.Relays, func(ai peer.AddrInfo) bool { return ai.ID == p }) {
-					continue
+					continue // sent above
 				}
 				if !send(peer.AddrInfo{ID: p}) {
 					return
@@ -98,6 +105,7 @@ func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInf
 			}
 			select {
 			case <-n.relays.wake:
+			case <-again.C:
 			case <-ctx.Done():
 				return
 			case <-n.ctx.Done():
@@ -108,9 +116,11 @@ func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInf
 	return out
 }
 
-// relayPeers are the connected peers that offer circuit relay v2 (as
-// identify told us), directly connected: a relay reached through a relay
-// is no relay.
+// relayPeers are the peers offering circuit relay v2 (as identify told
+// us) that we chose to talk to: bootstrap peers, and peers we dialled
+// ourselves, directly (a relay reached through a relay is no relay). A
+// stranger that connects to us does not get to be our relay: a relay
+// sees who reaches us through it, and can cut them off.
 func (n *Node) relayPeers() []peer.ID {
 	hp := n.relays.host.Load()
 	if hp == nil {
@@ -120,6 +130,13 @@ func (n *Node) relayPeers() []peer.ID {
 	var out []peer.ID
 	for _, p := range h.Network().Peers() {
 		if h.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		chosen := slices.ContainsFunc(n.cfg.BootstrapPeers, func(ai peer.AddrInfo) bool { return ai.ID == p }) ||
+			slices.ContainsFunc(h.Network().ConnsToPeer(p), func(c network.Conn) bool {
+				return c.Stat().Direction == network.DirOutbound && !isCircuit(c.RemoteMultiaddr())
+			})
+		if !chosen {
 			continue
 		}
 		if ok, _ := h.Peerstore().SupportsProtocols(p, relayproto.ProtoIDv2Hop); len(ok) > 0 {
@@ -140,30 +157,32 @@ func (n *Node) relayOffered(protos []string) {
 	}
 }
 
-// circuitsTo are addresses of p through the relays we know (ours first:
-// p may hold a reservation where we hold one), at most maxCircuitTries.
+// circuitsTo are addresses of p through the relays we trust with its
+// peer ID (a circuit's CONNECT names it): those of our reservations
+// first (p may hold a reservation where we hold one), the pinned ones,
+// and the bootstrap peers that offer relaying; at most maxCircuitTries.
 func (n *Node) circuitsTo(p peer.ID) []ma.Multiaddr {
 	var via []peer.ID
-	for _, a := range n.host.Addrs() {
-		if r, ok := relayOf(a); ok && !slices.Contains(via, r) {
+	add := func(r peer.ID) {
+		if r != p && r != n.id && !slices.Contains(via, r) {
 			via = append(via, r)
+		}
+	}
+	for _, a := range n.host.Addrs() {
+		if r, ok := relayOf(a); ok {
+			add(r)
 		}
 	}
 	for _, ai := range n.cfg.Relays {
-		if !slices.Contains(via, ai.ID) {
-			via = append(via, ai.ID)
-		}
+		add(ai.ID)
 	}
-	for _, r := range n.relayPeers() {
-		if !slices.Contains(via, r) {
-			via = append(via, r)
+	for _, ai := range n.cfg.BootstrapPeers {
+		if ok, _ := n.host.Peerstore().SupportsProtocols(ai.ID, relayproto.ProtoIDv2Hop); len(ok) > 0 {
+			add(ai.ID)
 		}
 	}
 	var out []ma.Multiaddr
-	for _, r := range via {
-		if r == p || len(out) == maxCircuitTries {
-			continue
-		}
+	for _, r := range via[:min(len(via), maxCircuitTries)] {
 		if a, err := ma.NewMultiaddr("/p2p/" + r.String() + "/p2p-circuit"); err == nil {
 			out = append(out, a)
 		}
@@ -259,7 +278,9 @@ func (n *Node) redialLoop() {
 			if now.Sub(a.since) > relayRedialFast {
 				wait = relayRedialSlow
 			}
-			a.next = now.Add(wait)
+			// ±25 %: the clients of a relay that restarts do not all
+			// come back in the same instant.
+			a.next = now.Add(wait*3/4 + rand.N(wait/2))
 			// go-libp2p backs off from a peer whose dial failed (5 s and
 			// growing): we pace these dials ourselves.
 			clearDialBackoff(h, ai.ID)
