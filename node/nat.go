@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,15 +101,44 @@ func (n *Node) relayAddrs() []string {
 // dropRelayedOpenedBefore drops the relayed-only connections opened
 // before a time that is certainly before DCUtR came up: DCUtR upgrades a
 // relayed connection only when it arrives, so those would stay relayed
-// for ever. They are dialled again through the relay when next needed,
-// and then upgraded. A connection that came later may already be under
-// a hole punch, and is left alone.
+// for ever. They are dialled again through the relay at once, and then
+// upgraded (nothing else would dial them: a first message delivered
+// before DCUtR came up leaves nothing queued). A connection that came
+// later may already be under a hole punch, and is left alone.
 func (n *Node) dropRelayedOpenedBefore(before time.Time) {
+	var dropped []peer.ID
 	for _, c := range n.host.Network().Conns() {
 		if (c.Stat().Limited || isCircuit(c.RemoteMultiaddr())) && c.Stat().Opened.Before(before) &&
 			n.Path(c.RemotePeer()) == PathRelayed {
 			n.log.Debug("relayed connection dropped, to be upgraded", "peer", c.RemotePeer().String())
 			c.Close()
+			if !slices.Contains(dropped, c.RemotePeer()) {
+				dropped = append(dropped, c.RemotePeer())
+			}
 		}
 	}
+	if len(dropped) == 0 {
+		return
+	}
+	n.spawn(func() {
+		sem := make(chan struct{}, greetConcurrency)
+		var wg sync.WaitGroup
+		for _, p := range dropped {
+			select {
+			case sem <- struct{}{}:
+			case <-n.ctx.Done():
+				wg.Wait()
+				return
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+				defer cancel()
+				if err := n.connect(ctx, p); err != nil {
+					n.log.Debug("redial after the drop", "peer", p.String(), "err", err)
+				}
+			})
+		}
+		wg.Wait()
+	})
 }

@@ -89,11 +89,15 @@ func (n *Node) reservationsChanged(addrs []ma.Multiaddr) {
 	gained := slices.ContainsFunc(now, func(p peer.ID) bool { return !slices.Contains(r.reserved, p) })
 	lost := slices.ContainsFunc(r.reserved, func(p peer.ID) bool { return !slices.Contains(now, p) })
 	r.reserved = now
+	r.lost = r.lost || lost
 	// One round at a time (a round may take minutes: 64 contacts, dials
-	// and DHT searches), and at most every greetEvery.
-	greet := gained && !r.greeting && time.Since(r.greeted) >= greetEvery
+	// and DHT searches), and at most every greetEvery, unless a
+	// reservation was lost since the last round: then our contacts lost
+	// their way to us (a relay that restarted), and nothing but a
+	// greeting tells them at once that it is back.
+	greet := gained && !r.greeting && (r.lost || time.Since(r.greeted) >= greetEvery)
 	if greet {
-		r.greeted, r.greeting = time.Now(), true
+		r.greeted, r.greeting, r.lost = time.Now(), true, false
 	}
 	r.mu.Unlock()
 	if gained || lost {

@@ -47,6 +47,7 @@ type relays struct {
 	reserved []peer.ID // the relays of our circuit addresses, as last seen
 	greeted  time.Time // contacts last greeted for a new reservation
 	greeting bool      // a greeting round runs
+	lost     bool      // a reservation was lost since the last round
 }
 
 // autoRelayOptions make AutoRelay take the first candidate at once and
