@@ -84,6 +84,11 @@ var rules = []rule{
 		why:   "a measuring tool: it drives the p2pmsg binary, a process of its own, over its socket",
 	},
 	{
+		pkgs:  "scripts/dhtscale",
+		allow: "std, node, dht, LIBP2P",
+		why:   "the scale bench runs real nodes through node's exported API, and times lookups with a dht client on a libp2p host of its own, since node exports no lookup",
+	},
+	{
 		pkgs:  "internal/deps",
 		allow: "",
 		why:   "this package holds no code, only the test of these rules",
