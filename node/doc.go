@@ -56,7 +56,8 @@
 //	hostevents.go    the host-event loop: connections, reachability,
 //	                 DCUtR coming up, hole punches, mDNS
 //	nat.go           paths (direct, hole-punched, relayed, offline),
-//	                 reachability, dropping relayed connections for DCUtR
+//	                 reachability, relayed connections made new for DCUtR
+//	                 (the punch loop)
 //	status.go        Status
 //	node.go          New, Start, Close; the node's state and its locks
 //	config.go        Config and its validation

@@ -86,6 +86,7 @@ type holePunchTracer struct{ n *Node }
 
 // Trace implements holepunch.EventTracer.
 func (t holePunchTracer) Trace(evt *holepunch.Event) {
+	t.n.nat.triedWith(evt.Remote, time.Now())
 	if evt.Type != holepunch.EndHolePunchEvtT {
 		return
 	}
@@ -250,6 +251,7 @@ func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
 			// never seen by it. (The poll this replaces knew the time only
 			// to its interval.)
 			b.punchReady, b.punchBefore = true, lastEmpty
+			n.nat.punchUp(time.Now())
 		}
 	}
 }

@@ -296,6 +296,16 @@ const (
 	// watchEvery: how often the node checks what keeps it from being
 	// found or reached (diagnose.go), and logs what changed.
 	watchEvery = 2 * time.Second
+	// punchCheckEvery, punchGrace, punchRetryFirst, punchRetryMax: a
+	// contact reached only through a relay, with no hole punch seen for
+	// 3 s since DCUtR could have seen its connection, has that
+	// connection dialled again (nat.go); so has one whose punch failed,
+	// 30 s after; then again with the wait doubling up to 10 minutes
+	// while it stays relayed.
+	punchCheckEvery = time.Second
+	punchGrace      = 3 * time.Second
+	punchRetryFirst = 30 * time.Second
+	punchRetryMax   = 10 * time.Minute
 )
 
 // Publication (publish.go; docs/design.md §4).

@@ -32,6 +32,26 @@ type natState struct {
 	mu           sync.Mutex
 	reachability network.Reachability
 	punched      map[peer.ID]time.Time
+	// tried is the latest hole-punch event with each peer, of either
+	// side and any outcome; upAt is when DCUtR came up here. The punch
+	// loop owns retry.
+	tried map[peer.ID]time.Time
+	upAt  time.Time
+	retry map[peer.ID]*punchRetry
+}
+
+func (s *natState) triedWith(p peer.ID, at time.Time) {
+	s.mu.Lock()
+	s.tried[p] = at
+	s.mu.Unlock()
+}
+
+func (s *natState) punchUp(at time.Time) {
+	s.mu.Lock()
+	if s.upAt.IsZero() {
+		s.upAt = at
+	}
+	s.mu.Unlock()
 }
 
 func (s *natState) punchedWith(p peer.ID, at time.Time) {
@@ -104,26 +124,41 @@ func (n *Node) relayAddrs() []string {
 // for ever. They are dialled again through the relay at once, and then
 // upgraded (nothing else would dial them: a first message delivered
 // before DCUtR came up leaves nothing queued). A connection that came
-// later may already be under a hole punch, and is left alone.
+// later is the punch loop's.
 func (n *Node) dropRelayedOpenedBefore(before time.Time) {
 	var dropped []peer.ID
 	for _, c := range n.host.Network().Conns() {
-		if (c.Stat().Limited || isCircuit(c.RemoteMultiaddr())) && c.Stat().Opened.Before(before) &&
-			n.Path(c.RemotePeer()) == PathRelayed {
-			n.log.Debug("relayed connection dropped, to be upgraded", "peer", c.RemotePeer().String())
-			c.Close()
-			if !slices.Contains(dropped, c.RemotePeer()) {
-				dropped = append(dropped, c.RemotePeer())
-			}
+		if isRelayed(c) && c.Stat().Opened.Before(before) && n.Path(c.RemotePeer()) == PathRelayed &&
+			!slices.Contains(dropped, c.RemotePeer()) {
+			dropped = append(dropped, c.RemotePeer())
 		}
 	}
-	if len(dropped) == 0 {
+	n.redialRelayed(dropped)
+}
+
+func isRelayed(c network.Conn) bool {
+	return c.Stat().Limited || isCircuit(c.RemoteMultiaddr())
+}
+
+// redialRelayed closes the relayed connections to each peer and dials
+// it again: the peer on the receiving end of the new connection (either
+// side may be) starts a hole punch over it.
+func (n *Node) redialRelayed(peers []peer.ID) {
+	if len(peers) == 0 {
 		return
+	}
+	for _, p := range peers {
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			if isRelayed(c) {
+				n.log.Debug("relayed connection dropped, to be upgraded", "peer", p.String())
+				c.Close()
+			}
+		}
 	}
 	n.spawn(func() {
 		sem := make(chan struct{}, greetConcurrency)
 		var wg sync.WaitGroup
-		for _, p := range dropped {
+		for _, p := range peers {
 			select {
 			case sem <- struct{}{}:
 			case <-n.ctx.Done():
@@ -141,4 +176,136 @@ func (n *Node) dropRelayedOpenedBefore(before time.Time) {
 		}
 		wg.Wait()
 	})
+}
+
+// punchRetry is what the punch loop did for a contact reached only
+// through a relay.
+type punchRetry struct {
+	at      time.Time // the last redial; zero before the first
+	backoff time.Duration
+}
+
+// punchLoop gets a hole punch tried again for contacts that stay
+// relayed (docs/node-decisions.md, 25). go-libp2p tries once, when a
+// relayed connection arrives at the side that starts the punch, and
+// never again: not when that side's DCUtR came up a moment after the
+// connection, not when the other side's came up a moment after the
+// punch began (the punch dies on "protocol not supported"), not when all
+// three tries failed. Neither end can start a punch by itself (the
+// service is go-libp2p's own), so the loop makes the relayed connection
+// new, which starts one at the other end: when no punch was seen within
+// punchGrace, and again with a backoff while the path stays relayed. It
+// waits while envelopes of ours are on the wire; the peer's own, cut,
+// are sent again by its outbox.
+func (n *Node) punchLoop() {
+	tick := time.NewTicker(punchCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-n.ctx.Done():
+			return
+		}
+		n.redialRelayed(n.punchDue(time.Now()))
+	}
+}
+
+// punchDue reports the contacts whose relayed connection is due to be
+// made new, and forgets the peers that are no longer relayed.
+func (n *Node) punchDue(now time.Time) []peer.ID {
+	type relayedPeer struct {
+		opened time.Time // the newest relayed connection
+		busy   bool      // our envelopes are on the wire to it
+	}
+	relayed := map[peer.ID]*relayedPeer{}
+	connected := map[peer.ID]bool{}
+	for _, c := range n.host.Network().Conns() {
+		p := c.RemotePeer()
+		connected[p] = true
+		if !isRelayed(c) {
+			continue
+		}
+		r := relayed[p]
+		if r == nil {
+			r = &relayedPeer{}
+			relayed[p] = r
+		}
+		if o := c.Stat().Opened; o.After(r.opened) {
+			r.opened = o
+		}
+	}
+	for p, r := range relayed {
+		if n.Path(p) != PathRelayed {
+			delete(relayed, p)
+		} else {
+			r.busy = n.sending(p)
+		}
+	}
+
+	s := &n.nat
+	s.mu.Lock()
+	for p := range s.retry {
+		if relayed[p] == nil {
+			delete(s.retry, p)
+		}
+	}
+	for p := range s.tried {
+		if relayed[p] == nil {
+			delete(s.tried, p)
+		}
+	}
+	for p := range s.punched {
+		if !connected[p] {
+			delete(s.punched, p)
+		}
+	}
+	upAt := s.upAt
+	s.mu.Unlock()
+	if upAt.IsZero() || len(relayed) == 0 {
+		return nil
+	}
+
+	set := make(map[peer.ID]bool, len(relayed))
+	for p := range relayed {
+		set[p] = true
+	}
+	contacts := n.contactsAmong(set)
+
+	var due []peer.ID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, r := range relayed {
+		if !contacts[p] || r.busy {
+			continue
+		}
+		w := s.retry[p]
+		if w == nil {
+			w = &punchRetry{}
+			s.retry[p] = w
+		}
+		// ref is when a punch could last have begun or failed.
+		ref, wait := later(r.opened, upAt), punchGrace
+		if !w.at.IsZero() {
+			ref, wait = later(ref, w.at), w.backoff
+		}
+		if t := s.tried[p]; t.After(ref) {
+			// A punch was tried and failed: a NAT that maps each
+			// destination apart fails every time, so not soon again.
+			ref, wait = t, max(w.backoff, punchRetryFirst)
+		}
+		if now.Sub(ref) < wait {
+			continue
+		}
+		w.at = now
+		w.backoff = min(max(2*w.backoff, punchRetryFirst), punchRetryMax)
+		due = append(due, p)
+	}
+	return due
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -240,6 +240,8 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	n.strangers.perPeer = map[peer.ID]int{}
 	n.events.ch = make(chan struct{})
 	n.nat.punched = map[peer.ID]time.Time{}
+	n.nat.tried = map[peer.ID]time.Time{}
+	n.nat.retry = map[peer.ID]*punchRetry{}
 	return n, nil
 }
 
@@ -313,6 +315,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.wakeLoop)
 	n.spawn(n.redialLoop)
 	n.spawn(n.watchLoop)
+	n.spawn(n.punchLoop)
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -25,6 +26,9 @@ import (
 // worker delivers one peer's outbox over one stream; at most one per peer.
 type worker struct {
 	kick chan struct{}
+	// inFlight: envelopes are on the wire, unacknowledged (the punch
+	// loop does not cut their connection).
+	inFlight atomic.Bool
 }
 
 // kick makes sure a worker delivers what waits for p. It never blocks:
@@ -129,6 +133,7 @@ func (d *delivery) work(w *worker) {
 	// The outbox is read again only when something new may wait in it:
 	// at start, on a kick, and when the window was full.
 	pending := true
+	defer func() { w.inFlight.Store(len(d.inflight) > 0) }()
 	for {
 		if pending && len(d.inflight) < maxInflight {
 			wrote, err := d.sendPending(ctx)
@@ -146,6 +151,7 @@ func (d *delivery) work(w *worker) {
 				}
 			}
 		}
+		w.inFlight.Store(len(d.inflight) > 0)
 		select {
 		case <-w.kick:
 			pending = true
@@ -193,6 +199,14 @@ func (d *delivery) work(w *worker) {
 			return
 		}
 	}
+}
+
+// sending reports whether envelopes to p are on the wire, unacknowledged.
+func (n *Node) sending(p peer.ID) bool {
+	n.delivery.Lock()
+	defer n.delivery.Unlock()
+	w := n.delivery.workers[p]
+	return w != nil && w.inFlight.Load()
 }
 
 // sendPending writes the outbox entries not yet on the wire, oldest
