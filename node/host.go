@@ -37,7 +37,11 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 		StreamsOutbound: msgStreamsPerPeer, Streams: 2 * msgStreamsPerPeer, Memory: 64 << 20}, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(BundleProtocol, rcmgr.BaseLimit{StreamsInbound: bundleStreamsPerPeer,
 		StreamsOutbound: bundleStreamsPerPeer, Streams: 2 * bundleStreamsPerPeer, Memory: 1 << 20}, rcmgr.BaseLimitIncrease{})
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	// Its Prometheus reporter (on unless disabled, whatever
+	// libp2p.DisableMetrics says) counted every stream and connection
+	// event for metrics nobody reads: a few per cent of an idle node's
+	// CPU in the scale bench.
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
 	if err != nil {
 		cm.Close()
 		return nil, nil, nil, err

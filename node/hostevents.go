@@ -231,6 +231,8 @@ func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
 		b.path[e.Peer] = true
 		if e.Connectedness != network.NotConnected {
 			b.kick[e.Peer] = true
+		} else {
+			n.nat.forget(e.Peer)
 		}
 	case event.EvtLocalReachabilityChanged:
 		n.nat.setReachability(e.Reachability)

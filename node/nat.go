@@ -46,6 +46,16 @@ func (s *natState) triedWith(p peer.ID, at time.Time) {
 	s.mu.Unlock()
 }
 
+// forget drops what is known of a peer gone: the maps hold only
+// connected peers.
+func (s *natState) forget(p peer.ID) {
+	s.mu.Lock()
+	delete(s.punched, p)
+	delete(s.tried, p)
+	delete(s.retry, p)
+	s.mu.Unlock()
+}
+
 func (s *natState) punchUp(at time.Time) {
 	s.mu.Lock()
 	if s.upAt.IsZero() {
@@ -133,23 +143,23 @@ func (n *Node) dropRelayedOpenedBefore(before time.Time) {
 			dropped = append(dropped, c.RemotePeer())
 		}
 	}
-	n.redialRelayed(dropped)
+	n.redialRelayed(dropped, before)
 }
 
 func isRelayed(c network.Conn) bool {
 	return c.Stat().Limited || isCircuit(c.RemoteMultiaddr())
 }
 
-// redialRelayed closes the relayed connections to each peer and dials
-// it again: the peer on the receiving end of the new connection (either
-// side may be) starts a hole punch over it.
-func (n *Node) redialRelayed(peers []peer.ID) {
+// redialRelayed closes the relayed connections to each peer opened
+// before a time, and dials it again: the peer on the receiving end of the
+// new connection (either side may be) starts a hole punch over it.
+func (n *Node) redialRelayed(peers []peer.ID, openedBefore time.Time) {
 	if len(peers) == 0 {
 		return
 	}
 	for _, p := range peers {
 		for _, c := range n.host.Network().ConnsToPeer(p) {
-			if isRelayed(c) {
+			if isRelayed(c) && c.Stat().Opened.Before(openedBefore) {
 				n.log.Debug("relayed connection dropped, to be upgraded", "peer", p.String())
 				c.Close()
 			}
@@ -206,25 +216,31 @@ func (n *Node) punchLoop() {
 		case <-n.ctx.Done():
 			return
 		}
-		n.redialRelayed(n.punchDue(time.Now()))
+		now := time.Now()
+		n.redialRelayed(n.punchDue(now), now)
 	}
 }
 
 // punchDue reports the contacts whose relayed connection is due to be
 // made new, and forgets the peers that are no longer relayed.
 func (n *Node) punchDue(now time.Time) []peer.ID {
+	s := &n.nat
+	s.mu.Lock()
+	up := s.upAt
+	s.mu.Unlock()
+	if up.IsZero() {
+		return nil // nothing to punch with (and on loopback, ever)
+	}
 	type relayedPeer struct {
 		opened time.Time // the newest relayed connection
 		busy   bool      // our envelopes are on the wire to it
 	}
 	relayed := map[peer.ID]*relayedPeer{}
-	connected := map[peer.ID]bool{}
 	for _, c := range n.host.Network().Conns() {
-		p := c.RemotePeer()
-		connected[p] = true
 		if !isRelayed(c) {
 			continue
 		}
+		p := c.RemotePeer()
 		r := relayed[p]
 		if r == nil {
 			r = &relayedPeer{}
@@ -242,26 +258,14 @@ func (n *Node) punchDue(now time.Time) []peer.ID {
 		}
 	}
 
-	s := &n.nat
 	s.mu.Lock()
 	for p := range s.retry {
 		if relayed[p] == nil {
-			delete(s.retry, p)
+			delete(s.retry, p) // direct now: a later relayed path starts afresh
 		}
 	}
-	for p := range s.tried {
-		if relayed[p] == nil {
-			delete(s.tried, p)
-		}
-	}
-	for p := range s.punched {
-		if !connected[p] {
-			delete(s.punched, p)
-		}
-	}
-	upAt := s.upAt
 	s.mu.Unlock()
-	if upAt.IsZero() || len(relayed) == 0 {
+	if len(relayed) == 0 {
 		return nil
 	}
 
@@ -284,7 +288,7 @@ func (n *Node) punchDue(now time.Time) []peer.ID {
 			s.retry[p] = w
 		}
 		// ref is when a punch could last have begun or failed.
-		ref, wait := later(r.opened, upAt), punchGrace
+		ref, wait := later(r.opened, up), punchGrace
 		if !w.at.IsZero() {
 			ref, wait = later(ref, w.at), w.backoff
 		}

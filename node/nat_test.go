@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func TestPunchRetried(t *testing.T) {
 		t.Fatalf("path to b: %s, want relayed", p)
 	}
 
+	// The worker says it has nothing in flight a moment after the ack
+	// it committed.
+	waitFor(t, 5*time.Second, "a's worker to see the ack", func() (bool, string) {
+		return !a.sending(b.ID()), ""
+	})
 	due := func(at time.Time) []peer.ID {
 		t.Helper()
 		return a.punchDue(at)
@@ -112,4 +118,18 @@ func TestPunchRetried(t *testing.T) {
 	send(t, a, b, "through the new connection")
 	waitDelivered(t, a, b.ID(), 2)
 	checkConversation(t, history(t, b, a.ID()), db.Incoming, []string{"through the relay", "through the new connection"})
+
+	// What the loop knows of a peer goes with its last connection (any
+	// peer's punch fills it, a stranger's too).
+	a.nat.triedWith(b.ID(), time.Now())
+	if err := a.host.Network().ClosePeer(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a to forget b's punches", func() (bool, string) {
+		a.nat.mu.Lock()
+		defer a.nat.mu.Unlock()
+		_, tried := a.nat.tried[b.ID()]
+		_, retry := a.nat.retry[b.ID()]
+		return !tried && !retry, fmt.Sprintf("tried %v, retry %v", tried, retry)
+	})
 }
