@@ -231,7 +231,8 @@ func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
 		b.path[e.Peer] = true
 		if e.Connectedness != network.NotConnected {
 			b.kick[e.Peer] = true
-		} else {
+		} else if n.host.Network().Connectedness(e.Peer) == network.NotConnected {
+			// Not back already: a punch that succeeded since stays known.
 			n.nat.forget(e.Peer)
 		}
 	case event.EvtLocalReachabilityChanged:

@@ -296,6 +296,9 @@ const (
 	// watchEvery: how often the node checks what keeps it from being
 	// found or reached (diagnose.go), and logs what changed.
 	watchEvery = 2 * time.Second
+	// finderStartWait bounds how long Close waits for AutoRelay to take
+	// our private-reachability claim (node.go, Close).
+	finderStartWait = 2 * time.Second
 	// punchCheckEvery, punchGrace, punchRetryFirst, punchRetryMax: a
 	// contact reached only through a relay, with no hole punch seen for
 	// 3 s since DCUtR could have seen its connection, has that

@@ -230,6 +230,7 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize),
 		hostWork: hostWork{wake: make(chan struct{}, 1)}, netWake: make(chan struct{}, 1)}
 	n.relays.wake = make(chan struct{}, 1)
+	n.relays.finderUp = make(chan struct{})
 	n.publication.wake = make(chan struct{}, 1)
 	n.convs.m = map[peer.ID]*conv{}
 	n.delivery.workers = map[peer.ID]*worker{}
@@ -350,6 +351,16 @@ func (n *Node) Close() error {
 			errs = append(errs, n.dht.Close())
 		}
 		if n.relays.claim != nil {
+			// go-libp2p v0.51's AutoRelay, closed while our claim waits
+			// in its queue, starts its relay finder after stopping it,
+			// and the finder runs on for ever: let it take the claim
+			// first (a node closed at once after Start).
+			t := time.NewTimer(finderStartWait)
+			select {
+			case <-n.relays.finderUp:
+			case <-t.C:
+			}
+			t.Stop()
 			errs = append(errs, n.relays.claim.Close())
 		}
 		if n.host != nil {

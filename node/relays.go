@@ -42,6 +42,10 @@ type relays struct {
 	// claim emits our private reachability (claimPrivate); closed with
 	// the node.
 	claim event.Emitter
+	// finderUp is closed when AutoRelay first asks us for candidates:
+	// it has taken our claim, and started its relay finder.
+	finderUp   chan struct{}
+	finderOnce sync.Once
 
 	mu       sync.Mutex
 	reserved []peer.ID // the relays of our circuit addresses, as last seen
@@ -74,6 +78,7 @@ func (n *Node) autoRelayOptions() libp2p.Option {
 // (AutoRelay picks among its candidates at random: pinned relays come
 // first here, but are not preferred there.)
 func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
+	n.relays.finderOnce.Do(func() { close(n.relays.finderUp) })
 	out := make(chan peer.AddrInfo)
 	go func() {
 		defer close(out)
