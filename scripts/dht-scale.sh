@@ -7,10 +7,11 @@
 # it exits 1 when a target is missed or a network could not be measured).
 #
 # Usage: scripts/dht-scale.sh [dhtscale flags...]
-#   scripts/dht-scale.sh                      # N = 100, 300, 1000 (about 25 minutes on 2 cores)
+#   scripts/dht-scale.sh                      # N = 100, 300, 1000 (over 90 minutes on 2 cores: 1,000 nodes
+#                                             # took an hour to join; BENCHMARKS.md)
 #   scripts/dht-scale.sh -n 100,300           # other sizes
-#   scripts/dht-scale.sh -dht-mode server     # every node a DHT server (node's default stays a
-#                                             # client on loopback before the LAN DHT)
+#   scripts/dht-scale.sh -dht-mode server     # every node a server of both DHTs (by default
+#                                             # a node on loopback serves only the LAN DHT)
 #   scripts/dht-scale.sh -profile /tmp/prof   # CPU profiles of each phase, heap at the end
 # Builds scripts/dhtscale without -race (memory and latency are what is
 # measured) into a temporary directory. Run it on a quiet machine: the

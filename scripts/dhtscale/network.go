@@ -137,7 +137,12 @@ func buildNetwork(ctx context.Context, dir string, cfg netConfig, rng *rand.Rand
 		// closest nodes of a smaller network. A running network
 		// republishes every 12 hours; this is that round, so that each
 		// record is where a lookup in this network looks for it.
-		reps, err := callAll(ctx, nw.procs, time.Duration(cfg.n)*publishTimeout, func(int) *request {
+		// A worker publishes its nodes parallel at a time, each within
+		// publishTimeout.
+		perProc := (cfg.n + cfg.procs - 1) / cfg.procs
+		par := max(1, cfg.parallel)
+		bound := time.Duration((perProc+par-1)/par) * publishTimeout
+		reps, err := callAll(ctx, nw.procs, bound+time.Minute, func(int) *request {
 			return &request{Op: opPublish, Parallel: cfg.parallel}
 		})
 		if err != nil {
