@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
@@ -20,17 +19,7 @@ import (
 // never comes up (no public address), so the test says when it did.
 func TestPunchRetried(t *testing.T) {
 	checkNoLeaks(t)
-	rcfg := testConfig(t.TempDir())
-	rcfg.RelayService = true
-	relay := startConfig(t, rcfg)
-	bcfg := testConfig(t.TempDir(), relay.AddrInfo())
-	bcfg.DHTMode = ""
-	b := startConfig(t, bcfg)
-	acfg := testConfig(t.TempDir(), relay.AddrInfo())
-	acfg.DHTMode = ""
-	acfg.hostOptions = []libp2p.Option{libp2p.ConnectionGater(onlyRelayedTo{b.ID()})}
-	a := startConfig(t, acfg)
-	accepts(t, b, a)
+	_, _, a, b := relayedPair(t, false)
 	send(t, a, b, "through the relay")
 	waitDelivered(t, a, b.ID(), 1)
 	if p := a.Path(b.ID()); p != PathRelayed {

@@ -25,20 +25,7 @@ func TestRelayFoundByItself(t *testing.T) {
 	for _, pinned := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pinned=%v", pinned), func(t *testing.T) {
 			checkNoLeaks(t)
-			rcfg := testConfig(t.TempDir())
-			rcfg.RelayService = true
-			relay := startConfig(t, rcfg)
-			bcfg := testConfig(t.TempDir(), relay.AddrInfo())
-			bcfg.DHTMode = ""
-			if pinned {
-				bcfg.Relays = []peer.AddrInfo{relay.AddrInfo()}
-			}
-			b := startConfig(t, bcfg)
-			acfg := testConfig(t.TempDir(), relay.AddrInfo())
-			acfg.DHTMode = ""
-			acfg.hostOptions = []libp2p.Option{libp2p.ConnectionGater(onlyRelayedTo{b.ID()})}
-			a := startConfig(t, acfg)
-			accepts(t, b, a)
+			rcfg, relay, a, b := relayedPair(t, pinned)
 
 			send(t, a, b, "found through the relay")
 			waitDelivered(t, a, b.ID(), 1)
@@ -69,6 +56,29 @@ func TestRelayFoundByItself(t *testing.T) {
 			}
 		})
 	}
+}
+
+// relayedPair starts a relay (the bootstrap peer of both others), b
+// behind it (with pinned, also named as b's relay), and a, which may
+// reach b only through a relay; b accepts a. rcfg is the relay's
+// config, to start it again.
+func relayedPair(t *testing.T, pinned bool) (rcfg Config, relay, a, b *Node) {
+	t.Helper()
+	rcfg = testConfig(t.TempDir())
+	rcfg.RelayService = true
+	relay = startConfig(t, rcfg)
+	bcfg := testConfig(t.TempDir(), relay.AddrInfo())
+	bcfg.DHTMode = ""
+	if pinned {
+		bcfg.Relays = []peer.AddrInfo{relay.AddrInfo()}
+	}
+	b = startConfig(t, bcfg)
+	acfg := testConfig(t.TempDir(), relay.AddrInfo())
+	acfg.DHTMode = ""
+	acfg.hostOptions = []libp2p.Option{libp2p.ConnectionGater(onlyRelayedTo{b.ID()})}
+	a = startConfig(t, acfg)
+	accepts(t, b, a)
+	return rcfg, relay, a, b
 }
 
 // refuseFirst is a relay's ACL that refuses the first reservation.
