@@ -115,6 +115,9 @@ greet:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			// A greeting follows a change (a start, a reservation taken):
+			// go-libp2p's backoff from dials before it is stale.
+			clearDialBackoff(n.host, p)
 			if err := n.connect(n.ctx, p); err != nil {
 				n.log.Debug("contact not reachable", "peer", p.ShortString(), "err", err)
 			}

@@ -277,17 +277,20 @@ const (
 	// most this many of the relays we know.
 	maxCircuitTries = 4
 	// relayRedialMin: a bootstrap peer or pinned relay that went away is
-	// dialled again every 2 s for relayRedialFast (a restart), then every
-	// relayRedialSlow.
-	relayRedialMin  = 2 * time.Second
-	relayRedialFast = 10 * time.Minute
-	relayRedialSlow = time.Minute
+	// dialled again every second for relayRedialFast (a restart), then
+	// every relayRedialSlow. Each attempt lasts relayRedialAttempt plus
+	// four of the peer's round trips (redialTimeout).
+	relayRedialMin     = time.Second
+	relayRedialFast    = 10 * time.Minute
+	relayRedialSlow    = time.Minute
+	relayRedialAttempt = 1500 * time.Millisecond
 	// networkWakeEvery: what waits on the network (queued messages, an
 	// unpublished bundle) is woken at most once a second by network
 	// changes: a relay reconnected or reserved, the DHT no longer empty.
 	networkWakeEvery = time.Second
-	// wakeCooldown, wakeMax: a peer woken is not woken again for 10 s,
-	// and a round wakes at most 64 peers.
+	// wakeBurst, wakeCooldown, wakeMax: a peer is woken at most 3 times
+	// in a row, then once per 10 s, and a round wakes at most 64 peers.
+	wakeBurst    = 3
 	wakeCooldown = 10 * time.Second
 	wakeMax      = 64
 	// greetEvery: a new relay reservation makes the node greet its

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 
 	"github.com/p2pmsg/p2pmsg/db"
 )
@@ -30,13 +31,16 @@ func (n *Node) networkChanged() {
 
 // wakeLoop retries what waits on the network when networkChanged asks,
 // at most every networkWakeEvery: a burst of changes costs one round. A
-// peer woken is not woken again for wakeCooldown, and a round wakes at
-// most wakeMax peers (the others are woken by the next rounds, or come at
-// their own backoff): a relay that drops and takes back its clients, or
-// a flapping link, must not turn every queued message into a DHT search
-// each time.
+// peer is woken at most wakeBurst times in a row, then once per
+// wakeCooldown, and a round wakes at most wakeMax peers (the others are
+// woken by the next rounds, or come at their own backoff): a relay that
+// drops and takes back its clients, or a flapping link, must not turn
+// every queued message into a DHT search each time. A burst, not a plain
+// cooldown: a peer woken by one change (our reservation at start) must
+// be woken again by the next one a few seconds later (the relay back
+// after a restart), or its message waits out the cooldown.
 func (n *Node) wakeLoop() {
-	woken := map[string]time.Time{}
+	woken := map[string]*rate.Limiter{}
 	for {
 		select {
 		case <-n.netWake:
@@ -54,14 +58,22 @@ func (n *Node) wakeLoop() {
 		if err != nil && n.ctx.Err() == nil {
 			n.log.Warn("read the outbox", "err", err)
 		}
-		maps.DeleteFunc(woken, func(_ string, at time.Time) bool { return now.Sub(at) >= wakeCooldown })
+		maps.DeleteFunc(woken, func(_ string, l *rate.Limiter) bool { return l.TokensAt(now) >= wakeBurst })
 		kicked := 0
 		for _, key := range waiting {
-			if _, recently := woken[key]; recently || kicked == wakeMax {
+			if kicked == wakeMax {
+				break
+			}
+			p, err := peer.Decode(key)
+			if err != nil {
 				continue
 			}
-			if p, err := peer.Decode(key); err == nil {
-				woken[key] = now
+			l := woken[key]
+			if l == nil {
+				l = rate.NewLimiter(rate.Every(wakeCooldown), wakeBurst)
+				woken[key] = l
+			}
+			if l.AllowN(now, 1) {
 				kicked++
 				n.kick(p)
 			}

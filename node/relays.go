@@ -241,23 +241,38 @@ func (n *Node) claimPrivate(h host.Host) {
 }
 
 // redialLoop keeps the bootstrap peers and pinned relays connected: when
-// one is away it is dialled again, every relayRedialMin at first (so that
-// a restarted relay is back in use within seconds), less often once it
-// has been away a long time. Each reconnection wakes what waits on the
-// network (reconnected).
+// one is away it is dialled again about every relayRedialMin at first
+// (so that a restarted relay is back in use within a second or two), less
+// often once it has been away a long time. Each reconnection wakes what
+// waits on the network (reconnected).
 func (n *Node) redialLoop() {
 	targets := append(slices.Clone(n.cfg.Relays), n.cfg.BootstrapPeers...)
 	targets = slices.DeleteFunc(targets, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
-	if len(targets) == 0 {
-		return
+	seen := map[peer.ID]bool{}
+	for _, ai := range targets {
+		if !seen[ai.ID] {
+			seen[ai.ID] = true
+			n.spawn(func() { n.keepConnected(ai) })
+		}
 	}
-	type away struct {
-		since, next time.Time
-	}
-	gone := map[peer.ID]*away{}
+}
+
+// keepConnected dials ai again whenever it is away. Each attempt is cut
+// short (redialTimeout): a dial to a peer that is down gets no answer
+// (QUIC ignores the ICMP errors; an unreachable host drops the SYN), and
+// a long one would notice the peer back only at its next retransmission,
+// seconds later, since both retransmit with a doubling backoff.
+func (n *Node) keepConnected(ai peer.AddrInfo) {
 	h := n.host
-	t := time.NewTicker(relayRedialMin / 2)
+	// While the peer is away, a quarter of the pace: an attempt that
+	// joined a dial someone else began earlier (go-libp2p makes one dial
+	// per peer and address) ends with it, and the fresh one after it
+	// should not wait long. While it is connected, the pace: a thousand
+	// idle nodes on one machine feel every timer.
+	t := time.NewTicker(relayRedialMin)
 	defer t.Stop()
+	var since, next time.Time // zero while connected
+	rejoined := false
 	for {
 		select {
 		case <-t.C:
@@ -265,39 +280,60 @@ func (n *Node) redialLoop() {
 			return
 		}
 		now := time.Now()
-		for _, ai := range targets {
-			if c := h.Network().Connectedness(ai.ID); c == network.Connected {
-				if gone[ai.ID] != nil {
-					delete(gone, ai.ID)
-				}
-				continue
+		if h.Network().Connectedness(ai.ID) == network.Connected {
+			if !since.IsZero() {
+				since = time.Time{}
+				t.Reset(relayRedialMin)
 			}
-			a := gone[ai.ID]
-			if a == nil {
-				a = &away{since: now, next: now}
-				gone[ai.ID] = a
-			}
-			if now.Before(a.next) {
-				continue
-			}
-			wait := relayRedialMin
-			if now.Sub(a.since) > relayRedialFast {
-				wait = relayRedialSlow
-			}
-			// ±25 %: the clients of a relay that restarts do not all
-			// come back in the same instant.
-			a.next = now.Add(wait*3/4 + rand.N(wait/2))
-			// go-libp2p backs off from a peer whose dial failed (5 s and
-			// growing): we pace these dials ourselves.
-			clearDialBackoff(h, ai.ID)
-			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
-			err := h.Connect(ctx, ai)
-			cancel()
-			if err == nil {
-				delete(gone, ai.ID)
-				n.log.Info("reconnected", "peer", ai.ID.String())
-				n.networkChanged()
-			}
+			continue
 		}
+		if since.IsZero() {
+			since, next = now, now
+			t.Reset(relayRedialMin / 4)
+		}
+		if now.Before(next) {
+			continue
+		}
+		wait := relayRedialMin
+		if now.Sub(since) > relayRedialFast {
+			wait = relayRedialSlow
+		}
+		// ±25 %: the clients of a relay that restarts do not all come
+		// back in the same instant.
+		next = now.Add(wait*3/4 + rand.N(wait/2))
+		// go-libp2p backs off from a peer whose dial failed (5 s and
+		// growing): we pace these dials ourselves.
+		clearDialBackoff(h, ai.ID)
+		ctx, cancel := context.WithTimeout(n.ctx, redialTimeout(h.Peerstore().LatencyEWMA(ai.ID)))
+		err := h.Connect(ctx, ai)
+		ours := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			n.log.Debug("redial", "peer", ai.ID.String(), "away", now.Sub(since).Round(time.Millisecond), "err", err)
+			// Failed before our deadline, and not at once (a refusal
+			// would): we joined another caller's dial, begun before
+			// ours and maybe long before the peer came back. A fresh
+			// one goes next, once, a moment later: go-libp2p hands the
+			// failed dial's error to whoever asks until all its callers
+			// have returned.
+			if !ours && !rejoined && time.Since(now) > relayRedialMin/4 {
+				next, rejoined = time.Now().Add(relayRedialMin/4), true
+			} else {
+				rejoined = false
+			}
+			continue
+		}
+		since = time.Time{}
+		t.Reset(relayRedialMin)
+		n.log.Info("reconnected", "peer", ai.ID.String())
+		n.networkChanged()
 	}
+}
+
+// redialTimeout bounds one attempt to reconnect to a peer whose round
+// trip was last rtt (0 when never measured): a handshake takes a few
+// round trips, and one that has not ended well after those is waiting
+// on a peer that is not there.
+func redialTimeout(rtt time.Duration) time.Duration {
+	return min(relayRedialAttempt+4*rtt, dialTimeout)
 }
