@@ -55,8 +55,8 @@ var rules = []rule{
 	},
 	{
 		pkgs:  "node, mailbox, node/mailbox",
-		allow: "std, e2e, db, dht, node/wire, LIBP2P",
-		why:   "the node (and the mailbox beside it) joins the crypto, the store and the network",
+		allow: "std, e2e, db, dht, node/wire, LIBP2P, golang.org/x/time/rate",
+		why:   "the node (and the mailbox beside it) joins the crypto, the store and the network (x/time/rate: the limiter go-libp2p itself builds on, for the wake loop)",
 	},
 	{
 		pkgs:  "internal/jsonrpc",
