@@ -120,6 +120,19 @@ func (r *ReadTx) DuePeers(now time.Time, limit int) ([]string, error) {
 	return out, r.s.classify("outbox", rows.Err())
 }
 
+// NextAttempt returns when the earliest outbox entry is due, and false
+// when the outbox is empty.
+func (r *ReadTx) NextAttempt() (time.Time, bool, error) {
+	var next sql.NullInt64
+	if err := r.q.QueryRow("SELECT MIN(next_attempt) FROM outbox").Scan(&next); err != nil {
+		return time.Time{}, false, r.s.classify("outbox", err)
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMillis(next.Int64), true, nil
+}
+
 // OutboxFor returns a peer's waiting envelopes in the order they were
 // queued, due or not: what to send when the peer connects.
 func (r *ReadTx) OutboxFor(peer string) ([]OutboxEntry, error) {

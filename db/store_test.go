@@ -226,6 +226,9 @@ func TestOutboxKeepsExactBytesAcrossRestart(t *testing.T) {
 		if len(due) != 1 {
 			t.Fatal("entry not due")
 		}
+		if next, ok, err := r.NextAttempt(); !ok || err != nil || !next.Equal(t0.Add(2*time.Second)) {
+			t.Fatalf("next attempt %v, %v, %v; want %v", next, ok, err, t0.Add(2*time.Second))
+		}
 		return nil
 	})
 	update(t, s, func(tx *Tx) error {
@@ -251,6 +254,9 @@ func TestOutboxKeepsExactBytesAcrossRestart(t *testing.T) {
 		m, _ := r.Message(id)
 		if m.State != Delivered {
 			t.Fatalf("state %s", m.State)
+		}
+		if next, ok, err := r.NextAttempt(); ok || err != nil {
+			t.Fatalf("next attempt %v, %v, %v in an empty outbox", next, ok, err)
 		}
 		return nil
 	})

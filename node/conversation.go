@@ -285,6 +285,7 @@ func (c *conv) process(batch []op) {
 	}
 	if st.kick {
 		c.n.kick(c.peer)
+		c.n.retryScheduled()
 	}
 	if st.skewSeen && st.contact != nil && st.contact.State == db.ContactAccepted {
 		c.n.observeClock(c.peer, st.skew, now)

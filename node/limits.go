@@ -230,10 +230,13 @@ const (
 	// sendBufSize is the write buffer of an outgoing stream: many small
 	// envelopes per write.
 	sendBufSize = 32 << 10
-	// retryEvery: how often the outbox is scanned for entries whose
-	// backoff ran out; each entry waits out its own backoff
+	// retryEvery: how often, at most, the outbox is scanned for entries
+	// whose backoff ran out; each entry waits out its own backoff
 	// (Config.RetryMin to RetryMax), this only bounds how late it goes.
 	retryEvery = time.Second
+	// retryIdle: the outbox is read at least this often, whatever it
+	// holds (a wake missed, a store that failed).
+	retryIdle = time.Minute
 	// maxDuePeers bounds the peers one scan of the outbox kicks; the
 	// others wait for the next scan.
 	maxDuePeers = 1000

@@ -174,6 +174,8 @@ type Node struct {
 	// loop (reach.go), cap 1.
 	relays  relays
 	netWake chan struct{}
+	// retryWake: to the retry loop (outbox.go, retryScheduled), cap 1.
+	retryWake chan struct{}
 
 	// hostWork: from the host-event loop to the actor that does the store
 	// reads and writes they call for (hostevents.go).
@@ -228,7 +230,8 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize),
-		hostWork: hostWork{wake: make(chan struct{}, 1)}, netWake: make(chan struct{}, 1)}
+		hostWork: hostWork{wake: make(chan struct{}, 1)}, netWake: make(chan struct{}, 1),
+		retryWake: make(chan struct{}, 1)}
 	n.relays.wake = make(chan struct{}, 1)
 	n.relays.finderUp = make(chan struct{})
 	n.publication.wake = make(chan struct{}, 1)
