@@ -37,6 +37,7 @@ type natState struct {
 	// loop owns retry.
 	tried map[peer.ID]time.Time
 	upAt  time.Time
+	up    chan struct{} // closed with upAt set
 	retry map[peer.ID]*punchRetry
 }
 
@@ -60,6 +61,7 @@ func (s *natState) punchUp(at time.Time) {
 	s.mu.Lock()
 	if s.upAt.IsZero() {
 		s.upAt = at
+		close(s.up)
 	}
 	s.mu.Unlock()
 }
@@ -208,6 +210,13 @@ type punchRetry struct {
 // waits while envelopes of ours are on the wire; the peer's own, cut,
 // are sent again by its outbox.
 func (n *Node) punchLoop() {
+	// Nothing to punch with until DCUtR is up here (on loopback, never):
+	// no ticks for a thousand idle nodes on one machine.
+	select {
+	case <-n.nat.up:
+	case <-n.ctx.Done():
+		return
+	}
 	tick := time.NewTicker(punchCheckEvery)
 	defer tick.Stop()
 	for {

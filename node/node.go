@@ -246,6 +246,7 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	n.nat.punched = map[peer.ID]time.Time{}
 	n.nat.tried = map[peer.ID]time.Time{}
 	n.nat.retry = map[peer.ID]*punchRetry{}
+	n.nat.up = make(chan struct{})
 	return n, nil
 }
 
