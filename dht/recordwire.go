@@ -79,6 +79,11 @@ func parseRecord(data []byte) (parsedRecord, error) {
 			if tagStart >= 0 {
 				return r, fmt.Errorf("%w: two sender tags", errRecordWire)
 			}
+			if len(body) == 0 {
+				// onRequest always tags with a peer ID; an empty tag would
+				// read as "from this node" yet be cut from clean.
+				return r, fmt.Errorf("%w: empty sender tag", errRecordWire)
+			}
 			r.sender, tagStart, tagEnd = peer.ID(body), start, i
 		}
 	}
