@@ -262,9 +262,14 @@ func (nw *scaleNet) status(ctx context.Context) ([]nodeStatus, error) {
 	return out, nil
 }
 
+// statsTimeout bounds a worker's stats, whose full GC of a thousand
+// nodes' heaps, every worker at once on two busy cores, took more than a
+// minute.
+const statsTimeout = 10 * time.Minute
+
 // stats is every worker's footprint.
 func (nw *scaleNet) stats(ctx context.Context) ([]procStats, error) {
-	reps, err := callAll(ctx, nw.procs, time.Minute, func(int) *request { return &request{Op: opStats} })
+	reps, err := callAll(ctx, nw.procs, statsTimeout, func(int) *request { return &request{Op: opStats} })
 	if err != nil {
 		return nil, err
 	}
