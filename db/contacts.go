@@ -39,6 +39,7 @@ func (t *Tx) PutContact(c Contact, now time.Time) error {
 	if c.State == "" {
 		c.State = ContactRequest
 	}
+	t.touchContacts()
 	_, err := t.exec(`INSERT INTO contacts (peer_id, name, identity_key, state, verified, blocked, key_changed, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, identity_key = excluded.identity_key,
@@ -55,6 +56,7 @@ func (t *Tx) PutContact(c Contact, now time.Time) error {
 // EnsureContact adds a peer as a contact request unless it is known
 // already, and reports whether it was added.
 func (t *Tx) EnsureContact(peer string, now time.Time) (added bool, err error) {
+	t.touchContacts()
 	res, err := t.exec(`INSERT INTO contacts (peer_id, created, updated) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		peer, millis(now), millis(now))
 	if err != nil {
@@ -82,6 +84,50 @@ func (r *ReadTx) Contact(peer string) (Contact, error) {
 		return c, fmt.Errorf("contact %s: %w", peer, ErrNotFound)
 	}
 	return c, r.s.classify("contact", err)
+}
+
+// acceptedSet is AcceptedContacts' copy, and the generation it was read at.
+type acceptedSet struct {
+	gen   uint64
+	peers map[string]bool
+}
+
+// AcceptedContacts returns the peer IDs of the accepted contacts, blocked
+// ones included. The map is shared: callers must not change it. It is
+// kept in memory until a write touches the contacts, because the node
+// asks for every connection that opens or closes, most of them
+// strangers' (DHT peers): a read each was the largest cost of an idle
+// node of ours.
+func (s *Store) AcceptedContacts() (map[string]bool, error) {
+	gen := s.contactsGen.Load()
+	if a := s.accepted.Load(); a != nil && a.gen == gen {
+		return a.peers, nil
+	}
+	peers := map[string]bool{}
+	err := s.View(func(r *ReadTx) error {
+		rows, err := r.q.Query("SELECT peer_id FROM contacts WHERE state = 'accepted'")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				return err
+			}
+			peers[p] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.classify("accepted contacts", err)
+	}
+	// Read at gen, and nothing written since: it is current until the
+	// next write. (A write under way moved gen before it began.)
+	if s.contactsGen.Load() == gen {
+		s.accepted.Store(&acceptedSet{gen, peers})
+	}
+	return peers, nil
 }
 
 // ContactByName returns the contact with a display name, or ErrNotFound.
@@ -117,6 +163,7 @@ func (r *ReadTx) Contacts() ([]Contact, error) {
 // index. Messages have no cascade from contacts on purpose: only this
 // deliberate call removes history. It reports whether the contact existed.
 func (t *Tx) DeleteContact(peer string) (bool, error) {
+	t.touchContacts()
 	for _, q := range []string{
 		"DELETE FROM sessions WHERE peer_id = ?",
 		"DELETE FROM outbox WHERE peer_id = ?",

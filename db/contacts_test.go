@@ -236,3 +236,95 @@ func TestMigrationExpiresOldIssuedPrekeys(t *testing.T) {
 		return nil
 	})
 }
+
+// AcceptedContacts follows every write to the contacts, from the moment
+// Update returns, though it answers from memory in between; and a reader
+// racing writers never keeps a stale copy once they are done.
+func TestAcceptedContactsFollowWrites(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	want := func(peers ...string) {
+		t.Helper()
+		got, err := s.AcceptedContacts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(peers) {
+			t.Fatalf("accepted contacts %v, want %v", got, peers)
+		}
+		for _, p := range peers {
+			if !got[p] {
+				t.Fatalf("accepted contacts %v, want %v", got, peers)
+			}
+		}
+	}
+	want()
+	update(t, s, func(tx *Tx) error {
+		if _, err := tx.EnsureContact("stranger", t0); err != nil {
+			return err
+		}
+		return tx.PutContact(Contact{PeerID: "a", Name: "a", State: ContactAccepted}, t0)
+	})
+	want("a")
+	update(t, s, func(tx *Tx) error {
+		return tx.PutContact(Contact{PeerID: "stranger", Name: "s", State: ContactAccepted}, t0)
+	})
+	want("a", "stranger")
+	update(t, s, func(tx *Tx) error {
+		return tx.PutContact(Contact{PeerID: "a", Name: "a", State: ContactAccepted, Blocked: true}, t0)
+	})
+	want("a", "stranger") // blocked is still a contact
+	update(t, s, func(tx *Tx) error {
+		_, err := tx.DeleteContact("stranger")
+		return err
+	})
+	want("a")
+	// A write that fails rolls back: the set is what the store holds.
+	boom := errors.New("boom")
+	if err := s.Update(func(tx *Tx) error {
+		if err := tx.PutContact(Contact{PeerID: "b", Name: "b", State: ContactAccepted}, t0); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("update: %v", err)
+	}
+	want("a")
+
+	// Readers racing writers: after the last Update returns, every peer
+	// written is there.
+	const writes = 50
+	done := make(chan struct{})
+	readers := make(chan error, 2)
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					readers <- nil
+					return
+				default:
+				}
+				if _, err := s.AcceptedContacts(); err != nil {
+					readers <- err
+					return
+				}
+			}
+		}()
+	}
+	peers := []string{"a"}
+	for i := range writes {
+		p := fmt.Sprintf("p%02d", i)
+		peers = append(peers, p)
+		update(t, s, func(tx *Tx) error {
+			return tx.PutContact(Contact{PeerID: p, Name: p, State: ContactAccepted}, t0)
+		})
+		want(peers...)
+	}
+	close(done)
+	for range 2 {
+		if err := <-readers; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(peers...)
+}

@@ -75,6 +75,12 @@ type Store struct {
 	// commits and swaps the key, and while Close tears down.
 	sealMu sync.RWMutex
 
+	// contactsGen changes whenever a write touches the contacts (twice:
+	// at the write and after its commit); accepted caches their accepted
+	// peer IDs while it does not (AcceptedContacts).
+	contactsGen atomic.Uint64
+	accepted    atomic.Pointer[acceptedSet]
+
 	requests chan *request // to the writer goroutine
 	stopping chan struct{} // closed by Close
 	stopped  chan struct{} // closed by the writer when it has stopped

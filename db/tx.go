@@ -18,6 +18,18 @@ type Tx struct {
 	// newMessages: a message was inserted, so the search index must
 	// catch up before the commit.
 	newMessages bool
+	// contacts: a contact was written, so AcceptedContacts' copy is stale
+	// once this commits.
+	contacts bool
+}
+
+// touchContacts is called by every write to the contacts table, before
+// it: a View that began before the commit cannot then cache its old
+// snapshot as current (AcceptedContacts), and commit moves the
+// generation on once more after it.
+func (t *Tx) touchContacts() {
+	t.contacts = true
+	t.s.contactsGen.Add(1)
 }
 
 // request is a write for the writer goroutine: a transaction function, or
@@ -188,7 +200,11 @@ func (s *Store) commit(batch []*request, answered []bool) {
 		}
 	}
 	committed = true
-	finish(s.classify("commit", tx.Commit()))
+	err = tx.Commit()
+	if t.contacts {
+		s.contactsGen.Add(1) // before Update returns: its caller reads the new set
+	}
+	finish(s.classify("commit", err))
 }
 
 // indexMessages adds the messages inserted in this transaction to the

@@ -16,6 +16,7 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	yamuxcore "github.com/libp2p/go-yamux/v5"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pmsg/p2pmsg/dht"
@@ -53,7 +54,7 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableMetrics(),
@@ -104,6 +105,18 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 		return nil, nil, nil, fmt.Errorf("node: start DHT: %w", err)
 	}
 	return h, d, sub, nil
+}
+
+// muxer is go-libp2p's yamux, measuring each connection's round trip
+// at its start and then every rttEvery, not every 30 s: both
+// ends measured on every connection, so on an idle connection two of
+// every three pings were these, and they cost an idle node more than
+// anything else on it (docs/node-decisions.md, 26). The keepalive stays
+// yamux's: a ping every 30 s on a connection with nothing received.
+func muxer() *yamux.Transport {
+	cfg := *(*yamuxcore.Config)(yamux.DefaultTransport)
+	cfg.MeasureRTTInterval = rttEvery
+	return (*yamux.Transport)(&cfg)
 }
 
 // Host is the libp2p host: nil before Start; read it after Start returns.

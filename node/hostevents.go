@@ -53,8 +53,9 @@ import (
 //   - when our addresses change, a relay reservation gained wakes what
 //     waits on the network and greets the contacts (reach.go).
 //
-// It does so with one store read (which peers are contacts) and one write
-// (their connectivity events) per round, never on libp2p's goroutines (a
+// It does so with at most one store read (which peers are contacts; none
+// while no contact changed) and one write (their connectivity events)
+// per round, never on libp2p's goroutines (a
 // re-seal of the store holds its lock a while), and a burst of
 // connections costs one commit, not one each.
 
@@ -229,6 +230,9 @@ func (n *Node) noteBusEvent(b *hostBatch, e any, lastEmpty time.Time) {
 	switch e := e.(type) {
 	case event.EvtPeerConnectednessChanged:
 		b.path[e.Peer] = true
+		if e.Connectedness != network.Connected {
+			n.peerAway(e.Peer)
+		}
 		if e.Connectedness != network.NotConnected {
 			b.kick[e.Peer] = true
 		} else if n.host.Network().Connectedness(e.Peer) == network.NotConnected {
@@ -292,25 +296,20 @@ func (n *Node) actOnHostEvents(b *hostBatch) {
 	n.connectivity(changes...)
 }
 
-// contactsAmong reads which of the peers are accepted contacts, in one
-// read: a stranger's request gets no path nor connectivity events (they
+// contactsAmong tells which of the peers are accepted contacts, from the
+// store's copy of them in memory (read again only after a contact
+// changed): a stranger's request gets no path nor connectivity events (they
 // would cost memory and rows per peer ID), and we queue nothing for it.
 func (n *Node) contactsAmong(sets ...map[peer.ID]bool) map[peer.ID]bool {
-	out := map[peer.ID]bool{}
-	err := n.store.View(func(r *db.ReadTx) error {
-		for _, set := range sets {
-			for p := range set {
-				if _, seen := out[p]; seen {
-					continue
-				}
-				c, err := r.Contact(p.String())
-				out[p] = err == nil && c.State == db.ContactAccepted
-			}
-		}
-		return nil
-	})
+	accepted, err := n.store.AcceptedContacts()
 	if err != nil {
 		return nil // the store is closing: no one is a contact
+	}
+	out := map[peer.ID]bool{}
+	for _, set := range sets {
+		for p := range set {
+			out[p] = accepted[p.String()]
+		}
 	}
 	return out
 }

@@ -287,6 +287,10 @@ const (
 	relayRedialFast    = 10 * time.Minute
 	relayRedialSlow    = time.Minute
 	relayRedialAttempt = 1500 * time.Millisecond
+	// redialCheckEvery: a connected bootstrap peer or pinned relay is
+	// looked at this often besides when the host-event loop reports it
+	// gone (which it always does, unless that report was lost).
+	redialCheckEvery = 30 * time.Second
 	// networkWakeEvery: what waits on the network (queued messages, an
 	// unpublished bundle) is woken at most once a second by network
 	// changes: a relay reconnected or reserved, the DHT no longer empty.
@@ -346,6 +350,9 @@ const (
 	// connGrace is the connection manager's grace period: a new
 	// connection is not trimmed in its first minute.
 	connGrace = time.Minute
+	// rttEvery is how often yamux measures a connection's round trip
+	// again (its window tuning uses it); host.go says why not every 30 s.
+	rttEvery = 10 * time.Minute
 	// mdnsAddrTTL: how long the addresses of a peer found on the LAN stay
 	// in the peerstore.
 	mdnsAddrTTL = time.Hour

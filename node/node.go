@@ -234,6 +234,10 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 		retryWake: make(chan struct{}, 1)}
 	n.relays.wake = make(chan struct{}, 1)
 	n.relays.finderUp = make(chan struct{})
+	n.relays.away = map[peer.ID]chan struct{}{}
+	for _, ai := range redialTargets(cfg, id) {
+		n.relays.away[ai.ID] = make(chan struct{}, 1)
+	}
 	n.publication.wake = make(chan struct{}, 1)
 	n.convs.m = map[peer.ID]*conv{}
 	n.delivery.workers = map[peer.ID]*worker{}

@@ -38,6 +38,10 @@ type relays struct {
 	// wake tells the candidate feed that a peer offering relay was
 	// identified (cap 1).
 	wake chan struct{}
+	// away wakes the redial goroutine of a bootstrap peer or pinned relay
+	// (cap 1 each) when the host-event loop sees it go away; made in New,
+	// read-only after.
+	away map[peer.ID]chan struct{}
 
 	// claim emits our private reachability (claimPrivate); closed with
 	// the node.
@@ -240,19 +244,37 @@ func (n *Node) claimPrivate(h host.Host) {
 	n.relays.claim = em
 }
 
+// redialTargets are the peers redialLoop keeps connected: pinned relays,
+// then bootstrap peers, each once, never ourselves.
+func redialTargets(cfg Config, self peer.ID) []peer.AddrInfo {
+	targets := append(slices.Clone(cfg.Relays), cfg.BootstrapPeers...)
+	seen := map[peer.ID]bool{self: true}
+	return slices.DeleteFunc(targets, func(ai peer.AddrInfo) bool {
+		dup := seen[ai.ID]
+		seen[ai.ID] = true
+		return dup
+	})
+}
+
 // redialLoop keeps the bootstrap peers and pinned relays connected: when
 // one is away it is dialled again about every relayRedialMin at first
 // (so that a restarted relay is back in use within a second or two), less
 // often once it has been away a long time. Each reconnection wakes what
 // waits on the network (reconnected).
 func (n *Node) redialLoop() {
-	targets := append(slices.Clone(n.cfg.Relays), n.cfg.BootstrapPeers...)
-	targets = slices.DeleteFunc(targets, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
-	seen := map[peer.ID]bool{}
-	for _, ai := range targets {
-		if !seen[ai.ID] {
-			seen[ai.ID] = true
-			n.spawn(func() { n.keepConnected(ai) })
+	for _, ai := range redialTargets(n.cfg, n.id) {
+		n.spawn(func() { n.keepConnected(ai, n.relays.away[ai.ID]) })
+	}
+}
+
+// peerAway is called by the host-event loop when a peer is no longer
+// directly connected: a redial goroutine waiting on it wakes. It never
+// blocks.
+func (n *Node) peerAway(p peer.ID) {
+	if ch := n.relays.away[p]; ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -262,36 +284,46 @@ func (n *Node) redialLoop() {
 // (QUIC ignores the ICMP errors; an unreachable host drops the SYN), and
 // a long one would notice the peer back only at its next retransmission,
 // seconds later, since both retransmit with a doubling backoff.
-func (n *Node) keepConnected(ai peer.AddrInfo) {
+func (n *Node) keepConnected(ai peer.AddrInfo, away <-chan struct{}) {
 	h := n.host
-	// While the peer is away, a quarter of the pace: an attempt that
-	// joined a dial someone else began earlier (go-libp2p makes one dial
-	// per peer and address) ends with it, and the fresh one after it
-	// should not wait long. While it is connected, the pace: a thousand
-	// idle nodes on one machine feel every timer.
-	t := time.NewTicker(relayRedialMin)
-	defer t.Stop()
 	var since, next time.Time // zero while connected
 	rejoined := false
+	// The first look after a pace: the DHT dials the bootstrap peers as
+	// it starts.
+	select {
+	case <-time.After(relayRedialMin):
+	case <-n.ctx.Done():
+		return
+	}
 	for {
-		select {
-		case <-t.C:
-		case <-n.ctx.Done():
-			return
-		}
 		now := time.Now()
 		if h.Network().Connectedness(ai.ID) == network.Connected {
-			if !since.IsZero() {
-				since = time.Time{}
-				t.Reset(relayRedialMin)
+			since = time.Time{}
+			// Connected: nothing to do until the host-event loop says
+			// the peer went away (a timer a second on each of a
+			// thousand idle nodes on one machine was felt), or, should
+			// its word be lost, redialCheckEvery.
+			select {
+			case <-away:
+			case <-time.After(redialCheckEvery):
+			case <-n.ctx.Done():
+				return
 			}
 			continue
 		}
 		if since.IsZero() {
 			since, next = now, now
-			t.Reset(relayRedialMin / 4)
 		}
 		if now.Before(next) {
+			// Away: looked at four times between attempts, since an
+			// attempt that joined a dial someone else began earlier
+			// (go-libp2p makes one dial per peer and address) ends with
+			// it, and the fresh one after it should not wait long.
+			select {
+			case <-time.After(min(next.Sub(now), relayRedialMin/4)):
+			case <-n.ctx.Done():
+				return
+			}
 			continue
 		}
 		wait := relayRedialMin
@@ -324,7 +356,6 @@ func (n *Node) keepConnected(ai peer.AddrInfo) {
 			continue
 		}
 		since = time.Time{}
-		t.Reset(relayRedialMin)
 		n.log.Info("reconnected", "peer", ai.ID.String())
 		n.networkChanged()
 	}
