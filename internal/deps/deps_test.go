@@ -99,7 +99,7 @@ var rules = []rule{
 var groups = map[string]string{
 	// The libp2p family: the network stack of dht and node.
 	"LIBP2P": "github.com/libp2p/go-libp2p/..., github.com/libp2p/go-libp2p-kad-dht/..., " +
-		"github.com/libp2p/go-libp2p-record/..., github.com/libp2p/go-libp2p-kbucket/..., " +
+		"github.com/libp2p/go-libp2p-record/..., github.com/libp2p/go-libp2p-kbucket/..., github.com/libp2p/go-yamux/..., " +
 		"github.com/multiformats/..., github.com/ipfs/go-datastore/...",
 	// The libp2p types that name a peer and an address, to parse and print them.
 	"LIBP2P_TYPES": "github.com/libp2p/go-libp2p/core/peer, github.com/multiformats/go-multiaddr",
