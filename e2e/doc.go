@@ -137,6 +137,45 @@
 //
 // The session state encoding is documented in state.go.
 //
+// # Sealed envelopes
+//
+// An envelope left at a recipient's mailbox must not tell the mailbox who
+// wrote it nor how long it is, and the mailbox's owner must learn who
+// did. [Seal] wraps it for the recipient's identity DH key and the
+// mailbox inbox it goes to; [Identity.OpenSealed] unwraps it:
+//
+//	sealed = version = 1 || EK (32, fresh X25519) || nonce (24) || XChaCha20-Poly1305(k, inner, AD)
+//	k      = HKDF-SHA256(salt = inbox id (16), DH(EK, IKdh_B) || EK || IKdh_B, "p2pmsg/v1/mbox-seal", 32)
+//	AD     = "p2pmsg/v1/mbox" || inbox id
+//	inner  = IK_A (32) || n (4) || the n-byte envelope || zeros
+//
+// The zeros pad inner to 1 KiB, 4 KiB, 16 KiB, then the next multiple of
+// 16 KiB, and at most to 36 bytes past [MaxEnvelopeSize]; the opener
+// checks that the padding is the one [Seal] makes and is zero. The seal
+// hides; it does not authenticate the sender: IK_A is a claim, which
+// holds only when the envelope decrypts under the session with IK_A's
+// owner, or is a prekey message naming IK_A. The inbox id in the key and
+// the AD means a deposit moved to another inbox does not open. X25519
+// only: someone who records deposits today and breaks X25519 later
+// learns who wrote to whom, not what (the envelope inside is PQXDH's).
+//
+// # One-time prekeys through a mailbox
+//
+// A bundle in the DHT has no one-time prekeys (anyone could take them).
+// While its owner is offline, a mailbox hands them out instead, each
+// signed by the owner for that mailbox:
+//
+//	certificate = kind (1: X25519, 2: ML-KEM-768) || id (4) || public key (32 or 1184) || signature (64)
+//	signed      = "p2pmsg/v1/otk" || len(mailbox id) (1) || mailbox id || kind || id || public key
+//
+// The mailbox id is the mailbox's libp2p peer ID: a certificate shows
+// which mailbox it was given to. [Bundle.WithOneTimeCerts] checks
+// certificates against the bundle's owner and the mailbox that handed
+// them out and returns a bundle carrying them, for [Initiate]; the owner
+// answers with [Respond] as for any one-time prekey, and refuses a key
+// used before ([ErrUnknownPrekey]), so a mailbox that hands one key to two
+// senders breaks the second handshake, never the first.
+//
 // # Safety numbers
 //
 // [SafetyNumber] is Signal's numeric fingerprint (version 0 of its

@@ -43,4 +43,7 @@ var (
 	ErrBundleTooLarge  = errors.New("e2e: bundle too large")
 	ErrBundleSignature = errors.New("e2e: bad bundle signature")
 	ErrBundleExpired   = errors.New("e2e: bundle expired")
+	// ErrOneTimeCert: a one-time prekey certificate not signed by the
+	// bundle's owner for the mailbox that handed it out.
+	ErrOneTimeCert = errors.New("e2e: bad one-time prekey certificate")
 )

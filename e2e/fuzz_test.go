@@ -163,3 +163,65 @@ func FuzzSessionState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenSealed: OpenSealed never panics, accepts only what Seal made
+// (sealing the output again gives a seal of the same length), and never
+// returns more than MaxEnvelopeSize.
+func FuzzOpenSealed(f *testing.F) {
+	bob, alice := newParty("bob"), newParty("alice")
+	for _, n := range []int{0, 10, 2000, 20000} {
+		s, err := Seal(bob.id.Public().DH, inboxA, alice.id.Public().Key, bytes.Repeat([]byte{7}, n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+	}
+	f.Add([]byte{sealVersion})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		from, env, err := bob.id.OpenSealed(inboxA, data)
+		if err != nil {
+			if !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			return
+		}
+		if len(env) > MaxEnvelopeSize {
+			t.Fatalf("opened %d bytes", len(env))
+		}
+		again, err := Seal(bob.id.Public().DH, inboxA, from, env)
+		if err != nil || len(again) != len(data) {
+			t.Fatalf("opened a seal Seal would not make: %d bytes, resealed %d (%v)", len(data), len(again), err)
+		}
+	})
+}
+
+// FuzzOneTimeCert: VerifyOneTimeCert never panics, and what it accepts
+// is exactly a certificate bob signed (signing its key again gives the
+// same bytes: Ed25519 is deterministic).
+func FuzzOneTimeCert(f *testing.F) {
+	bob := newParty("bob")
+	mailbox := []byte("fuzz mailbox")
+	x, err := bob.id.SignOneTimeCert(mailbox, NewOneTimePrekeyFromKey(5, seed32("fuzz/otk")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	pq, err := bob.id.SignPQOneTimeCert(mailbox, NewPQPrekeyFromSeed(6, true, seed64("fuzz/pqotk")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(x)
+	f.Add(pq)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := VerifyOneTimeCert(bob.id.Public().Key, mailbox, data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrOneTimeCert) && !errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(data, x) && !bytes.Equal(data, pq) {
+			t.Fatalf("accepted a certificate bob never signed: kind %d id %d", c.Kind, c.ID)
+		}
+	})
+}

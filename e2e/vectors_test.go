@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -242,5 +243,71 @@ func TestVectorsPQXDH(t *testing.T) {
 			"alice_identity":  hx(alice.pub.Key[:]),
 			"alice_dh_public": hx(alice.pub.DH[:]),
 		}
+	})
+}
+
+// TestVectorsSeal pins the sealed envelope: key derivation, layout and
+// padding.
+func TestVectorsSeal(t *testing.T) {
+	in := []vector{
+		{"name": "short", "envelope": hx([]byte("an envelope"))},
+		{"name": "one step up", "envelope": hx(bytes.Repeat([]byte{0x5a}, 1<<10))},
+	}
+	for _, v := range in {
+		v["bob_ed25519_seed"] = hx(sb("kat/bob/ik"))
+		v["bob_x25519"] = hx(sb("kat/bob/ikdh"))
+		v["alice_ed25519_seed"] = hx(sb("kat/alice/ik"))
+		v["inbox"] = hx(sb("kat/inbox")[:InboxIDSize])
+		v["ephemeral"] = hx(sb("kat/seal/ek"))
+		v["nonce"] = hx(sb("kat/seal/nonce")[:24])
+	}
+	kat(t, "seal.json", in, func(t *testing.T, v vector) vector {
+		bob := NewIdentityFromSeeds(*key32(t, v["bob_ed25519_seed"]), *key32(t, v["bob_x25519"]))
+		alice := NewIdentityFromSeeds(*key32(t, v["alice_ed25519_seed"]), *key32(t, v["bob_x25519"]))
+		inbox := [InboxIDSize]byte(unhex(t, v["inbox"]))
+		r := SealRandom{Ephemeral: *key32(t, v["ephemeral"]), Nonce: [24]byte(unhex(t, v["nonce"]))}
+		sealed, err := SealWith(bob.Public().DH, inbox, alice.Public().Key, unhex(t, v["envelope"]), &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from, env, err := bob.OpenSealed(inbox, sealed)
+		if err != nil || from != alice.Public().Key || !bytes.Equal(env, unhex(t, v["envelope"])) {
+			t.Fatalf("the vector does not open to its input: %v", err)
+		}
+		return vector{"sealed": hx(sealed)}
+	})
+}
+
+// TestVectorsOneTimeCert pins the one-time prekey certificates of both
+// kinds.
+func TestVectorsOneTimeCert(t *testing.T) {
+	in := []vector{{"name": "X25519", "kind": "1"}, {"name": "ML-KEM-768", "kind": "2"}}
+	for _, v := range in {
+		v["bob_ed25519_seed"] = hx(sb("kat/bob/ik"))
+		v["bob_x25519"] = hx(sb("kat/bob/ikdh"))
+		v["mailbox"] = hx([]byte("kat mailbox peer id"))
+		v["key_id"] = "16777217"
+		v["x25519"] = hx(sb("kat/otk/x"))
+		s := seed64("kat/otk/pq")
+		v["mlkem_seed"] = hx(s[:])
+	}
+	kat(t, "otkcert.json", in, func(t *testing.T, v vector) vector {
+		bob := NewIdentityFromSeeds(*key32(t, v["bob_ed25519_seed"]), *key32(t, v["bob_x25519"]))
+		mailbox := unhex(t, v["mailbox"])
+		var cert []byte
+		var err error
+		if v["kind"] == "1" {
+			cert, err = bob.SignOneTimeCert(mailbox, NewOneTimePrekeyFromKey(16777217, *key32(t, v["x25519"])))
+		} else {
+			cert, err = bob.SignPQOneTimeCert(mailbox, NewPQPrekeyFromSeed(16777217, true, [64]byte(unhex(t, v["mlkem_seed"]))))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := VerifyOneTimeCert(bob.Public().Key, mailbox, cert)
+		if err != nil || c.ID != 16777217 || fmt.Sprint(int(c.Kind)) != v["kind"] {
+			t.Fatalf("the vector does not verify to its input: %+v, %v", c, err)
+		}
+		return vector{"cert": hx(cert)}
 	})
 }
