@@ -193,7 +193,8 @@ func ReadAck(r io.Reader) (Ack, error) {
 // The plaintext inside an envelope: a kind byte, the sender's clock (unix
 // milliseconds) and what the kind carries. Text (kind 1) carries UTF-8;
 // control (kind 2) one byte naming what it signals, and is never shown
-// as a message. Versions before control content show a control message
+// as a message (control.go: the signals that carry more than the byte).
+// Versions before control content show a control message
 // as Unreadable: the cost of adding it without a new protocol.
 const (
 	ContentText    = 1
