@@ -41,23 +41,34 @@ type MailboxDeposit struct {
 }
 
 type depositReq struct {
-	d    MailboxDeposit
+	ds   []MailboxDeposit
 	done chan depositAns
 }
 
 type depositAns struct {
-	r   DepositResult
+	r   []DepositResult
 	err error
 }
 
 // Deposit stores a deposit, in a commit shared with the deposits made at
 // the same time, and returns once that commit is durable.
 func (m *Mailbox) Deposit(d MailboxDeposit) (DepositResult, error) {
-	req := &depositReq{d: d, done: make(chan depositAns, 1)}
+	r, err := m.Deposits([]MailboxDeposit{d})
+	if err != nil {
+		return 0, err
+	}
+	return r[0], nil
+}
+
+// Deposits stores deposits in this order (their sequence numbers follow
+// it), in commits shared with the deposits made at the same time, and
+// returns each one's result once they are durable.
+func (m *Mailbox) Deposits(ds []MailboxDeposit) ([]DepositResult, error) {
+	req := &depositReq{ds: ds, done: make(chan depositAns, 1)}
 	select {
 	case m.deposits <- req:
 	case <-m.stopping:
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
 	a := <-req.done
 	return a.r, a.err
@@ -73,22 +84,31 @@ func (m *Mailbox) depositWriter() {
 			return
 		}
 		group := []*depositReq{first}
+		n := len(first.ds)
 	gather:
-		for len(group) < MaxDepositGroup {
+		for n < MaxDepositGroup {
 			select {
 			case r := <-m.deposits:
 				group = append(group, r)
+				n += len(r.ds)
 			default:
 				break gather
 			}
 		}
-		results := make([]DepositResult, len(group))
-		err := m.tx(func(tx *sql.Tx) error { return storeDeposits(tx, group, results) })
+		var all []*MailboxDeposit
+		for _, r := range group {
+			for i := range r.ds {
+				all = append(all, &r.ds[i])
+			}
+		}
+		results := make([]DepositResult, len(all))
+		err := m.tx(func(tx *sql.Tx) error { return storeDeposits(tx, all, results) })
 		if err != nil {
 			err = m.probe().classify("store deposits", err)
 		}
-		for i, r := range group {
-			r.done <- depositAns{results[i], err}
+		for _, r := range group {
+			r.done <- depositAns{results[:len(r.ds):len(r.ds)], err}
+			results = results[len(r.ds):]
 		}
 	}
 }
@@ -101,7 +121,7 @@ type inboxUse struct {
 	changed                bool
 }
 
-func storeDeposits(tx *sql.Tx, group []*depositReq, results []DepositResult) error {
+func storeDeposits(tx *sql.Tx, group []*MailboxDeposit, results []DepositResult) error {
 	dup, err := tx.Prepare("SELECT count(*) FROM deposits WHERE inbox = ? AND digest = ?")
 	if err != nil {
 		return err
@@ -113,8 +133,7 @@ func storeDeposits(tx *sql.Tx, group []*depositReq, results []DepositResult) err
 	}
 	defer ins.Close()
 	uses := map[[InboxSize]byte]*inboxUse{}
-	for i, r := range group {
-		d := &r.d
+	for i, d := range group {
 		u, ok := uses[d.Inbox]
 		if !ok {
 			u = &inboxUse{}

@@ -2,9 +2,12 @@
 // that is always online keeps sealed envelopes for the owners it admits
 // until they collect them, and hands out their one-time prekeys.
 //
-// So far it holds the wire format of its two protocols (wire.go), the
-// bundle extension through which an owner names its mailboxes
-// (extension.go), and the contacts' tokens and strangers' proof of work
-// that authorise a deposit (auth.go); the server, its store and the
-// client follow.
+// Its parts: the wire format of its two protocols (wire.go), the bundle
+// extension through which an owner names its mailboxes (extension.go),
+// the contacts' tokens and strangers' proof of work that authorise a
+// deposit (auth.go), the server that serves both protocols from a
+// db.Mailbox store (server.go) and the calls of owners and depositors
+// (client.go). Package node builds on it: it runs the server with
+// --mailbox, names its mailboxes in its bundle, deposits for peers it
+// cannot reach, and collects what waits for it.
 package mailbox

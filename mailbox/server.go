@@ -1,0 +1,665 @@
+package mailbox
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"golang.org/x/time/rate"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
+)
+
+// The protocols and the resource manager's service that holds their
+// streams.
+const (
+	OwnerProtocol   protocol.ID = "/p2pmsg/mbox/owner/1.0.0"
+	DepositProtocol protocol.ID = "/p2pmsg/mbox/deposit/1.0.0"
+	ServiceName                 = "p2pmsg-mbox"
+)
+
+// ServerConfig are a mailbox's limits; zero fields take the defaults of
+// docs/mailbox.md.
+type ServerConfig struct {
+	MaxOwners  int           // owners admitted at most (20)
+	Quota      int           // deposits kept per owner (10,000)
+	QuotaBytes int64         // bytes of seals kept per owner (50 MiB)
+	TTLMax     time.Duration // the longest an owner may keep a deposit (30 days)
+	// MaxOTKs is how many one-time prekeys of each kind an owner may
+	// keep here (100).
+	MaxOTKs int
+	// MaxStrangersWaiting bounds the strangers' deposits waiting in one
+	// inbox (50).
+	MaxStrangersWaiting int
+	// Now is the clock (time.Now); tests move it.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (c *ServerConfig) defaults() {
+	if c.MaxOwners <= 0 {
+		c.MaxOwners = 20
+	}
+	if c.Quota <= 0 {
+		c.Quota = 10000
+	}
+	if c.QuotaBytes <= 0 {
+		c.QuotaBytes = 50 << 20
+	}
+	if c.TTLMax <= 0 {
+		c.TTLMax = 30 * 24 * time.Hour
+	}
+	if c.MaxOTKs <= 0 {
+		c.MaxOTKs = 100
+	}
+	if c.MaxStrangersWaiting <= 0 {
+		c.MaxStrangersWaiting = 50
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server timing and rate limits.
+const (
+	// requestIdle: a stream with no request for this long is closed (a
+	// subscription's stream is exempt: it waits for deposits).
+	requestIdle = time.Minute
+	// frameTimeout: a frame, once begun, arrives whole within this.
+	frameTimeout = 10 * time.Second
+	// writeTimeout bounds a reply's write.
+	writeTimeout = 10 * time.Second
+	// expireEvery: expired deposits and invitations are deleted this
+	// often.
+	expireEvery = 10 * time.Minute
+	// prekeysPerAddr: one-time prekeys go to one IP address at most this
+	// often; prekeysRate and prekeysBurst bound them over all addresses.
+	prekeysPerAddr = 10 * time.Second
+	prekeysRate    = rate.Limit(0.5)
+	prekeysBurst   = 30
+	// maxPrekeyAddrs bounds the addresses remembered for prekeysPerAddr.
+	maxPrekeyAddrs = 4096
+	// maxDepositBatch bounds the deposits of one stream stored at once.
+	maxDepositBatch = 64
+)
+
+// Server serves the mailbox protocols on a host, from a mailbox store.
+type Server struct {
+	h     host.Host
+	store *db.Mailbox
+	cfg   ServerConfig
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	newDeps   map[[e2e.InboxIDSize]byte]chan struct{} // closed when a deposit arrives
+	strangers map[[e2e.InboxIDSize]byte]*rate.Limiter
+	prekeyAt  map[string]time.Time
+	prekeys   *rate.Limiter
+}
+
+// NewServer starts serving the mailbox protocols on h, from store.
+func NewServer(h host.Host, store *db.Mailbox, cfg ServerConfig) *Server {
+	cfg.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{h: h, store: store, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
+		newDeps: map[[e2e.InboxIDSize]byte]chan struct{}{}, strangers: map[[e2e.InboxIDSize]byte]*rate.Limiter{},
+		prekeyAt: map[string]time.Time{}, prekeys: rate.NewLimiter(prekeysRate, prekeysBurst)}
+	h.SetStreamHandler(OwnerProtocol, s.serve(s.handleOwner))
+	h.SetStreamHandler(DepositProtocol, s.serve(s.handleDeposit))
+	s.wg.Go(s.expireLoop)
+	return s
+}
+
+// Close stops serving and waits for the handlers under way.
+func (s *Server) Close() {
+	s.h.RemoveStreamHandler(OwnerProtocol)
+	s.h.RemoveStreamHandler(DepositProtocol)
+	s.cancel()
+	s.wg.Wait()
+}
+
+// serve runs a handler counted by Close, in the mailbox's service scope.
+func (s *Server) serve(handle func(network.Stream)) network.StreamHandler {
+	return func(st network.Stream) {
+		if err := st.Scope().SetService(ServiceName); err != nil {
+			st.Reset()
+			return
+		}
+		select {
+		case <-s.ctx.Done():
+			st.Reset()
+			return
+		default:
+		}
+		s.wg.Add(1)
+		defer s.wg.Done()
+		// A stream outlives nothing: Close resets what is under way.
+		stop := context.AfterFunc(s.ctx, func() { st.Reset() })
+		defer stop()
+		handle(st)
+	}
+}
+
+// Allow admits an owner with this mailbox's limits (zero: the
+// defaults) and returns its inbox.
+func (s *Server) Allow(p peer.ID, quota int, quotaBytes int64, ttlMax time.Duration) ([e2e.InboxIDSize]byte, error) {
+	var inbox [e2e.InboxIDSize]byte
+	owners, err := s.store.Owners()
+	if err != nil {
+		return inbox, err
+	}
+	if len(owners) >= s.cfg.MaxOwners {
+		return inbox, fmt.Errorf("mailbox: %d owners already, at most %d", len(owners), s.cfg.MaxOwners)
+	}
+	rand.Read(inbox[:])
+	return inbox, s.store.AddOwner(s.limits(p, inbox, quota, quotaBytes, ttlMax), s.cfg.Now())
+}
+
+func (s *Server) limits(p peer.ID, inbox [e2e.InboxIDSize]byte, quota int, quotaBytes int64, ttlMax time.Duration) db.MailboxOwner {
+	o := db.MailboxOwner{Peer: p.String(), Inbox: inbox, Quota: s.cfg.Quota, QuotaBytes: s.cfg.QuotaBytes, TTLMax: s.cfg.TTLMax}
+	if quota > 0 {
+		o.Quota = min(quota, s.cfg.Quota)
+	}
+	if quotaBytes > 0 {
+		o.QuotaBytes = min(quotaBytes, s.cfg.QuotaBytes)
+	}
+	if ttlMax > 0 {
+		o.TTLMax = min(ttlMax, s.cfg.TTLMax)
+	}
+	return o
+}
+
+// Invite stores a one-time invitation with these limits (zero: the
+// defaults), valid until expires, and returns its secret.
+func (s *Server) Invite(quota int, quotaBytes int64, ttlMax time.Duration, expires time.Time) ([KeySize]byte, error) {
+	var secret [KeySize]byte
+	rand.Read(secret[:])
+	return secret, s.store.AddInvite(sha256.Sum256(secret[:]), s.limits("", [16]byte{}, quota, quotaBytes, ttlMax), expires)
+}
+
+func (s *Server) expireLoop() {
+	t := time.NewTicker(expireEvery)
+	defer t.Stop()
+	for {
+		if n, err := s.store.Expire(s.cfg.Now()); err != nil {
+			s.log.Warn("mailbox: expire deposits", "err", err)
+		} else if n > 0 {
+			s.log.Info("mailbox: deposits expired", "count", n)
+		}
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// readRequest reads the next frame of a stream: it may wait idle for it
+// to begin, then it must come whole within frameTimeout.
+func readRequest(st network.Stream, r *bufio.Reader, idle time.Duration) (Msg, error) {
+	st.SetReadDeadline(time.Now().Add(idle))
+	if _, err := r.Peek(1); err != nil {
+		return nil, err
+	}
+	st.SetReadDeadline(time.Now().Add(frameTimeout))
+	b, err := wire.ReadFrame(r, MaxFrame)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(b)
+}
+
+// reply writes a frame.
+func reply(st network.Stream, m Msg) error {
+	st.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := st.Write(wire.AppendFrame(nil, m.Append(nil)))
+	return err
+}
+
+func refuse(code byte, text string) *Error { return &Error{Code: code, Text: text} }
+
+// handleOwner serves an owner's stream: one request at a time, each
+// answered in order, until the stream ends or becomes a subscription.
+func (s *Server) handleOwner(st network.Stream) {
+	defer st.Close()
+	p := st.Conn().RemotePeer()
+	r := bufio.NewReader(st)
+	for {
+		m, err := readRequest(st, r, requestIdle)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.log.Debug("mailbox: owner stream ends", "peer", p, "err", err)
+				st.Reset()
+			}
+			return
+		}
+		owner, err := s.store.Owner(p.String())
+		if errors.Is(err, db.ErrNoInbox) {
+			if rd, ok := m.(Redeem); ok {
+				err = s.redeem(p, rd.Secret)
+				if err == nil {
+					err = reply(st, OK{})
+				} else {
+					err = reply(st, refuse(ErrCodeBadInvite, "this invitation is unknown, used or expired"))
+				}
+				if err != nil {
+					st.Reset()
+					return
+				}
+				continue
+			}
+			reply(st, refuse(ErrCodeNotAdmitted, "you are not an owner at this mailbox: ask its operator for an invitation"))
+			return
+		}
+		if err != nil {
+			s.log.Error("mailbox: read an owner", "err", err)
+			reply(st, refuse(ErrCodeInternal, "the mailbox failed to read its store; try again later"))
+			return
+		}
+		if sub, ok := m.(Subscribe); ok {
+			s.subscribe(st, r, owner.Inbox, sub)
+			return
+		}
+		if err := reply(st, s.ownerRequest(p, owner, m)); err != nil {
+			st.Reset()
+			return
+		}
+	}
+}
+
+func (s *Server) redeem(p peer.ID, secret [KeySize]byte) error {
+	owners, err := s.store.Owners()
+	if err != nil {
+		return err
+	}
+	if len(owners) >= s.cfg.MaxOwners {
+		return errors.New("mailbox: full")
+	}
+	var inbox [e2e.InboxIDSize]byte
+	rand.Read(inbox[:])
+	_, err = s.store.RedeemInvite(secret[:], p.String(), inbox, s.cfg.Now())
+	return err
+}
+
+// ownerRequest acts on one of an owner's requests and returns the reply.
+func (s *Server) ownerRequest(p peer.ID, owner db.MailboxOwner, m Msg) Msg {
+	fail := func(op string, err error) Msg {
+		if errors.Is(err, db.ErrNoInbox) {
+			return refuse(ErrCodeNotAdmitted, "you are no longer an owner at this mailbox")
+		}
+		s.log.Error("mailbox: "+op, "err", err)
+		return refuse(ErrCodeInternal, "the mailbox failed to "+op+"; try again later")
+	}
+	switch m := m.(type) {
+	case Status:
+		counts, err := s.store.OTKCounts(owner.Inbox)
+		if err != nil {
+			return fail("count one-time keys", err)
+		}
+		return StatusReply{Inbox: owner.Inbox, Stored: uint32(owner.Used), StoredBytes: uint64(owner.UsedBytes),
+			Quota: uint32(owner.Quota), QuotaBytes: uint64(owner.QuotaBytes),
+			TTL: uint32(owner.TTL / time.Second), TTLMax: uint32(owner.TTLMax / time.Second),
+			Strangers: owner.Strangers, PowBits: uint8(owner.PowBits), StrangersPerHour: uint16(owner.StrangersPerHour),
+			OTKsX25519: uint32(counts[byte(e2e.OneTimeX25519)]), OTKsMLKEM: uint32(counts[byte(e2e.OneTimeMLKEM)])}
+	case SetPolicy:
+		if m.PowBits > MaxPowBits {
+			return refuse(ErrCodeLimit, fmt.Sprintf("proof of work of %d bits: at most %d", m.PowBits, MaxPowBits))
+		}
+		if m.Strangers && m.PowBits == 0 {
+			return refuse(ErrCodeBadRequest, "strangers may deposit only with proof of work")
+		}
+		err := s.store.SetPolicy(p.String(), db.MailboxPolicy{TTL: time.Duration(m.TTL) * time.Second, Strangers: m.Strangers,
+			PowBits: int(m.PowBits), StrangersPerHour: int(m.StrangersPerHour), TokenKey: m.TokenKey[:], Revoked: m.Revoked})
+		if err != nil {
+			return fail("set the policy", err)
+		}
+		s.mu.Lock()
+		delete(s.strangers, owner.Inbox) // the new rate applies
+		s.mu.Unlock()
+		return OK{}
+	case PutBundle:
+		b, err := e2e.VerifyBundle(m.Bundle, s.cfg.Now())
+		if err != nil {
+			return refuse(ErrCodeBadRequest, "the bundle does not verify: "+err.Error())
+		}
+		if peer.ID(e2e.PeerIDBytes(b.Identity)) != p {
+			return refuse(ErrCodeBadRequest, "the bundle is not yours")
+		}
+		if err := s.store.PutBundle(p.String(), m.Bundle); err != nil {
+			return fail("store the bundle", err)
+		}
+		return OK{}
+	case PutOTKs:
+		key, err := identityOf(p)
+		if err != nil {
+			return refuse(ErrCodeBadRequest, "one-time keys need an Ed25519 peer ID")
+		}
+		otks := make([]db.MailboxOTK, 0, len(m.Certs))
+		for _, c := range m.Certs {
+			cert, err := e2e.VerifyOneTimeCert(key, []byte(s.h.ID()), c)
+			if err != nil {
+				return refuse(ErrCodeBadRequest, "a one-time key certificate does not verify for this mailbox: "+err.Error())
+			}
+			otks = append(otks, db.MailboxOTK{Kind: byte(cert.Kind), ID: cert.ID, Cert: c})
+		}
+		if _, err := s.store.PutOTKs(p.String(), otks, s.cfg.MaxOTKs); err != nil {
+			return fail("store one-time keys", err)
+		}
+		return OK{}
+	case Ack:
+		if _, err := s.store.Ack(owner.Inbox, m.Seqs); err != nil {
+			return fail("delete deposits", err)
+		}
+		return OK{}
+	case Unregister:
+		if _, err := s.store.RemoveOwner(p.String()); err != nil {
+			return fail("unregister", err)
+		}
+		return OK{}
+	case Redeem:
+		return refuse(ErrCodeBadRequest, "you are an owner here already")
+	}
+	return refuse(ErrCodeBadRequest, fmt.Sprintf("not an owner's request: %T", m))
+}
+
+// identityOf is the Ed25519 key a peer ID names.
+func identityOf(p peer.ID) (e2e.IdentityKey, error) {
+	var k e2e.IdentityKey
+	pub, err := p.ExtractPublicKey()
+	if err != nil {
+		return k, err
+	}
+	raw, err := pub.Raw()
+	if err != nil || len(raw) != len(k) || peer.ID(e2e.PeerIDBytes(e2e.IdentityKey(raw))) != p {
+		return k, errors.New("mailbox: not an Ed25519 peer ID")
+	}
+	copy(k[:], raw)
+	return k, nil
+}
+
+// arrivals returns a channel closed at the inbox's next deposit.
+func (s *Server) arrivals(inbox [e2e.InboxIDSize]byte) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.newDeps[inbox]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.newDeps[inbox] = ch
+	}
+	return ch
+}
+
+func (s *Server) arrived(inbox [e2e.InboxIDSize]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch := s.newDeps[inbox]; ch != nil {
+		close(ch)
+		delete(s.newDeps, inbox)
+	}
+}
+
+// subscribe sends the inbox's deposits after sub.After, page by page,
+// then each new one as it comes, while the owner's acknowledgements
+// come the other way; it ends with the stream.
+func (s *Server) subscribe(st network.Stream, r *bufio.Reader, inbox [e2e.InboxIDSize]byte, sub Subscribe) {
+	pageBytes := int(sub.PageBytes)
+	if pageBytes <= 0 || pageBytes > MaxFrame-PageSize(1, 0) {
+		pageBytes = MaxFrame - PageSize(1, 0)
+	}
+	gone := make(chan struct{})
+	s.wg.Go(func() {
+		defer close(gone)
+		for {
+			m, err := readRequest(st, r, 24*time.Hour)
+			if err != nil {
+				return
+			}
+			a, ok := m.(Ack)
+			if !ok {
+				st.Reset()
+				return
+			}
+			if _, err := s.store.Ack(inbox, a.Seqs); err != nil {
+				s.log.Error("mailbox: delete deposits", "err", err)
+				st.Reset()
+				return
+			}
+		}
+	})
+	after := sub.After
+	for {
+		next := s.arrivals(inbox) // before the read: a deposit between them is not missed
+		page, more, err := s.store.Page(inbox, after, pageBytes)
+		if err != nil {
+			s.log.Error("mailbox: page deposits", "err", err)
+			st.Reset()
+			return
+		}
+		if len(page) > 0 {
+			out := Page{More: more, Deposits: make([]Stored, len(page))}
+			for i, d := range page {
+				out.Deposits[i] = Stored{Seq: d.Seq, Received: d.Received.UnixMilli(), Seal: d.Seal}
+			}
+			if err := reply(st, out); err != nil {
+				st.Reset()
+				return
+			}
+			after = page[len(page)-1].Seq
+			continue
+		}
+		select {
+		case <-next:
+		case <-gone:
+			st.Reset()
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// handleDeposit serves a sender's stream: prekeys and deposits, each
+// answered in order. Deposits already read together (a sender pipelines
+// them) are stored together, so that they share commits.
+func (s *Server) handleDeposit(st network.Stream) {
+	defer st.Close()
+	r := bufio.NewReaderSize(st, 64<<10)
+	for {
+		m, err := readRequest(st, r, requestIdle)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				st.Reset()
+			}
+			return
+		}
+		batch := []Msg{m}
+		for len(batch) < maxDepositBatch && r.Buffered() > 0 {
+			m, err := readRequest(st, r, frameTimeout)
+			if err != nil {
+				st.Reset()
+				return
+			}
+			batch = append(batch, m)
+		}
+		out := make([]Msg, len(batch))
+		var deps []Deposit
+		var at []int
+		for i, m := range batch {
+			switch m := m.(type) {
+			case GetPrekeys:
+				out[i] = s.getPrekeys(st, m.Inbox)
+			case Deposit:
+				deps, at = append(deps, m), append(at, i)
+			default:
+				out[i] = refuse(ErrCodeBadRequest, fmt.Sprintf("not a sender's request: %T", m))
+			}
+		}
+		for j, res := range s.deposit(deps) {
+			out[at[j]] = Result{Status: res}
+		}
+		for _, o := range out {
+			if err := reply(st, o); err != nil {
+				st.Reset()
+				return
+			}
+		}
+	}
+}
+
+// getPrekeys hands out the owner's bundle, with one one-time key of each
+// kind unless this address had some within prekeysPerAddr or the
+// mailbox handed out its share of them lately.
+func (s *Server) getPrekeys(st network.Stream, inbox [e2e.InboxIDSize]byte) Msg {
+	owner, err := s.store.OwnerByInbox(inbox)
+	if err != nil || owner.Bundle == nil {
+		return refuse(ErrCodeUnknownInbox, "no such inbox, or its owner left no bundle here")
+	}
+	out := Prekeys{Bundle: owner.Bundle}
+	if s.mayHandOut(st) {
+		otks, err := s.store.TakeOTKs(inbox)
+		if err != nil {
+			s.log.Error("mailbox: hand out one-time keys", "err", err)
+		}
+		for _, k := range otks {
+			out.Certs = append(out.Certs, k.Cert)
+		}
+	}
+	return out
+}
+
+func (s *Server) mayHandOut(st network.Stream) bool {
+	ip, err := manet.ToIP(st.Conn().RemoteMultiaddr())
+	addr := "?"
+	if err == nil {
+		addr = ip.String()
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.prekeyAt[addr]; ok && now.Sub(last) < prekeysPerAddr {
+		return false
+	}
+	if !s.prekeys.AllowN(now, 1) {
+		return false
+	}
+	if len(s.prekeyAt) >= maxPrekeyAddrs {
+		for a, t := range s.prekeyAt {
+			if now.Sub(t) >= prekeysPerAddr {
+				delete(s.prekeyAt, a)
+			}
+		}
+		if len(s.prekeyAt) >= maxPrekeyAddrs {
+			return false
+		}
+	}
+	s.prekeyAt[addr] = now
+	return true
+}
+
+// deposit authorises deposits and stores those allowed, in their order,
+// and returns each one's result.
+func (s *Server) deposit(ds []Deposit) []byte {
+	out := make([]byte, len(ds))
+	var store []db.MailboxDeposit
+	var at []int
+	now := s.cfg.Now()
+	for i, d := range ds {
+		stranger := d.Auth == AuthWork
+		if out[i] = s.authorize(d, now); out[i] == 0 {
+			store = append(store, db.MailboxDeposit{Inbox: d.Inbox, Seal: d.Seal, Stranger: stranger,
+				TTL: time.Duration(d.TTL) * time.Second, MaxStrangers: s.cfg.MaxStrangersWaiting, Now: now})
+			at = append(at, i)
+		}
+	}
+	if len(store) == 0 {
+		return out
+	}
+	res, err := s.store.Deposits(store)
+	if err != nil {
+		s.log.Error("mailbox: store deposits", "err", err)
+	}
+	for j, i := range at {
+		if err != nil {
+			out[i] = ResultRetryLater
+			continue
+		}
+		switch res[j] {
+		case db.DepositStored:
+			s.arrived(ds[i].Inbox)
+			out[i] = ResultStored
+		case db.DepositDuplicate:
+			out[i] = ResultDuplicate
+		case db.DepositQuota:
+			out[i] = ResultQuota
+		default:
+			out[i] = ResultUnknownInbox
+		}
+	}
+	return out
+}
+
+// authorize returns why a deposit is refused, or 0.
+func (s *Server) authorize(d Deposit, now time.Time) byte {
+	owner, err := s.store.OwnerByInbox(d.Inbox)
+	if errors.Is(err, db.ErrNoInbox) {
+		return ResultUnknownInbox
+	}
+	if err != nil {
+		s.log.Error("mailbox: read an owner", "err", err)
+		return ResultRetryLater
+	}
+	if d.Auth == AuthWork {
+		switch {
+		case len(d.Seal) > MaxStrangerSeal:
+			return ResultTooLarge
+		case !owner.Strangers || !WorkValid(d.Inbox, d.Seal, d.Hour, d.Nonce, uint8(owner.PowBits), now):
+			return ResultAuth
+		case !s.strangerAllowed(owner, now):
+			return ResultQuota
+		}
+		return 0
+	}
+	if len(owner.TokenKey) != KeySize || !TokenValid((*[KeySize]byte)(owner.TokenKey), d.Inbox, d.Index, d.Token) {
+		return ResultAuth
+	}
+	if revoked, err := s.store.Revoked(d.Inbox, d.Index); err != nil || revoked {
+		return ResultAuth
+	}
+	return 0
+}
+
+// strangerAllowed takes one of the owner's strangers an hour.
+func (s *Server) strangerAllowed(owner db.MailboxOwner, now time.Time) bool {
+	if owner.StrangersPerHour <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.strangers[owner.Inbox]
+	if l == nil {
+		l = rate.NewLimiter(rate.Every(time.Hour/time.Duration(owner.StrangersPerHour)), owner.StrangersPerHour)
+		s.strangers[owner.Inbox] = l
+	}
+	return l.AllowN(now, 1)
+}
