@@ -7,7 +7,8 @@
 // the contacts' tokens and strangers' proof of work that authorise a
 // deposit (auth.go), the server that serves both protocols from a
 // db.Mailbox store (server.go) and the calls of owners and depositors
-// (client.go). Package node builds on it: it runs the server with
-// --mailbox, names its mailboxes in its bundle, deposits for peers it
-// cannot reach, and collects what waits for it.
+// (client.go). Package node is to build on it (running the server with
+// --mailbox, naming its mailboxes in its bundle, depositing for peers it
+// cannot reach, collecting what waits for it); docs/mailbox.md says what
+// is built so far.
 package mailbox
