@@ -35,7 +35,7 @@ func checkNoLeaks(t *testing.T) {
 
 // newHost is a libp2p host on 127.0.0.1 with the identity's key (nil: a
 // fresh one).
-func newHost(t *testing.T, id *e2e.Identity) host.Host {
+func newHost(t testing.TB, id *e2e.Identity) host.Host {
 	t.Helper()
 	opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics(), libp2p.DisableRelay()}
 	if id != nil {
@@ -60,7 +60,7 @@ type lab struct {
 	server *Server
 }
 
-func newLab(t *testing.T, cfg ServerConfig) *lab {
+func newLab(t testing.TB, cfg ServerConfig) *lab {
 	t.Helper()
 	store, err := db.OpenMailbox(filepath.Join(t.TempDir(), db.MailboxFileName))
 	if err != nil {
@@ -73,7 +73,7 @@ func newLab(t *testing.T, cfg ServerConfig) *lab {
 }
 
 // connect makes h know the mailbox's addresses.
-func (l *lab) connect(t *testing.T, h host.Host) {
+func (l *lab) connect(t testing.TB, h host.Host) {
 	t.Helper()
 	if err := h.Connect(context.Background(), peer.AddrInfo{ID: l.m.ID(), Addrs: l.m.Addrs()}); err != nil {
 		t.Fatal(err)
