@@ -52,6 +52,13 @@ type Config struct {
 	// DHT server): for a node with a public address, so that peers behind
 	// NAT can reach each other through it.
 	RelayService bool
+	// Mailbox makes the node a mailbox (docs/mailbox.md): it keeps
+	// sealed deposits for the owners its operator admits, in
+	// db.MailboxFileName in DataDir, and serves the DHT. For a node with
+	// a public address: its owners' senders must reach it directly.
+	Mailbox bool
+	// MailboxLimits are the mailbox's limits; zero fields: the defaults.
+	MailboxLimits MailboxLimits
 	// DHTMode: DHTAuto (the default: a server once reachable), DHTServer
 	// (for a reachable node, and for tests on loopback, where Auto stays
 	// a client), DHTClient.
@@ -92,6 +99,7 @@ type Config struct {
 	requestCap                    int
 	handshakeRate, handshakeBurst float64
 	holdFor                       time.Duration // replaces holdRetry
+	relaysWanted                  int           // replaces relaysWanted (race_test.go says why)
 }
 
 // DHTMode is how the node takes part in the DHT.
@@ -198,6 +206,7 @@ func (c *Config) lookup() time.Duration    { return or(c.LookupTimeout, defaultL
 func (c *Config) connLow() int             { return or(c.ConnLow, defaultConnLow) }
 func (c *Config) connHigh() int            { return or(c.ConnHigh, defaultConnHigh) }
 func (c *Config) maxRequests() int         { return or(c.requestCap, maxRequests) }
+func (c *Config) relays() int              { return or(c.relaysWanted, relaysWanted) }
 func (c *Config) holdRetry() time.Duration { return or(c.holdFor, holdRetry) }
 func (c *Config) handshakes() (rate, burst float64) {
 	return or(c.handshakeRate, handshakeRate), or(c.handshakeBurst, handshakeBurst)

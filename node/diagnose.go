@@ -26,6 +26,7 @@ const (
 	ProblemNoDHTServer   = "no-dht-server"         // the bootstrap peers serve no DHT we can use
 	ProblemUnreachable   = "unreachable"           // private, and no relay reservation
 	ProblemNotPublished  = "not-published"         // the bundle is on no other node
+	ProblemMailboxHidden = "mailbox-unreachable"   // a mailbox that AutoNAT finds behind NAT
 )
 
 // Problem is something that keeps others from finding or reaching the
@@ -56,8 +57,8 @@ type facts struct {
 func (n *Node) facts() facts {
 	lan, wan := n.dht.Serving()
 	mode := or(n.cfg.DHTMode, DHTAuto)
-	if n.cfg.RelayService {
-		mode = DHTServer // buildHost: a relay serves the DHT
+	if n.cfg.RelayService || n.cfg.Mailbox {
+		mode = DHTServer // buildHost: a relay or mailbox serves the DHT
 	}
 	st := facts{DHTStatus: DHTStatus{Mode: mode, LANServer: lan, WANServer: wan,
 		LANPeers: n.dht.LAN.RoutingTableSize(), WANPeers: n.dht.WAN.RoutingTableSize()},
@@ -82,7 +83,7 @@ func (n *Node) problems(st facts) []Problem {
 	}
 	if st.LANPeers+st.WANPeers == 0 {
 		switch {
-		case n.cfg.RelayService || n.cfg.DHTMode == DHTServer:
+		case n.cfg.RelayService || n.cfg.Mailbox || n.cfg.DHTMode == DHTServer:
 			// A root node: others join through it.
 		case st.bootstrap == 0 && len(n.host.Network().Peers()) == 0:
 			how := "no p2pmsg node answered on your LAN (mDNS)"
@@ -100,6 +101,9 @@ func (n *Node) problems(st facts) []Problem {
 	}
 	if st.reachable == ReachabilityPrivate && st.relayAddrs == 0 && n.internetFacing(st) {
 		add(ProblemUnreachable, "nobody outside your network can reach you: add a relay (a node with a public address started with --relay, given as --bootstrap)")
+	}
+	if n.cfg.Mailbox && st.reachable == ReachabilityPrivate {
+		add(ProblemMailboxHidden, "this mailbox is not reachable from the internet (AutoNAT says so): owners and senders outside your network cannot use it; run it on a machine with a public address, or forward its port")
 	}
 	// A server of the internet's DHT with nobody to store its bundle on
 	// is the DHT that others ask: they find the bundle there.

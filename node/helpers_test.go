@@ -20,7 +20,7 @@ import (
 func testConfig(dir string, boot ...peer.AddrInfo) Config {
 	cfg := Config{DataDir: dir, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, NoMDNS: true, NoPortMap: true,
 		DHTMode: DHTServer, BootstrapPeers: boot, RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
-		LookupTimeout: 5 * time.Second}
+		LookupTimeout: 5 * time.Second, relaysWanted: raceRelaysWanted}
 	if os.Getenv("P2PMSG_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -159,3 +159,7 @@ func accepts(t testing.TB, n, from *Node) {
 		t.Fatal(err)
 	}
 }
+
+// raceRelaysWanted replaces relaysWanted in the tests' configs when set
+// (race_test.go).
+var raceRelaysWanted int

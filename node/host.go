@@ -20,6 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pmsg/p2pmsg/dht"
+	"github.com/p2pmsg/p2pmsg/mailbox"
 )
 
 // The host's configuration (docs/design.md §8): transports, security,
@@ -36,6 +37,12 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 	limits := rcmgr.DefaultLimits
 	limits.AddProtocolPeerLimit(MsgProtocol, rcmgr.BaseLimit{StreamsInbound: msgStreamsPerPeer,
 		StreamsOutbound: msgStreamsPerPeer, Streams: 2 * msgStreamsPerPeer, Memory: 64 << 20}, rcmgr.BaseLimitIncrease{})
+	// The mailbox's streams (mailboxsvc.go), whoever opens them: a
+	// service scope of their own, and a few per peer.
+	limits.AddServiceLimit(mailbox.ServiceName, rcmgr.BaseLimit{StreamsInbound: mailboxStreams, StreamsOutbound: mailboxStreams,
+		Streams: mailboxStreams, Memory: mailboxMemory}, rcmgr.BaseLimitIncrease{})
+	limits.AddServicePeerLimit(mailbox.ServiceName, rcmgr.BaseLimit{StreamsInbound: mailboxStreamsPerPeer,
+		StreamsOutbound: mailboxStreamsPerPeer, Streams: mailboxStreamsPerPeer, Memory: mailboxMemory / 8}, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(BundleProtocol, rcmgr.BaseLimit{StreamsInbound: bundleStreamsPerPeer,
 		StreamsOutbound: bundleStreamsPerPeer, Streams: 2 * bundleStreamsPerPeer, Memory: 1 << 20}, rcmgr.BaseLimitIncrease{})
 	// Its Prometheus reporter (on unless disabled, whatever
@@ -95,8 +102,8 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 		return nil, nil, nil, fmt.Errorf("node: subscribe to host events: %w", err)
 	}
 	mode := n.cfg.DHTMode.dht()
-	if n.cfg.RelayService {
-		mode = dht.ModeServer // a public relay serves the DHT too
+	if n.cfg.RelayService || n.cfg.Mailbox {
+		mode = dht.ModeServer // a public relay or mailbox serves the DHT too
 	}
 	d, err := dht.NewDual(h, dht.Config{Mode: mode, BootstrapPeers: n.cfg.BootstrapPeers, Store: records})
 	if err != nil {

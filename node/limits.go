@@ -350,6 +350,12 @@ const (
 	// connGrace is the connection manager's grace period: a new
 	// connection is not trimmed in its first minute.
 	connGrace = time.Minute
+	// mailboxStreams, mailboxStreamsPerPeer, mailboxMemory bound the
+	// streams of the mailbox protocols (a subscription holds one for as
+	// long as its owner is online; a sender, one per batch).
+	mailboxStreams        = 256
+	mailboxStreamsPerPeer = 8
+	mailboxMemory         = 64 << 20
 	// rttEvery is how often yamux measures a connection's round trip
 	// again (its window tuning uses it); host.go says why not every 30 s.
 	rttEvery = 10 * time.Minute

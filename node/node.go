@@ -75,6 +75,7 @@ type Node struct {
 	host    host.Host
 	dht     *dht.Dual
 	records *recordStore // the DHT's records (records.go), set with host
+	mbox    *mailboxRole // the mailbox role (mailboxsvc.go), set with host when Config.Mailbox
 	mdns    io.Closer
 
 	// lifecycle: Start, Close and the goroutines Close waits for.
@@ -290,8 +291,16 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, records.Close())
 	}
+	var mbox *mailboxRole
+	if n.cfg.Mailbox {
+		if mbox, err = n.startMailbox(h); err != nil {
+			d.Close()
+			h.Close()
+			return errors.Join(err, records.Close())
+		}
+	}
 	lc.Lock()
-	n.host, n.dht, n.records = h, d, records
+	n.host, n.dht, n.records, n.mbox = h, d, records, mbox
 	lc.Unlock()
 	n.relays.host.Store(&h)
 	n.claimPrivate(h)
@@ -355,6 +364,9 @@ func (n *Node) Close() error {
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
 		}
+		if n.mbox != nil {
+			n.mbox.close()
+		}
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
 		}
@@ -377,6 +389,9 @@ func (n *Node) Close() error {
 		lc.wg.Wait()
 		if n.records != nil {
 			errs = append(errs, n.records.Close())
+		}
+		if n.mbox != nil {
+			errs = append(errs, n.mbox.store.Close())
 		}
 		errs = append(errs, n.store.Close())
 		lc.closeErr = errors.Join(errs...)

@@ -28,7 +28,7 @@ type recordStore struct {
 // node its records, not its start: they come back as their owners
 // republish, so the node logs why and keeps them in memory.
 func (n *Node) openRecords() (*recordStore, error) {
-	if n.cfg.DHTMode == DHTClient && !n.cfg.RelayService {
+	if n.cfg.DHTMode == DHTClient && !n.cfg.RelayService && !n.cfg.Mailbox {
 		s, err := dht.NewStore(nil, dht.StoreConfig{})
 		return &recordStore{store: s}, err
 	}

@@ -66,7 +66,7 @@ func (n *Node) autoRelayOptions() libp2p.Option {
 		autorelay.WithPeerSource(n.relayCandidates),
 		autorelay.WithMinCandidates(1),
 		autorelay.WithMaxCandidates(relayCandidatesMax),
-		autorelay.WithNumRelays(relaysWanted),
+		autorelay.WithNumRelays(n.cfg.relays()),
 		autorelay.WithBootDelay(0),
 		autorelay.WithBackoff(relayBackoff),
 		autorelay.WithMinInterval(relaySourceInterval),

@@ -54,9 +54,14 @@ var rules = []rule{
 		why:   "the bytes of the message protocol: decoders fuzzed without building the store",
 	},
 	{
-		pkgs:  "node, mailbox, node/mailbox",
-		allow: "std, e2e, db, dht, node/wire, LIBP2P, golang.org/x/time/rate",
-		why:   "the node (and the mailbox beside it) joins the crypto, the store and the network (x/time/rate: the limiter go-libp2p itself builds on, for the wake loop)",
+		pkgs:  "mailbox",
+		allow: "std, e2e, db, node/wire, LIBP2P, golang.org/x/time/rate",
+		why:   "the mailbox's protocols, server and client: the crypto of the seal and the certificates, its own store in db, node/wire's framing, libp2p streams (x/time/rate for its limits); it knows nothing of the node or the DHT",
+	},
+	{
+		pkgs:  "node",
+		allow: "std, e2e, db, dht, mailbox, node/wire, LIBP2P, golang.org/x/time/rate",
+		why:   "the node joins the crypto, the store, the DHT, the mailbox and the network (x/time/rate: the limiter go-libp2p itself builds on, for the wake loop)",
 	},
 	{
 		pkgs:  "internal/jsonrpc",
