@@ -157,30 +157,13 @@ func (m *Mailbox) open() error {
 	if err := os.Chmod(m.path, 0o600); err != nil {
 		return fmt.Errorf("db: make %s private: %w", m.path, err)
 	}
-	common := "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) + "&_foreign_keys=on"
-	if m.wdb, err = sql.Open("sqlite3", sqliteURI(m.path)+common+"&_synchronous=FULL&_txlock=immediate&_secure_delete=on"); err != nil {
-		return fmt.Errorf("db: open: %w", err)
-	}
-	m.wdb.SetMaxOpenConns(1)
-	m.wdb.SetMaxIdleConns(1)
-	m.wdb.SetConnMaxLifetime(0)
-	if _, err := m.wdb.Exec("PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY"); err != nil {
-		return p.classify("enable WAL", err)
-	}
-	if version == 0 {
-		err := m.tx(func(tx *sql.Tx) error {
-			_, err := tx.Exec(mailboxSchema + fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d;", mailboxAppID, mailboxVersion))
-			return err
-		})
-		if err != nil {
-			return p.classify("create the mailbox store", err)
-		}
-	}
-	if m.rdb, err = sql.Open("sqlite3", sqliteURI(m.path)+common+"&_query_only=true"); err != nil {
-		return fmt.Errorf("db: open: %w", err)
-	}
-	m.rdb.SetMaxOpenConns(mailboxReaders)
-	return nil
+	m.wdb, m.rdb, err = sideFile{what: "mailbox store",
+		common:  "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) + "&_foreign_keys=on",
+		writer:  "&_synchronous=FULL&_txlock=immediate&_secure_delete=on",
+		pragmas: "PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY",
+		schema:  mailboxSchema, app: mailboxAppID, version: mailboxVersion, nReaders: mailboxReaders,
+	}.open(p, version)
+	return err
 }
 
 // tx runs fn in a write transaction on the writer connection.
@@ -215,13 +198,7 @@ func (m *Mailbox) Close() error {
 	m.closed.Do(func() {
 		close(m.stopping)
 		<-m.stopped
-		var errs []error
-		for _, d := range []*sql.DB{m.rdb, m.wdb} {
-			if d != nil {
-				errs = append(errs, d.Close())
-			}
-		}
-		m.err = errors.Join(errs...)
+		m.err = closeDBs(m.rdb, m.wdb)
 	})
 	return m.err
 }

@@ -97,36 +97,13 @@ func (r *Records) open() error {
 	if err := os.Chmod(r.path, 0o600); err != nil {
 		return fmt.Errorf("db: make %s private: %w", r.path, err)
 	}
-	common := "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) + "&_cache_size=-" + strconv.Itoa(recordsCacheKiB)
-	if r.wdb, err = sql.Open("sqlite3", sqliteURI(r.path)+common+"&_synchronous=NORMAL&_txlock=immediate"); err != nil {
-		return fmt.Errorf("db: open: %w", err)
-	}
-	r.wdb.SetMaxOpenConns(1)
-	r.wdb.SetMaxIdleConns(1)
-	r.wdb.SetConnMaxLifetime(0)
-	if _, err := r.wdb.Exec("PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = " + strconv.Itoa(recordsWALLimit)); err != nil {
-		return p.classify("enable WAL", err)
-	}
-	if version == 0 {
-		tx, err := r.wdb.Begin()
-		if err != nil {
-			return p.classify("create the record store", err)
-		}
-		_, err = tx.Exec(recordsSchema + fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d;", recordsAppID, recordsVersion))
-		if err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
-		if err != nil {
-			return p.classify("create the record store", err)
-		}
-	}
-	if r.rdb, err = sql.Open("sqlite3", sqliteURI(r.path)+common+"&_query_only=true"); err != nil {
-		return fmt.Errorf("db: open: %w", err)
-	}
-	r.rdb.SetMaxOpenConns(recordsReaders)
-	return nil
+	r.wdb, r.rdb, err = sideFile{what: "record store",
+		common:  "?_busy_timeout=" + strconv.Itoa(busyTimeoutMS) + "&_cache_size=-" + strconv.Itoa(recordsCacheKiB),
+		writer:  "&_synchronous=NORMAL&_txlock=immediate",
+		pragmas: "PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = " + strconv.Itoa(recordsWALLimit),
+		schema:  recordsSchema, app: recordsAppID, version: recordsVersion, nReaders: recordsReaders,
+	}.open(p, version)
+	return err
 }
 
 // deletable adds to a refusal that the file holds nothing of the user's.
@@ -152,13 +129,7 @@ func (r *Records) Path() string { return r.path }
 // Close closes the file. It is idempotent.
 func (r *Records) Close() error {
 	r.closed.Do(func() {
-		var errs []error
-		for _, d := range []*sql.DB{r.rdb, r.wdb} {
-			if d != nil {
-				errs = append(errs, d.Close())
-			}
-		}
-		r.err = errors.Join(errs...)
+		r.err = closeDBs(r.rdb, r.wdb)
 	})
 	return r.err
 }
