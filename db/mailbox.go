@@ -89,7 +89,17 @@ var (
 	ErrNoInbox     = errors.New("db: no such mailbox owner")
 	ErrOwnerExists = errors.New("db: already a mailbox owner")
 	ErrBadInvite   = errors.New("db: invitation unknown, used or expired")
+	ErrFull        = errors.New("db: the mailbox admits no more owners")
+	ErrTooMany     = errors.New("db: too many revoked token indexes")
 )
+
+// DefaultMailboxTTL is how long a deposit is kept until the owner sets
+// its own TTL (at most its TTLMax).
+const DefaultMailboxTTL = 14 * 24 * time.Hour
+
+// MaxRevoked bounds the revoked token indexes kept per owner: past it the
+// owner rotates its token key instead.
+const MaxRevoked = 4096
 
 // MailboxOwner is an owner as the mailbox keeps it.
 type MailboxOwner struct {
@@ -184,7 +194,8 @@ func (m *Mailbox) tx(fn func(*sql.Tx) error) error {
 // write is tx with the error classified.
 func (m *Mailbox) write(op string, fn func(*sql.Tx) error) error {
 	err := m.tx(fn)
-	if err == nil || errors.Is(err, ErrNoInbox) || errors.Is(err, ErrOwnerExists) || errors.Is(err, ErrBadInvite) {
+	if err == nil || errors.Is(err, ErrNoInbox) || errors.Is(err, ErrOwnerExists) || errors.Is(err, ErrBadInvite) ||
+		errors.Is(err, ErrFull) || errors.Is(err, ErrTooMany) {
 		return err
 	}
 	return m.probe().classify(op, err)
@@ -218,17 +229,28 @@ func scanOwner(sc interface{ Scan(...any) error }) (MailboxOwner, error) {
 }
 
 // AddOwner admits an owner with its limits (Peer, Inbox, Quota,
-// QuotaBytes, TTLMax; TTL defaults to TTLMax); ErrOwnerExists if the peer
-// is one already.
-func (m *Mailbox) AddOwner(o MailboxOwner, now time.Time) error {
-	return m.write("add owner", func(tx *sql.Tx) error { return addOwner(tx, o, now) })
+// QuotaBytes, TTLMax; TTL defaults to DefaultMailboxTTL within TTLMax), unless maxOwners (0: no
+// limit) are owners already (ErrFull); ErrOwnerExists if the peer is one
+// already.
+func (m *Mailbox) AddOwner(o MailboxOwner, now time.Time, maxOwners int) error {
+	return m.write("add owner", func(tx *sql.Tx) error { return addOwner(tx, o, now, maxOwners) })
 }
 
-func addOwner(tx *sql.Tx, o MailboxOwner, now time.Time) error {
-	ttl := o.TTL
-	if ttl <= 0 || ttl > o.TTLMax {
-		ttl = o.TTLMax
+func addOwner(tx *sql.Tx, o MailboxOwner, now time.Time, maxOwners int) error {
+	if maxOwners > 0 {
+		var n int
+		if err := tx.QueryRow("SELECT count(*) FROM owners").Scan(&n); err != nil {
+			return err
+		}
+		if n >= maxOwners {
+			return fmt.Errorf("%w: %d owners, at most %d", ErrFull, n, maxOwners)
+		}
 	}
+	ttl := o.TTL
+	if ttl <= 0 {
+		ttl = DefaultMailboxTTL
+	}
+	ttl = min(ttl, o.TTLMax)
 	res, err := tx.Exec(`INSERT INTO owners (peer, inbox, quota, quota_bytes, ttl_max, ttl, created) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer) DO NOTHING`,
 		o.Peer, o.Inbox[:], o.Quota, o.QuotaBytes, int64(o.TTLMax/time.Second), int64(ttl/time.Second), millis(now))
@@ -331,6 +353,13 @@ func (m *Mailbox) SetPolicy(peer string, p MailboxPolicy) error {
 			if _, err := tx.Exec("INSERT INTO revoked (inbox, idx) VALUES (?, ?) ON CONFLICT DO NOTHING", inbox, idx); err != nil {
 				return err
 			}
+		}
+		var n int
+		if err := tx.QueryRow("SELECT count(*) FROM revoked WHERE inbox = ?", inbox).Scan(&n); err != nil {
+			return err
+		}
+		if n > MaxRevoked {
+			return fmt.Errorf("%w: %d, at most %d: rotate the token key instead", ErrTooMany, n, MaxRevoked)
 		}
 		return nil
 	})
@@ -466,11 +495,20 @@ func (m *Mailbox) AddInvite(hash [32]byte, limits MailboxOwner, expires time.Tim
 	})
 }
 
+// InviteValid reports whether an invitation with this secret waits, from
+// a read: a guess costs no write.
+func (m *Mailbox) InviteValid(secret []byte, now time.Time) (bool, error) {
+	hash := sha256.Sum256(secret)
+	var n int
+	err := m.rdb.QueryRow("SELECT count(*) FROM invites WHERE hash = ? AND expires > ?", hash[:], millis(now)).Scan(&n)
+	return n > 0, m.probe().classify("read invites", err)
+}
+
 // RedeemInvite admits peer with the limits of the invitation whose secret
 // hashes to hash, and deletes the invitation; ErrBadInvite if there is no
 // such invitation or it expired, ErrOwnerExists if the peer is an owner
-// already (the invitation is then kept).
-func (m *Mailbox) RedeemInvite(secret []byte, peer string, inbox [InboxSize]byte, now time.Time) (MailboxOwner, error) {
+// already and ErrFull if maxOwners are (the invitation is then kept).
+func (m *Mailbox) RedeemInvite(secret []byte, peer string, inbox [InboxSize]byte, now time.Time, maxOwners int) (MailboxOwner, error) {
 	hash := sha256.Sum256(secret)
 	o := MailboxOwner{Peer: peer, Inbox: inbox}
 	err := m.write("redeem invite", func(tx *sql.Tx) error {
@@ -484,7 +522,7 @@ func (m *Mailbox) RedeemInvite(secret []byte, peer string, inbox [InboxSize]byte
 			return err
 		}
 		o.TTLMax = time.Duration(ttlMax) * time.Second
-		if err := addOwner(tx, o, now); err != nil {
+		if err := addOwner(tx, o, now, maxOwners); err != nil {
 			return err
 		}
 		_, err = tx.Exec("DELETE FROM invites WHERE hash = ?", hash[:])

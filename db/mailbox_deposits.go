@@ -193,6 +193,14 @@ func storeDeposits(tx *sql.Tx, group []*MailboxDeposit, results []DepositResult)
 	return nil
 }
 
+// HasDeposit reports whether the inbox holds a deposit whose seal has
+// this SHA-256 digest.
+func (m *Mailbox) HasDeposit(inbox [InboxSize]byte, digest [32]byte) (bool, error) {
+	var n int
+	err := m.rdb.QueryRow("SELECT count(*) FROM deposits WHERE inbox = ? AND digest = ?", inbox[:], digest[:]).Scan(&n)
+	return n > 0, m.probe().classify("look for a deposit", err)
+}
+
 // MailboxStored is a deposit as paged out to its owner.
 type MailboxStored struct {
 	Seq      uint64
@@ -200,10 +208,11 @@ type MailboxStored struct {
 	Seal     []byte
 }
 
-// Page returns the inbox's deposits after seq, in order, whose seals add
-// up to at most maxBytes (at least one, whatever its size), and whether
-// others follow.
-func (m *Mailbox) Page(inbox [InboxSize]byte, after uint64, maxBytes int) ([]MailboxStored, bool, error) {
+// Page returns the inbox's deposits after seq, in order: at most
+// maxItems, and as many as fit budget bytes when each costs perItem bytes
+// besides its seal (at least one, whatever its size); and whether others
+// follow.
+func (m *Mailbox) Page(inbox [InboxSize]byte, after uint64, budget, perItem, maxItems int) ([]MailboxStored, bool, error) {
 	if after > math.MaxInt64 {
 		return nil, false, nil // SQLite's rowids stop there
 	}
@@ -220,11 +229,11 @@ func (m *Mailbox) Page(inbox [InboxSize]byte, after uint64, maxBytes int) ([]Mai
 		if err := rows.Scan(&d.Seq, &received, &d.Seal); err != nil {
 			return nil, false, m.probe().classify("page deposits", err)
 		}
-		if len(out) > 0 && size+len(d.Seal) > maxBytes {
+		if len(out) > 0 && (len(out) == maxItems || size+perItem+len(d.Seal) > budget) {
 			return out, true, nil
 		}
 		d.Received = fromMillis(received)
-		size += len(d.Seal)
+		size += perItem + len(d.Seal)
 		out = append(out, d)
 	}
 	return out, false, m.probe().classify("page deposits", rows.Err())

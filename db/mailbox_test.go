@@ -30,7 +30,7 @@ func addOwners(t testing.TB, m *Mailbox) {
 		{Peer: "owner1", Inbox: inbox1, Quota: 5, QuotaBytes: 1000, TTLMax: 24 * time.Hour},
 		{Peer: "owner2", Inbox: inbox2, Quota: 100, QuotaBytes: 1 << 20, TTLMax: time.Hour},
 	} {
-		if err := m.AddOwner(o, t0.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := m.AddOwner(o, t0.Add(time.Duration(i)*time.Second), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,8 +54,11 @@ func deposit(t testing.TB, m *Mailbox, d MailboxDeposit) DepositResult {
 func TestMailboxDeposits(t *testing.T) {
 	m := openMailbox(t)
 	addOwners(t, m)
-	if err := m.AddOwner(MailboxOwner{Peer: "owner1", Inbox: [16]byte{9}, Quota: 1, QuotaBytes: 1, TTLMax: time.Hour}, t0); !errors.Is(err, ErrOwnerExists) {
+	if err := m.AddOwner(MailboxOwner{Peer: "owner1", Inbox: [16]byte{9}, Quota: 1, QuotaBytes: 1, TTLMax: time.Hour}, t0, 0); !errors.Is(err, ErrOwnerExists) {
 		t.Fatalf("an owner twice: %v", err)
+	}
+	if err := m.AddOwner(MailboxOwner{Peer: "owner3", Inbox: [16]byte{9}, Quota: 1, QuotaBytes: 1, TTLMax: time.Hour}, t0, 2); !errors.Is(err, ErrFull) {
+		t.Fatalf("a third owner where two are the most: %v", err)
 	}
 	seal := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100) }
 	for i := range 4 {
@@ -81,6 +84,11 @@ func TestMailboxDeposits(t *testing.T) {
 	if r := deposit(t, m, MailboxDeposit{Inbox: inbox2, Seal: make([]byte, 1<<20+1)}); r != DepositQuota {
 		t.Fatalf("over the byte quota: %v", r)
 	}
+	for seal, want := range map[string]bool{string(seal(2)): true, string(seal(11)): false} {
+		if has, err := m.HasDeposit(inbox1, sha256.Sum256([]byte(seal))); err != nil || has != want {
+			t.Fatalf("HasDeposit %v, want %v (%v)", has, want, err)
+		}
+	}
 	o, err := m.Owner("owner1")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +100,7 @@ func TestMailboxDeposits(t *testing.T) {
 	var seqs []uint64
 	var got [][]byte
 	for after := uint64(0); ; {
-		page, more, err := m.Page(inbox1, after, 250)
+		page, more, err := m.Page(inbox1, after, 250, 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,8 +120,15 @@ func TestMailboxDeposits(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("paged %d deposits out of order", len(got))
 	}
-	if page, _, _ := m.Page(inbox1, 0, 1); len(page) != 1 {
+	if page, _, _ := m.Page(inbox1, 0, 1, 0, 100); len(page) != 1 {
 		t.Fatalf("a page smaller than one deposit holds %d", len(page))
+	}
+	// Each deposit's overhead counts, and so does the item cap.
+	if page, _, _ := m.Page(inbox1, 0, 250, 30, 100); len(page) != 1 {
+		t.Fatalf("two deposits of 100 bytes and 30 of overhead each fit 250 bytes: %d", len(page))
+	}
+	if page, more, _ := m.Page(inbox1, 0, 1<<20, 0, 3); len(page) != 3 || !more {
+		t.Fatalf("a page of at most 3 holds %d (more %v)", len(page), more)
 	}
 	if n, err := m.Ack(inbox2, seqs); err != nil || n != 0 {
 		t.Fatalf("another owner acknowledged %d: %v", n, err)
@@ -131,7 +146,7 @@ func TestMailboxDeposits(t *testing.T) {
 	if ok, err := m.RemoveOwner("owner1"); !ok || err != nil {
 		t.Fatalf("remove: %v, %v", ok, err)
 	}
-	if page, _, _ := m.Page(inbox1, 0, 1<<20); len(page) != 0 {
+	if page, _, _ := m.Page(inbox1, 0, 1<<20, 0, 100); len(page) != 0 {
 		t.Fatalf("%d deposits left after the owner went", len(page))
 	}
 }
@@ -165,7 +180,7 @@ func TestMailboxExpiry(t *testing.T) {
 // Concurrent deposits share commits and all land, once each.
 func TestMailboxDepositGroups(t *testing.T) {
 	m := openMailbox(t)
-	if err := m.AddOwner(MailboxOwner{Peer: "o", Inbox: inbox1, Quota: 10000, QuotaBytes: 1 << 30, TTLMax: time.Hour}, t0); err != nil {
+	if err := m.AddOwner(MailboxOwner{Peer: "o", Inbox: inbox1, Quota: 10000, QuotaBytes: 1 << 30, TTLMax: time.Hour}, t0, 0); err != nil {
 		t.Fatal(err)
 	}
 	const n = 400
@@ -189,7 +204,7 @@ func TestMailboxDepositGroups(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	page, _, err := m.Page(inbox1, 0, 1<<30)
+	page, _, err := m.Page(inbox1, 0, 1<<30, 20, 1000)
 	if err != nil || len(page) != n {
 		t.Fatalf("%d deposits stored, want %d (%v)", len(page), n, err)
 	}
@@ -246,17 +261,20 @@ func TestMailboxInvites(t *testing.T) {
 	if err := m.AddInvite(sha256.Sum256(secret), limits, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.RedeemInvite([]byte("wrong"), "p", inbox1, t0); !errors.Is(err, ErrBadInvite) {
+	if _, err := m.RedeemInvite([]byte("wrong"), "p", inbox1, t0, 0); !errors.Is(err, ErrBadInvite) {
 		t.Fatalf("a wrong secret: %v", err)
 	}
-	if _, err := m.RedeemInvite(secret, "p", inbox1, t0.Add(time.Hour)); !errors.Is(err, ErrBadInvite) {
+	if _, err := m.RedeemInvite(secret, "p", inbox1, t0.Add(time.Hour), 0); !errors.Is(err, ErrBadInvite) {
 		t.Fatalf("an expired invitation: %v", err)
 	}
-	o, err := m.RedeemInvite(secret, "p", inbox1, t0)
+	if ok, err := m.InviteValid(secret, t0); !ok || err != nil {
+		t.Fatalf("a waiting invitation: %v, %v", ok, err)
+	}
+	o, err := m.RedeemInvite(secret, "p", inbox1, t0, 0)
 	if err != nil || o.Quota != 7 || o.QuotaBytes != 7000 || o.TTLMax != time.Hour || o.Inbox != inbox1 {
 		t.Fatalf("redeemed: %+v, %v", o, err)
 	}
-	if _, err := m.RedeemInvite(secret, "q", inbox2, t0); !errors.Is(err, ErrBadInvite) {
+	if _, err := m.RedeemInvite(secret, "q", inbox2, t0, 0); !errors.Is(err, ErrBadInvite) {
 		t.Fatalf("an invitation redeemed twice: %v", err)
 	}
 }
@@ -283,6 +301,13 @@ func TestMailboxRevoked(t *testing.T) {
 	if got, _ := m.Revoked(inbox1, 3); got {
 		t.Fatal("a new token key kept the old revocations")
 	}
+	many := make([]uint32, MaxRevoked+1)
+	for i := range many {
+		many[i] = uint32(i)
+	}
+	if err := m.SetPolicy("owner1", MailboxPolicy{TokenKey: bytes.Repeat([]byte{2}, 32), Revoked: many}); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("more revoked indexes than kept: %v", err)
+	}
 	if err := m.SetPolicy("nobody", MailboxPolicy{}); !errors.Is(err, ErrNoInbox) {
 		t.Fatalf("a policy for no owner: %v", err)
 	}
@@ -305,7 +330,7 @@ func TestMailboxFile(t *testing.T) {
 	if m, err = OpenMailbox(path); err != nil {
 		t.Fatal(err)
 	}
-	if page, _, err := m.Page(inbox1, 0, 100); err != nil || len(page) != 1 {
+	if page, _, err := m.Page(inbox1, 0, 100, 20, 10); err != nil || len(page) != 1 {
 		t.Fatalf("after reopening: %d deposits, %v", len(page), err)
 	}
 	m.Close()
@@ -331,7 +356,7 @@ func TestMailboxFile(t *testing.T) {
 //	go test ./db -run '^$' -bench MailboxDeposit -benchtime 20000x
 func BenchmarkMailboxDeposit(b *testing.B) {
 	m := openMailbox(b)
-	if err := m.AddOwner(MailboxOwner{Peer: "o", Inbox: inbox1, Quota: 1 << 30, QuotaBytes: 1 << 40, TTLMax: time.Hour}, t0); err != nil {
+	if err := m.AddOwner(MailboxOwner{Peer: "o", Inbox: inbox1, Quota: 1 << 30, QuotaBytes: 1 << 40, TTLMax: time.Hour}, t0, 0); err != nil {
 		b.Fatal(err)
 	}
 	seal := make([]byte, 1<<10)

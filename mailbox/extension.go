@@ -56,8 +56,8 @@ func EncodeExtension(entries []Entry) (e2e.Extension, error) {
 			}
 		}
 		id := []byte(e.Peer)
-		if len(id) == 0 || len(id) > 255 || len(e.Addrs) > MaxAddrs {
-			return e2e.Extension{}, fmt.Errorf("mailbox %s: a peer ID and at most %d addresses", e.Peer, MaxAddrs)
+		if len(id) == 0 || len(id) > 255 || len(e.Addrs) > MaxAddrs || e.PowBits > MaxPowBits {
+			return e2e.Extension{}, fmt.Errorf("mailbox %s: a peer ID, at most %d addresses and %d bits of work", e.Peer, MaxAddrs, MaxPowBits)
 		}
 		b = append(b, byte(len(id)))
 		b = append(b, id...)
@@ -112,6 +112,9 @@ func DecodeExtension(v []byte) ([]Entry, error) {
 		}
 		e.Strangers = flags&flagStrangers != 0
 		e.PowBits = r.u8()
+		if e.PowBits > MaxPowBits {
+			return nil, malformed("mailbox proof of work over MaxPowBits")
+		}
 		na := int(r.u8())
 		if na > MaxAddrs {
 			return nil, malformed("mailbox address count")

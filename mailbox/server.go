@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -98,6 +99,15 @@ const (
 	maxPrekeyAddrs = 4096
 	// maxDepositBatch bounds the deposits of one stream stored at once.
 	maxDepositBatch = 64
+	// maxPageItems bounds a page's deposits: its count is two bytes.
+	maxPageItems = 0xffff
+	// redeemRate and redeemBurst bound the invitations tried, over all
+	// peers.
+	redeemRate  = rate.Limit(1)
+	redeemBurst = 5
+	// maxBatchBytes bounds the frames of one stream read ahead and held
+	// at once; each is also reserved in the stream's resource scope.
+	maxBatchBytes = 1 << 20
 )
 
 // Server serves the mailbox protocols on a host, from a mailbox store.
@@ -112,10 +122,12 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
+	closing   bool                                    // Close began: no handler starts
 	newDeps   map[[e2e.InboxIDSize]byte]chan struct{} // closed when a deposit arrives
 	strangers map[[e2e.InboxIDSize]byte]*rate.Limiter
 	prekeyAt  map[string]time.Time
 	prekeys   *rate.Limiter
+	redeems   *rate.Limiter
 }
 
 // NewServer starts serving the mailbox protocols on h, from store.
@@ -124,7 +136,8 @@ func NewServer(h host.Host, store *db.Mailbox, cfg ServerConfig) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{h: h, store: store, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
 		newDeps: map[[e2e.InboxIDSize]byte]chan struct{}{}, strangers: map[[e2e.InboxIDSize]byte]*rate.Limiter{},
-		prekeyAt: map[string]time.Time{}, prekeys: rate.NewLimiter(prekeysRate, prekeysBurst)}
+		prekeyAt: map[string]time.Time{}, prekeys: rate.NewLimiter(prekeysRate, prekeysBurst),
+		redeems: rate.NewLimiter(redeemRate, redeemBurst)}
 	h.SetStreamHandler(OwnerProtocol, s.serve(s.handleOwner))
 	h.SetStreamHandler(DepositProtocol, s.serve(s.handleDeposit))
 	s.wg.Go(s.expireLoop)
@@ -135,6 +148,9 @@ func NewServer(h host.Host, store *db.Mailbox, cfg ServerConfig) *Server {
 func (s *Server) Close() {
 	s.h.RemoveStreamHandler(OwnerProtocol)
 	s.h.RemoveStreamHandler(DepositProtocol)
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 }
@@ -146,13 +162,14 @@ func (s *Server) serve(handle func(network.Stream)) network.StreamHandler {
 			st.Reset()
 			return
 		}
-		select {
-		case <-s.ctx.Done():
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
 			st.Reset()
 			return
-		default:
 		}
-		s.wg.Add(1)
+		s.wg.Add(1) // under mu: never after Close began to wait
+		s.mu.Unlock()
 		defer s.wg.Done()
 		// A stream outlives nothing: Close resets what is under way.
 		stop := context.AfterFunc(s.ctx, func() { st.Reset() })
@@ -165,15 +182,23 @@ func (s *Server) serve(handle func(network.Stream)) network.StreamHandler {
 // defaults) and returns its inbox.
 func (s *Server) Allow(p peer.ID, quota int, quotaBytes int64, ttlMax time.Duration) ([e2e.InboxIDSize]byte, error) {
 	var inbox [e2e.InboxIDSize]byte
-	owners, err := s.store.Owners()
-	if err != nil {
-		return inbox, err
-	}
-	if len(owners) >= s.cfg.MaxOwners {
-		return inbox, fmt.Errorf("mailbox: %d owners already, at most %d", len(owners), s.cfg.MaxOwners)
-	}
 	rand.Read(inbox[:])
-	return inbox, s.store.AddOwner(s.limits(p, inbox, quota, quotaBytes, ttlMax), s.cfg.Now())
+	return inbox, s.store.AddOwner(s.limits(p, inbox, quota, quotaBytes, ttlMax), s.cfg.Now(), s.cfg.MaxOwners)
+}
+
+// Revoke removes an owner and everything kept for it, ends its
+// subscriptions, and reports whether it was one.
+func (s *Server) Revoke(p peer.ID) (bool, error) {
+	o, err := s.store.Owner(p.String())
+	if errors.Is(err, db.ErrNoInbox) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.store.RemoveOwner(p.String())
+	s.arrived(o.Inbox) // its subscriptions look, find no owner, and end
+	return ok, err
 }
 
 func (s *Server) limits(p peer.ID, inbox [e2e.InboxIDSize]byte, quota int, quotaBytes int64, ttlMax time.Duration) db.MailboxOwner {
@@ -246,7 +271,13 @@ func (s *Server) handleOwner(st network.Stream) {
 	p := st.Conn().RemotePeer()
 	r := bufio.NewReader(st)
 	for {
-		m, err := readRequest(st, r, requestIdle)
+		// A peer that is not an owner may only redeem an invitation,
+		// at once: it holds no stream of the owners' while it thinks.
+		idle := requestIdle
+		if _, err := s.store.Owner(p.String()); errors.Is(err, db.ErrNoInbox) {
+			idle = frameTimeout
+		}
+		m, err := readRequest(st, r, idle)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				s.log.Debug("mailbox: owner stream ends", "peer", p, "err", err)
@@ -288,17 +319,20 @@ func (s *Server) handleOwner(st network.Stream) {
 	}
 }
 
+// redeem admits p with an invitation. Anyone may try: a try costs a
+// read, and a write only with a secret that is right, at most
+// redeemRate a second over all peers.
 func (s *Server) redeem(p peer.ID, secret [KeySize]byte) error {
-	owners, err := s.store.Owners()
-	if err != nil {
-		return err
+	now := s.cfg.Now()
+	if !s.redeems.AllowN(now, 1) {
+		return errors.New("mailbox: too many invitations tried; try again later")
 	}
-	if len(owners) >= s.cfg.MaxOwners {
-		return errors.New("mailbox: full")
+	if ok, err := s.store.InviteValid(secret[:], now); err != nil || !ok {
+		return errors.Join(db.ErrBadInvite, err)
 	}
 	var inbox [e2e.InboxIDSize]byte
 	rand.Read(inbox[:])
-	_, err = s.store.RedeemInvite(secret[:], p.String(), inbox, s.cfg.Now())
+	_, err := s.store.RedeemInvite(secret[:], p.String(), inbox, now, s.cfg.MaxOwners)
 	return err
 }
 
@@ -326,8 +360,8 @@ func (s *Server) ownerRequest(p peer.ID, owner db.MailboxOwner, m Msg) Msg {
 		if m.PowBits > MaxPowBits {
 			return refuse(ErrCodeLimit, fmt.Sprintf("proof of work of %d bits: at most %d", m.PowBits, MaxPowBits))
 		}
-		if m.Strangers && m.PowBits == 0 {
-			return refuse(ErrCodeBadRequest, "strangers may deposit only with proof of work")
+		if m.Strangers && (m.PowBits == 0 || m.StrangersPerHour == 0) {
+			return refuse(ErrCodeBadRequest, "strangers may deposit only with proof of work and some strangers an hour")
 		}
 		err := s.store.SetPolicy(p.String(), db.MailboxPolicy{TTL: time.Duration(m.TTL) * time.Second, Strangers: m.Strangers,
 			PowBits: int(m.PowBits), StrangersPerHour: int(m.StrangersPerHour), TokenKey: m.TokenKey[:], Revoked: m.Revoked})
@@ -373,7 +407,7 @@ func (s *Server) ownerRequest(p peer.ID, owner db.MailboxOwner, m Msg) Msg {
 		}
 		return OK{}
 	case Unregister:
-		if _, err := s.store.RemoveOwner(p.String()); err != nil {
+		if _, err := s.Revoke(p); err != nil {
 			return fail("unregister", err)
 		}
 		return OK{}
@@ -423,9 +457,12 @@ func (s *Server) arrived(inbox [e2e.InboxIDSize]byte) {
 // then each new one as it comes, while the owner's acknowledgements
 // come the other way; it ends with the stream.
 func (s *Server) subscribe(st network.Stream, r *bufio.Reader, inbox [e2e.InboxIDSize]byte, sub Subscribe) {
+	// A page's frame is its head and, for each deposit, pageItem bytes
+	// and the seal: all of it within MaxFrame (or the owner's smaller
+	// budget), and a count its two bytes can say.
 	pageBytes := int(sub.PageBytes)
-	if pageBytes <= 0 || pageBytes > MaxFrame-PageSize(1, 0) {
-		pageBytes = MaxFrame - PageSize(1, 0)
+	if pageBytes <= 0 || pageBytes > MaxFrame-pageHead {
+		pageBytes = MaxFrame - pageHead
 	}
 	gone := make(chan struct{})
 	s.wg.Go(func() {
@@ -450,7 +487,7 @@ func (s *Server) subscribe(st network.Stream, r *bufio.Reader, inbox [e2e.InboxI
 	after := sub.After
 	for {
 		next := s.arrivals(inbox) // before the read: a deposit between them is not missed
-		page, more, err := s.store.Page(inbox, after, pageBytes)
+		page, more, err := s.store.Page(inbox, after, pageBytes, pageItem, maxPageItems)
 		if err != nil {
 			s.log.Error("mailbox: page deposits", "err", err)
 			st.Reset()
@@ -470,6 +507,10 @@ func (s *Server) subscribe(st network.Stream, r *bufio.Reader, inbox [e2e.InboxI
 		}
 		select {
 		case <-next:
+			if _, err := s.store.OwnerByInbox(inbox); errors.Is(err, db.ErrNoInbox) {
+				st.Reset() // revoked or unregistered
+				return
+			}
 		case <-gone:
 			st.Reset()
 			return
@@ -494,13 +535,22 @@ func (s *Server) handleDeposit(st network.Stream) {
 			return
 		}
 		batch := []Msg{m}
-		for len(batch) < maxDepositBatch && r.Buffered() > 0 {
+		held := frameSize(m)
+		for len(batch) < maxDepositBatch && held < maxBatchBytes && r.Buffered() > 0 {
 			m, err := readRequest(st, r, frameTimeout)
 			if err != nil {
 				st.Reset()
 				return
 			}
 			batch = append(batch, m)
+			held += frameSize(m)
+		}
+		// What the batch holds counts in the stream's scope (the
+		// service's limit across all senders); over it, the sender
+		// waits on a new stream.
+		if err := st.Scope().ReserveMemory(held, network.ReservationPriorityAlways); err != nil {
+			st.Reset()
+			return
 		}
 		out := make([]Msg, len(batch))
 		var deps []Deposit
@@ -518,6 +568,7 @@ func (s *Server) handleDeposit(st network.Stream) {
 		for j, res := range s.deposit(deps) {
 			out[at[j]] = Result{Status: res}
 		}
+		st.Scope().ReleaseMemory(held)
 		for _, o := range out {
 			if err := reply(st, o); err != nil {
 				st.Reset()
@@ -525,6 +576,14 @@ func (s *Server) handleDeposit(st network.Stream) {
 			}
 		}
 	}
+}
+
+// frameSize is about what a decoded request holds in memory.
+func frameSize(m Msg) int {
+	if d, ok := m.(Deposit); ok {
+		return len(d.Seal) + 64
+	}
+	return 64
 }
 
 // getPrekeys hands out the owner's bundle, with one one-time key of each
@@ -549,9 +608,14 @@ func (s *Server) getPrekeys(st network.Stream, inbox [e2e.InboxIDSize]byte) Msg 
 }
 
 func (s *Server) mayHandOut(st network.Stream) bool {
+	// Per address, and per /64 for IPv6: a host has a whole /64 to
+	// pick addresses from.
 	ip, err := manet.ToIP(st.Conn().RemoteMultiaddr())
 	addr := "?"
 	if err == nil {
+		if ip.To4() == nil {
+			ip = ip.Mask(net.CIDRMask(64, 128))
+		}
 		addr = ip.String()
 	}
 	now := s.cfg.Now()
@@ -583,13 +647,33 @@ func (s *Server) deposit(ds []Deposit) []byte {
 	out := make([]byte, len(ds))
 	var store []db.MailboxDeposit
 	var at []int
+	var held []*rate.Reservation
 	now := s.cfg.Now()
+	seen := map[[32]byte]bool{}
 	for i, d := range ds {
 		stranger := d.Auth == AuthWork
-		if out[i] = s.authorize(d, now); out[i] == 0 {
+		// A stranger's deposit that is a copy of one here (or earlier in
+		// this batch) will be answered "duplicate": it takes no slot.
+		again := false
+		if stranger {
+			digest := sha256.Sum256(d.Seal)
+			again = seen[digest]
+			seen[digest] = true
+			if !again {
+				var err error
+				if again, err = s.store.HasDeposit(d.Inbox, digest); err != nil {
+					s.log.Error("mailbox: look for a deposit", "err", err)
+					out[i] = ResultRetryLater
+					continue
+				}
+			}
+		}
+		var res *rate.Reservation
+		if out[i], res = s.authorize(d, now, again); out[i] == 0 {
 			store = append(store, db.MailboxDeposit{Inbox: d.Inbox, Seal: d.Seal, Stranger: stranger,
 				TTL: time.Duration(d.TTL) * time.Second, MaxStrangers: s.cfg.MaxStrangersWaiting, Now: now})
 			at = append(at, i)
+			held = append(held, res)
 		}
 	}
 	if len(store) == 0 {
@@ -600,59 +684,75 @@ func (s *Server) deposit(ds []Deposit) []byte {
 		s.log.Error("mailbox: store deposits", "err", err)
 	}
 	for j, i := range at {
-		if err != nil {
+		switch {
+		case err != nil:
 			out[i] = ResultRetryLater
-			continue
-		}
-		switch res[j] {
-		case db.DepositStored:
+		case res[j] == db.DepositStored:
 			s.arrived(ds[i].Inbox)
 			out[i] = ResultStored
-		case db.DepositDuplicate:
+		case res[j] == db.DepositDuplicate:
 			out[i] = ResultDuplicate
-		case db.DepositQuota:
+		case res[j] == db.DepositQuota:
 			out[i] = ResultQuota
 		default:
 			out[i] = ResultUnknownInbox
+		}
+		// A stranger's slot of the hour is spent only by a deposit that
+		// stayed: work replayed for duplicates spends none.
+		if held[j] != nil && out[i] != ResultStored {
+			held[j].CancelAt(now)
 		}
 	}
 	return out
 }
 
-// authorize returns why a deposit is refused, or 0.
-func (s *Server) authorize(d Deposit, now time.Time) byte {
+// authorize returns why a deposit is refused, or 0; for a stranger's, the
+// reservation of its slot in the owner's hour, unless it is a copy of one
+// stored (again).
+func (s *Server) authorize(d Deposit, now time.Time, again bool) (byte, *rate.Reservation) {
 	owner, err := s.store.OwnerByInbox(d.Inbox)
 	if errors.Is(err, db.ErrNoInbox) {
-		return ResultUnknownInbox
+		return ResultUnknownInbox, nil
 	}
 	if err != nil {
 		s.log.Error("mailbox: read an owner", "err", err)
-		return ResultRetryLater
+		return ResultRetryLater, nil
 	}
 	if d.Auth == AuthWork {
 		switch {
 		case len(d.Seal) > MaxStrangerSeal:
-			return ResultTooLarge
+			return ResultTooLarge, nil
 		case !owner.Strangers || !WorkValid(d.Inbox, d.Seal, d.Hour, d.Nonce, uint8(owner.PowBits), now):
-			return ResultAuth
-		case !s.strangerAllowed(owner, now):
-			return ResultQuota
+			return ResultAuth, nil
 		}
-		return 0
+		if again {
+			return 0, nil
+		}
+		res := s.strangerSlot(owner, now)
+		if res == nil {
+			return ResultQuota, nil
+		}
+		return 0, res
 	}
 	if len(owner.TokenKey) != KeySize || !TokenValid((*[KeySize]byte)(owner.TokenKey), d.Inbox, d.Index, d.Token) {
-		return ResultAuth
+		return ResultAuth, nil
 	}
-	if revoked, err := s.store.Revoked(d.Inbox, d.Index); err != nil || revoked {
-		return ResultAuth
+	revoked, err := s.store.Revoked(d.Inbox, d.Index)
+	if err != nil {
+		s.log.Error("mailbox: read revoked tokens", "err", err)
+		return ResultRetryLater, nil
 	}
-	return 0
+	if revoked {
+		return ResultAuth, nil
+	}
+	return 0, nil
 }
 
-// strangerAllowed takes one of the owner's strangers an hour.
-func (s *Server) strangerAllowed(owner db.MailboxOwner, now time.Time) bool {
+// strangerSlot reserves one of the owner's strangers of the hour, or
+// returns nil when none is left.
+func (s *Server) strangerSlot(owner db.MailboxOwner, now time.Time) *rate.Reservation {
 	if owner.StrangersPerHour <= 0 {
-		return false
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -661,5 +761,10 @@ func (s *Server) strangerAllowed(owner db.MailboxOwner, now time.Time) bool {
 		l = rate.NewLimiter(rate.Every(time.Hour/time.Duration(owner.StrangersPerHour)), owner.StrangersPerHour)
 		s.strangers[owner.Inbox] = l
 	}
-	return l.AllowN(now, 1)
+	r := l.ReserveN(now, 1)
+	if !r.OK() || r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return nil
+	}
+	return r
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -320,4 +321,109 @@ func certs(t *testing.T, id *e2e.Identity, mbox peer.ID, n int) [][]byte {
 		out = append(out, x, pq)
 	}
 	return out
+}
+
+// Many small deposits come in pages that each fit a frame (a page's
+// per-deposit overhead counts), and all reach the owner, once, in order.
+func TestServerManySmallDeposits(t *testing.T) {
+	checkNoLeaks(t)
+	l := newLab(t, ServerConfig{})
+	b, a := newHost(t, nil), newHost(t, nil)
+	l.connect(t, b)
+	l.connect(t, a)
+	inbox, err := l.server.Allow(b.ID(), 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := [KeySize]byte{3}
+	if _, err := Call(ctx(t), b, l.m.ID(), SetPolicy{Policy{TTL: 600, TokenKey: key}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300 // the smallest real seal is SealOverhead + 1 KiB: 89 already overflowed a page
+	ds := make([]Deposit, n)
+	for i := range ds {
+		seal := make([]byte, e2e.SealOverhead+1<<10)
+		seal[0], seal[1] = byte(i), byte(i>>8)
+		ds[i] = Deposit{Inbox: inbox, Auth: AuthToken, Index: 1, Token: Token(&key, inbox, 1), TTL: 600, Seal: seal}
+	}
+	res, err := Deposits(ctx(t), a, l.m.ID(), ds)
+	if err != nil || len(res) != n || bytes.Count(res, []byte{ResultStored}) != n {
+		t.Fatalf("%d results, %v", len(res), err)
+	}
+	next, pages := 0, 0
+	err = Collect(ctx(t), b, l.m.ID(), 0, 0, func(got []Stored) error {
+		pages++
+		for _, d := range got {
+			if i := int(d.Seal[0]) | int(d.Seal[1])<<8; i != next {
+				return fmt.Errorf("deposit %d came after %d", i, next-1)
+			}
+			next++
+		}
+		if next == n {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) || next != n || pages < 4 {
+		t.Fatalf("collected %d in %d pages: %v", next, pages, err)
+	}
+}
+
+// A revoked owner's subscription ends, and so does everything kept.
+func TestServerRevokeEndsSubscription(t *testing.T) {
+	checkNoLeaks(t)
+	l := newLab(t, ServerConfig{})
+	b := newHost(t, nil)
+	l.connect(t, b)
+	if _, err := l.server.Allow(b.ID(), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Collect(ctx(t), b, l.m.ID(), 0, 0, func([]Stored) error { return nil }) }()
+	waitFor(t, "the subscription to wait", func() bool {
+		l.server.mu.Lock()
+		defer l.server.mu.Unlock()
+		return len(l.server.newDeps) == 1
+	})
+	if ok, err := l.server.Revoke(b.ID()); !ok || err != nil {
+		t.Fatalf("revoke: %v, %v", ok, err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the subscription ended without an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked owner's subscription went on")
+	}
+}
+
+// Work replayed for a deposit already there spends none of the owner's
+// strangers of the hour: another stranger still gets in.
+func TestServerStrangerReplaySpendsNoSlot(t *testing.T) {
+	checkNoLeaks(t)
+	l := newLab(t, ServerConfig{})
+	b, a := newHost(t, nil), newHost(t, nil)
+	l.connect(t, b)
+	l.connect(t, a)
+	inbox, err := l.server.Allow(b.ID(), 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Call(ctx(t), b, l.m.ID(), SetPolicy{Policy{TTL: 600, Strangers: true, PowBits: 4, StrangersPerHour: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	stranger := func(text string) Deposit {
+		d := Deposit{Inbox: inbox, Auth: AuthWork, Hour: Hour(time.Now()), TTL: 600, Seal: []byte(text)}
+		if d.Nonce, err = Solve(ctx(t), inbox, d.Seal, d.Hour, 4); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	first := stranger("first")
+	res, err := Deposits(ctx(t), a, l.m.ID(), []Deposit{first, first, first, first, stranger("second"), stranger("third")})
+	want := []byte{ResultStored, ResultDuplicate, ResultDuplicate, ResultDuplicate, ResultStored, ResultQuota}
+	if err != nil || !bytes.Equal(res, want) {
+		t.Fatalf("results %v, want %v (%v)", res, want, err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/p2pmsg/p2pmsg/e2e"
@@ -295,9 +296,10 @@ func (m Deposit) Append(dst []byte) []byte {
 func (OK) Append(dst []byte) []byte { return append(dst, TypeOK) }
 
 func (m *Error) Append(dst []byte) []byte {
-	text := m.Text
-	if len(text) > MaxErrorText {
-		text = text[:MaxErrorText]
+	text := strings.ToValidUTF8(m.Text, "\uFFFD")
+	for len(text) > MaxErrorText {
+		_, size := utf8.DecodeLastRuneInString(text)
+		text = text[:len(text)-size] // whole characters, or the decoder refuses it
 	}
 	return append(append(dst, TypeError, m.Code), text...)
 }
@@ -313,10 +315,6 @@ func (m Page) Append(dst []byte) []byte {
 	}
 	return dst
 }
-
-// PageSize is the size of a page's frame body holding deposits whose
-// seals add up to sealBytes.
-func PageSize(deposits, sealBytes int) int { return pageHead + deposits*pageItem + sealBytes }
 
 func (m StatusReply) Append(dst []byte) []byte {
 	dst = append(dst, TypeStatusReply)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/p2pmsg/p2pmsg/e2e"
@@ -159,4 +160,17 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%T decoded from %x encodes to %x", m, b, again)
 		}
 	})
+}
+
+// An error's text is cut to MaxErrorText on a character's boundary, so
+// that the frame still decodes.
+func TestErrorTextCut(t *testing.T) {
+	long := strings.Repeat("é", MaxErrorText) // 2 bytes each
+	m, err := Decode((&Error{Code: 1, Text: long}).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*Error).Text; len(got) > MaxErrorText || !strings.HasPrefix(long, got) || len(got) < MaxErrorText-1 {
+		t.Fatalf("cut to %d bytes", len(got))
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -37,12 +38,18 @@ func (n *Node) buildHost(records *dht.Store) (host.Host, *dht.Dual, event.Subscr
 	limits := rcmgr.DefaultLimits
 	limits.AddProtocolPeerLimit(MsgProtocol, rcmgr.BaseLimit{StreamsInbound: msgStreamsPerPeer,
 		StreamsOutbound: msgStreamsPerPeer, Streams: 2 * msgStreamsPerPeer, Memory: 64 << 20}, rcmgr.BaseLimitIncrease{})
-	// The mailbox's streams (mailboxsvc.go), whoever opens them: a
-	// service scope of their own, and a few per peer.
-	limits.AddServiceLimit(mailbox.ServiceName, rcmgr.BaseLimit{StreamsInbound: mailboxStreams, StreamsOutbound: mailboxStreams,
-		Streams: mailboxStreams, Memory: mailboxMemory}, rcmgr.BaseLimitIncrease{})
-	limits.AddServicePeerLimit(mailbox.ServiceName, rcmgr.BaseLimit{StreamsInbound: mailboxStreamsPerPeer,
-		StreamsOutbound: mailboxStreamsPerPeer, Streams: mailboxStreamsPerPeer, Memory: mailboxMemory / 8}, rcmgr.BaseLimitIncrease{})
+	// The mailbox's streams (mailboxsvc.go): a service scope for the
+	// memory its handlers hold, and streams counted per protocol, so that
+	// senders (anyone, from throwaway identities) cannot take the
+	// streams of the owners' subscriptions; a few per peer.
+	limits.AddServiceLimit(mailbox.ServiceName, rcmgr.BaseLimit{StreamsInbound: mailboxOwnerStreams + mailboxDepositStreams,
+		StreamsOutbound: mailboxOwnerStreams + mailboxDepositStreams, Streams: mailboxOwnerStreams + mailboxDepositStreams,
+		Memory: mailboxMemory}, rcmgr.BaseLimitIncrease{})
+	for proto, n := range map[protocol.ID]int{mailbox.OwnerProtocol: mailboxOwnerStreams, mailbox.DepositProtocol: mailboxDepositStreams} {
+		limits.AddProtocolLimit(proto, rcmgr.BaseLimit{StreamsInbound: n, StreamsOutbound: n, Streams: n, Memory: mailboxMemory}, rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(proto, rcmgr.BaseLimit{StreamsInbound: mailboxStreamsPerPeer, StreamsOutbound: mailboxStreamsPerPeer,
+			Streams: mailboxStreamsPerPeer, Memory: mailboxMemory / 8}, rcmgr.BaseLimitIncrease{})
+	}
 	limits.AddProtocolPeerLimit(BundleProtocol, rcmgr.BaseLimit{StreamsInbound: bundleStreamsPerPeer,
 		StreamsOutbound: bundleStreamsPerPeer, Streams: 2 * bundleStreamsPerPeer, Memory: 1 << 20}, rcmgr.BaseLimitIncrease{})
 	// Its Prometheus reporter (on unless disabled, whatever

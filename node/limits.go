@@ -350,10 +350,13 @@ const (
 	// connGrace is the connection manager's grace period: a new
 	// connection is not trimmed in its first minute.
 	connGrace = time.Minute
-	// mailboxStreams, mailboxStreamsPerPeer, mailboxMemory bound the
-	// streams of the mailbox protocols (a subscription holds one for as
-	// long as its owner is online; a sender, one per batch).
-	mailboxStreams        = 256
+	// mailboxOwnerStreams, mailboxDepositStreams, mailboxStreamsPerPeer
+	// and mailboxMemory bound the mailbox protocols' streams (a
+	// subscription holds one for as long as its owner is online; a
+	// sender, one per batch) and the memory their handlers reserve (a
+	// sender's batch read ahead, up to 1 MiB).
+	mailboxOwnerStreams   = 64
+	mailboxDepositStreams = 256
 	mailboxStreamsPerPeer = 8
 	mailboxMemory         = 64 << 20
 	// rttEvery is how often yamux measures a connection's round trip

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/mailbox"
@@ -111,6 +113,10 @@ func (n *Node) MailboxInvite(quota int, quotaBytes int64, ttlMax, valid time.Dur
 	if len(addrs) == 0 {
 		return "", errors.New("node: this mailbox listens on no address to invite to")
 	}
+	// A public address if it has one: the owner is elsewhere.
+	if i := slices.IndexFunc(addrs, manet.IsPublicAddr); i > 0 {
+		addrs[0] = addrs[i]
+	}
 	secret, err := r.server.Invite(quota, quotaBytes, ttlMax, time.Now().Add(valid))
 	if err != nil {
 		return "", err
@@ -174,5 +180,5 @@ func (n *Node) MailboxRevoke(p peer.ID) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return r.store.RemoveOwner(p.String())
+	return r.server.Revoke(p)
 }
