@@ -33,8 +33,14 @@ type MailboxLimits struct {
 	TTLMax     time.Duration // the longest an owner may keep a deposit
 }
 
-// ErrNotMailbox: a mailbox call on a node started without Config.Mailbox.
-var ErrNotMailbox = errors.New("node: this node is not a mailbox (start it with --mailbox)")
+// Errors of the mailbox calls.
+var (
+	// ErrNotMailbox: a mailbox call on a node started without
+	// Config.Mailbox.
+	ErrNotMailbox = errors.New("node: this node is not a mailbox (start it with --mailbox)")
+	// ErrOwnerExists: the peer is an owner at this mailbox already.
+	ErrOwnerExists = db.ErrOwnerExists
+)
 
 // InvitePrefix starts a mailbox invitation code.
 const InvitePrefix = "p2pmsg-mbox:"

@@ -25,6 +25,7 @@ type fileConfig struct {
 	Relays            []string `toml:"relays"`
 	DHTMode           string   `toml:"dht_mode"`
 	Relay             bool     `toml:"relay"`
+	Mailbox           bool     `toml:"mailbox"`
 	Reachability      string   `toml:"reachability"`
 	LogLevel          string   `toml:"log_level"`
 	RepublishInterval duration `toml:"republish_interval"`
@@ -70,7 +71,7 @@ func (e *env) loadConfig() (fileConfig, error) {
 func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	cfg := node.Config{DataDir: e.data, ListenAddrs: fc.Listen, RepublishInterval: fc.RepublishInterval.Duration,
 		RetryMin: fc.RetryMin.Duration, RetryMax: fc.RetryMax.Duration, LookupTimeout: fc.LookupTimeout.Duration,
-		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh, RelayService: fc.Relay}
+		ConnLow: fc.ConnLow, ConnHigh: fc.ConnHigh, RelayService: fc.Relay, Mailbox: fc.Mailbox}
 	if fc.MDNS != nil && !*fc.MDNS {
 		cfg.NoMDNS = true
 	}

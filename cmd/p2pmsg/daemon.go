@@ -33,9 +33,10 @@ func cmdDaemon(e *env, args []string) error {
 	var relays multiFlag
 	fs.Var(&relays, "relay-via", "pin a relay to hold a reservation on when behind NAT (repeatable; connected relays are used without it)")
 	relay := fs.Bool("relay", false, "serve as a circuit relay and DHT server (for a node with a public address)")
+	mbox := fs.Bool("mailbox", false, "keep messages for the owners you admit while they are offline, and serve the DHT (for a node with a public address)")
 	dhtMode := fs.String("dht-mode", "", "auto, server or client: the internet DHT's mode (the LAN DHT is served but with client)")
 	reach := fs.String("reachability", "", "auto, public or private: override AutoNAT")
-	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--no-mdns] [--no-port-map]"); err != nil {
+	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--mailbox] [--no-mdns] [--no-port-map]"); err != nil {
 		return err
 	}
 	if p := os.Getenv("P2PMSG_PASSPHRASE"); p != "" && e.passFD < 0 && e.passFile == "" && e.passPipe < 0 {
@@ -60,6 +61,7 @@ func cmdDaemon(e *env, args []string) error {
 		fc.DHTMode = *dhtMode
 	}
 	fc.Relay = fc.Relay || *relay
+	fc.Mailbox = fc.Mailbox || *mbox
 	if *reach != "" {
 		fc.Reachability = *reach
 	}

@@ -46,6 +46,8 @@ Commands:
       --relay-via MULTIADDR      pin a relay to hold a reservation on (repeatable; any connected
                                  relay is used without it)
       --relay                    serve as a circuit relay v2 and DHT server (a node with a public address)
+      --mailbox                  keep messages for the owners you admit while they are offline, and
+                                 serve the DHT (a node with a public address; docs/mailbox.md)
       --no-mdns                  no discovery on the LAN
       --no-port-map              no UPnP/NAT-PMP port mapping
       --dht-mode auto|server|client
@@ -70,6 +72,12 @@ Commands:
                                --verified: record that you compared safety numbers
   resend MESSAGE_ID            send a failed message again, as a new message
   status                       the running node's state
+  mailbox allow PEER_ID [--quota N] [--quota-bytes N] [--ttl-max D]
+                               admit an owner to this daemon's mailbox (--mailbox)
+  mailbox invite [--valid D] [--quota N] [--quota-bytes N] [--ttl-max D]
+                               print a one-time code that admits whoever redeems it
+  mailbox list | revoke PEER_ID
+                               the owners and their use; remove one with all it keeps here
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
 
@@ -117,6 +125,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"verify":   cmdVerify,
 	"trust":    cmdTrust,
 	"status":   cmdStatus,
+	"mailbox":  cmdMailbox,
 	"chat":     cmdChat,
 	"resend":   cmdResend,
 	"message":  cmdMessage,

@@ -85,8 +85,10 @@ func CodeOf(err error) int {
 		errors.Is(err, node.ErrNoIdentity):
 		return CodeNotFound
 	case errors.Is(err, node.ErrInvalid), errors.Is(err, node.ErrNameTaken), errors.Is(err, node.ErrTooLong),
-		errors.Is(err, node.ErrInvalidConfig):
+		errors.Is(err, node.ErrInvalidConfig), errors.Is(err, node.ErrNotMailbox):
 		return CodeInvalid
+	case errors.Is(err, node.ErrOwnerExists):
+		return CodeExists
 	case errors.Is(err, context.DeadlineExceeded):
 		return CodeTimeout
 	case errors.Is(err, node.ErrLocked):

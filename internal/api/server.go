@@ -66,6 +66,10 @@ func (s *Server) register() {
 	method(s, "contacts.unblock", daemon, s.contactOp(func(p peer.ID) error { return s.n.Block(p, false) }))
 	method(s, "contacts.verified", daemon, s.setVerified)
 	method(s, "trust", daemon, s.trust)
+	method(s, "mailbox.allow", daemon, s.mailboxAllow)
+	method(s, "mailbox.invite", daemon, s.mailboxInvite)
+	method(s, "mailbox.list", daemon, s.mailboxList)
+	method(s, "mailbox.revoke", daemon, s.mailboxRevoke)
 }
 
 // Fingerprint is the short form of a peer ID that people read out: the
