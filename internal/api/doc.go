@@ -36,6 +36,12 @@
 //	contacts.accept|block|unblock {peer}
 //	contacts.verified {peer, verified}    record that safety numbers were compared
 //	trust {peer}                          accept a contact's new identity key after a key change
+//	mailbox.allow {peer, quota, quota_bytes, ttl_max}
+//	                                      admit an owner to this mailbox (daemon --mailbox)
+//	mailbox.invite {quota, quota_bytes, ttl_max, valid}
+//	                                      a one-time invitation: {code, expires}
+//	mailbox.list                          the owners and their use
+//	mailbox.revoke {peer}                 remove an owner and all kept for it: {peer_id, revoked}
 //
 // A peer is a peer ID or a contact's name; a message id is 32 hex digits.
 //
