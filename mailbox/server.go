@@ -182,6 +182,9 @@ func (s *Server) serve(handle func(network.Stream)) network.StreamHandler {
 // defaults) and returns its inbox.
 func (s *Server) Allow(p peer.ID, quota int, quotaBytes int64, ttlMax time.Duration) ([e2e.InboxIDSize]byte, error) {
 	var inbox [e2e.InboxIDSize]byte
+	if err := checkTTLMax(ttlMax); err != nil {
+		return inbox, err
+	}
 	rand.Read(inbox[:])
 	return inbox, s.store.AddOwner(s.limits(p, inbox, quota, quotaBytes, ttlMax), s.cfg.Now(), s.cfg.MaxOwners)
 }
@@ -198,7 +201,19 @@ func (s *Server) Revoke(p peer.ID) (bool, error) {
 	}
 	ok, err := s.store.RemoveOwner(p.String())
 	s.arrived(o.Inbox) // its subscriptions look, find no owner, and end
+	s.mu.Lock()
+	delete(s.strangers, o.Inbox)
+	s.mu.Unlock()
 	return ok, err
+}
+
+// checkTTLMax refuses an owner's TTL maximum under an hour (zero: the
+// mailbox's): kept in whole seconds, a shorter one keeps nothing.
+func checkTTLMax(d time.Duration) error {
+	if d != 0 && d < time.Hour {
+		return fmt.Errorf("mailbox: a TTL maximum of %v: an hour or more", d)
+	}
+	return nil
 }
 
 func (s *Server) limits(p peer.ID, inbox [e2e.InboxIDSize]byte, quota int, quotaBytes int64, ttlMax time.Duration) db.MailboxOwner {
@@ -219,6 +234,9 @@ func (s *Server) limits(p peer.ID, inbox [e2e.InboxIDSize]byte, quota int, quota
 // defaults), valid until expires, and returns its secret.
 func (s *Server) Invite(quota int, quotaBytes int64, ttlMax time.Duration, expires time.Time) ([KeySize]byte, error) {
 	var secret [KeySize]byte
+	if err := checkTTLMax(ttlMax); err != nil {
+		return secret, err
+	}
 	rand.Read(secret[:])
 	return secret, s.store.AddInvite(sha256.Sum256(secret[:]), s.limits("", [16]byte{}, quota, quotaBytes, ttlMax), expires)
 }
@@ -288,14 +306,14 @@ func (s *Server) handleOwner(st network.Stream) {
 		owner, err := s.store.Owner(p.String())
 		if errors.Is(err, db.ErrNoInbox) {
 			if rd, ok := m.(Redeem); ok {
-				err = s.redeem(p, rd.Secret)
-				if err == nil {
-					err = reply(st, OK{})
-				} else {
-					err = reply(st, refuse(ErrCodeBadInvite, "this invitation is unknown, used or expired"))
-				}
-				if err != nil {
+				// One try per stream: a stranger holds an owner's
+				// stream for one request at most.
+				out := s.redeem(p, rd.Secret)
+				if err := reply(st, out); err != nil {
 					st.Reset()
+					return
+				}
+				if out != (OK{}) {
 					return
 				}
 				continue
@@ -319,28 +337,46 @@ func (s *Server) handleOwner(st network.Stream) {
 	}
 }
 
-// redeem admits p with an invitation. Anyone may try: a try costs a
-// read, and a write only with a secret that is right, at most
-// redeemRate a second over all peers.
-func (s *Server) redeem(p peer.ID, secret [KeySize]byte) error {
+// redeem admits p with an invitation, and returns the reply. Anyone may
+// try: a wrong secret costs a read. Only right ones (256 random bits)
+// reach the writer, at most redeemRate a second.
+func (s *Server) redeem(p peer.ID, secret [KeySize]byte) Msg {
 	now := s.cfg.Now()
-	if !s.redeems.AllowN(now, 1) {
-		return errors.New("mailbox: too many invitations tried; try again later")
-	}
-	if ok, err := s.store.InviteValid(secret[:], now); err != nil || !ok {
-		return errors.Join(db.ErrBadInvite, err)
+	ok, err := s.store.InviteValid(secret[:], now)
+	switch {
+	case err != nil:
+		s.log.Error("mailbox: read invitations", "err", err)
+		return refuse(ErrCodeInternal, "the mailbox failed to read its store; try again later")
+	case !ok:
+		return refuse(ErrCodeBadInvite, "this invitation is unknown, used or expired")
+	case !s.redeems.AllowN(now, 1):
+		return refuse(ErrCodeInternal, "too many invitations redeemed at once; try again in a moment")
 	}
 	var inbox [e2e.InboxIDSize]byte
 	rand.Read(inbox[:])
-	_, err := s.store.RedeemInvite(secret[:], p.String(), inbox, now, s.cfg.MaxOwners)
-	return err
+	_, err = s.store.RedeemInvite(secret[:], p.String(), inbox, now, s.cfg.MaxOwners)
+	switch {
+	case err == nil:
+		return OK{}
+	case errors.Is(err, db.ErrBadInvite):
+		return refuse(ErrCodeBadInvite, "this invitation is unknown, used or expired")
+	case errors.Is(err, db.ErrFull):
+		return refuse(ErrCodeLimit, "this mailbox admits no more owners")
+	case errors.Is(err, db.ErrOwnerExists):
+		return OK{}
+	}
+	s.log.Error("mailbox: redeem an invitation", "err", err)
+	return refuse(ErrCodeInternal, "the mailbox failed to store the admission; try again later")
 }
 
 // ownerRequest acts on one of an owner's requests and returns the reply.
 func (s *Server) ownerRequest(p peer.ID, owner db.MailboxOwner, m Msg) Msg {
 	fail := func(op string, err error) Msg {
-		if errors.Is(err, db.ErrNoInbox) {
+		switch {
+		case errors.Is(err, db.ErrNoInbox):
 			return refuse(ErrCodeNotAdmitted, "you are no longer an owner at this mailbox")
+		case errors.Is(err, db.ErrTooMany):
+			return refuse(ErrCodeLimit, err.Error())
 		}
 		s.log.Error("mailbox: "+op, "err", err)
 		return refuse(ErrCodeInternal, "the mailbox failed to "+op+"; try again later")
@@ -505,12 +541,14 @@ func (s *Server) subscribe(st network.Stream, r *bufio.Reader, inbox [e2e.InboxI
 			after = page[len(page)-1].Seq
 			continue
 		}
+		// Looked at after arrivals: a Revoke before it is seen here, one
+		// after it closes next.
+		if _, err := s.store.OwnerByInbox(inbox); errors.Is(err, db.ErrNoInbox) {
+			st.Reset() // revoked or unregistered
+			return
+		}
 		select {
 		case <-next:
-			if _, err := s.store.OwnerByInbox(inbox); errors.Is(err, db.ErrNoInbox) {
-				st.Reset() // revoked or unregistered
-				return
-			}
 		case <-gone:
 			st.Reset()
 			return
@@ -527,7 +565,10 @@ func (s *Server) handleDeposit(st network.Stream) {
 	defer st.Close()
 	r := bufio.NewReaderSize(st, 64<<10)
 	for {
-		m, err := readRequest(st, r, requestIdle)
+		// A sender's stream lives for its batches: between them it may
+		// wait frameTimeout, not longer (it cannot hold a slot with a
+		// request a minute).
+		m, held, err := s.readReserved(st, r, frameTimeout)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				st.Reset()
@@ -535,22 +576,15 @@ func (s *Server) handleDeposit(st network.Stream) {
 			return
 		}
 		batch := []Msg{m}
-		held := frameSize(m)
 		for len(batch) < maxDepositBatch && held < maxBatchBytes && r.Buffered() > 0 {
-			m, err := readRequest(st, r, frameTimeout)
+			m, n, err := s.readReserved(st, r, frameTimeout)
 			if err != nil {
+				st.Scope().ReleaseMemory(held)
 				st.Reset()
 				return
 			}
 			batch = append(batch, m)
-			held += frameSize(m)
-		}
-		// What the batch holds counts in the stream's scope (the
-		// service's limit across all senders); over it, the sender
-		// waits on a new stream.
-		if err := st.Scope().ReserveMemory(held, network.ReservationPriorityAlways); err != nil {
-			st.Reset()
-			return
+			held += n
 		}
 		out := make([]Msg, len(batch))
 		var deps []Deposit
@@ -578,12 +612,35 @@ func (s *Server) handleDeposit(st network.Stream) {
 	}
 }
 
-// frameSize is about what a decoded request holds in memory.
-func frameSize(m Msg) int {
-	if d, ok := m.(Deposit); ok {
-		return len(d.Seal) + 64
+// readReserved reads a request as readRequest does, but reserves its
+// bytes in the stream's resource scope before it reads them (the
+// service's limit across all senders: over it, the stream is refused),
+// and returns how much it reserved, for the caller to release.
+func (s *Server) readReserved(st network.Stream, r *bufio.Reader, idle time.Duration) (Msg, int, error) {
+	st.SetReadDeadline(time.Now().Add(idle))
+	if _, err := r.Peek(1); err != nil {
+		return nil, 0, err
 	}
-	return 64
+	st.SetReadDeadline(time.Now().Add(frameTimeout))
+	n, err := wire.ReadLength(r, MaxFrame)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The body, and its decoded copy.
+	size := 2 * n
+	if err := st.Scope().ReserveMemory(size, network.ReservationPriorityAlways); err != nil {
+		return nil, 0, err
+	}
+	b, err := wire.ReadBody(r, n)
+	var m Msg
+	if err == nil {
+		m, err = Decode(b)
+	}
+	if err != nil {
+		st.Scope().ReleaseMemory(size)
+		return nil, 0, err
+	}
+	return m, size, nil
 }
 
 // getPrekeys hands out the owner's bundle, with one one-time key of each
@@ -649,7 +706,11 @@ func (s *Server) deposit(ds []Deposit) []byte {
 	var at []int
 	var held []*rate.Reservation
 	now := s.cfg.Now()
-	seen := map[[32]byte]bool{}
+	type seal struct {
+		inbox  [e2e.InboxIDSize]byte
+		digest [32]byte
+	}
+	seen := map[seal]bool{}
 	for i, d := range ds {
 		stranger := d.Auth == AuthWork
 		// A stranger's deposit that is a copy of one here (or earlier in
@@ -657,8 +718,8 @@ func (s *Server) deposit(ds []Deposit) []byte {
 		again := false
 		if stranger {
 			digest := sha256.Sum256(d.Seal)
-			again = seen[digest]
-			seen[digest] = true
+			again = seen[seal{d.Inbox, digest}]
+			seen[seal{d.Inbox, digest}] = true
 			if !again {
 				var err error
 				if again, err = s.store.HasDeposit(d.Inbox, digest); err != nil {
@@ -757,7 +818,8 @@ func (s *Server) strangerSlot(owner db.MailboxOwner, now time.Time) *rate.Reserv
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.strangers[owner.Inbox]
-	if l == nil {
+	if l == nil || l.Burst() != owner.StrangersPerHour {
+		// New, or the policy changed since (the burst is the rate).
 		l = rate.NewLimiter(rate.Every(time.Hour/time.Duration(owner.StrangersPerHour)), owner.StrangersPerHour)
 		s.strangers[owner.Inbox] = l
 	}

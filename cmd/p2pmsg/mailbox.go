@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/p2pmsg/p2pmsg/internal/api"
@@ -34,6 +36,18 @@ func cmdMailbox(e *env, args []string) error {
 	if len(pos) != n {
 		return usage
 	}
+	// A flag that the verb does not take is a mistake to say, not to
+	// ignore.
+	takes := map[string][]string{"allow": {"quota", "quota-bytes", "ttl-max"}, "invite": {"quota", "quota-bytes", "ttl-max", "valid"}}
+	var stray error
+	fs.Visit(func(f *flag.Flag) {
+		if (f.Name == "quota" || f.Name == "quota-bytes" || f.Name == "ttl-max" || f.Name == "valid") && !slices.Contains(takes[verb], f.Name) && stray == nil {
+			stray = fail(exitUsage, "mailbox %s takes no --%s; usage: %s", verb, f.Name, mailboxUsage)
+		}
+	})
+	if stray != nil {
+		return stray
+	}
 	return e.do(false, func(ctx context.Context, c *api.Client) error {
 		switch verb {
 		case "allow":
@@ -51,7 +65,7 @@ func cmdMailbox(e *env, args []string) error {
 				return err
 			}
 			return e.output(inv, func() {
-				fmt.Fprintf(e.stdout, "%s\n(one use, until %s: give it to the owner, who runs p2pmsg mailboxes add CODE)\n",
+				fmt.Fprintf(e.stdout, "%s\n(one use, until %s: give it to the owner; the owner's side, p2pmsg mailboxes add CODE, is not built yet)\n",
 					inv.Code, inv.Expires.Format("2006-01-02 15:04 MST"))
 			})
 		case "list":

@@ -67,8 +67,9 @@ func limitsOf(quota int, quotaBytes int64, ttlMax string) (time.Duration, error)
 		return 0, nil
 	}
 	d, err := time.ParseDuration(ttlMax)
-	if err != nil || d < 0 {
-		return 0, invalid("ttl_max %q: want a duration such as 720h", ttlMax)
+	if err != nil || d < time.Hour {
+		// Kept in whole seconds: less than that would keep nothing.
+		return 0, invalid("ttl_max %q: want a duration of an hour or more, such as 720h", ttlMax)
 	}
 	return d, nil
 }
