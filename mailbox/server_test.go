@@ -215,17 +215,8 @@ func TestServerDepositAndCollect(t *testing.T) {
 func TestServerRedeliversUnacknowledged(t *testing.T) {
 	checkNoLeaks(t)
 	l := newLab(t, ServerConfig{})
-	b, a := newHost(t, nil), newHost(t, nil)
-	l.connect(t, b)
-	l.connect(t, a)
-	inbox, err := l.server.Allow(b.ID(), 0, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key := [KeySize]byte{1}
-	if _, err := Call(ctx(t), b, l.m.ID(), SetPolicy{Policy{TTL: 60, TokenKey: key}}); err != nil {
-		t.Fatal(err)
-	}
+	b, a, inbox := ownerAndSender(t, l, Policy{TTL: 60, TokenKey: key})
 	d := Deposit{Inbox: inbox, Auth: AuthToken, Index: 1, Token: Token(&key, inbox, 1), Seal: []byte("kept until acknowledged")}
 	if r, err := Deposits(ctx(t), a, l.m.ID(), []Deposit{d}); err != nil || r[0] != ResultStored {
 		t.Fatalf("%v, %v", r, err)
@@ -328,17 +319,8 @@ func certs(t *testing.T, id *e2e.Identity, mbox peer.ID, n int) [][]byte {
 func TestServerManySmallDeposits(t *testing.T) {
 	checkNoLeaks(t)
 	l := newLab(t, ServerConfig{})
-	b, a := newHost(t, nil), newHost(t, nil)
-	l.connect(t, b)
-	l.connect(t, a)
-	inbox, err := l.server.Allow(b.ID(), 0, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key := [KeySize]byte{3}
-	if _, err := Call(ctx(t), b, l.m.ID(), SetPolicy{Policy{TTL: 600, TokenKey: key}}); err != nil {
-		t.Fatal(err)
-	}
+	b, a, inbox := ownerAndSender(t, l, Policy{TTL: 600, TokenKey: key})
 	const n = 300 // the smallest real seal is SealOverhead + 1 KiB: 89 already overflowed a page
 	ds := make([]Deposit, n)
 	for i := range ds {
@@ -403,16 +385,8 @@ func TestServerRevokeEndsSubscription(t *testing.T) {
 func TestServerStrangerReplaySpendsNoSlot(t *testing.T) {
 	checkNoLeaks(t)
 	l := newLab(t, ServerConfig{})
-	b, a := newHost(t, nil), newHost(t, nil)
-	l.connect(t, b)
-	l.connect(t, a)
-	inbox, err := l.server.Allow(b.ID(), 0, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Call(ctx(t), b, l.m.ID(), SetPolicy{Policy{TTL: 600, Strangers: true, PowBits: 4, StrangersPerHour: 2}}); err != nil {
-		t.Fatal(err)
-	}
+	_, a, inbox := ownerAndSender(t, l, Policy{TTL: 600, Strangers: true, PowBits: 4, StrangersPerHour: 2})
+	var err error
 	stranger := func(text string) Deposit {
 		d := Deposit{Inbox: inbox, Auth: AuthWork, Hour: Hour(time.Now()), TTL: 600, Seal: []byte(text)}
 		if d.Nonce, err = Solve(ctx(t), inbox, d.Seal, d.Hour, 4); err != nil {
@@ -426,4 +400,21 @@ func TestServerStrangerReplaySpendsNoSlot(t *testing.T) {
 	if err != nil || !bytes.Equal(res, want) {
 		t.Fatalf("results %v, want %v (%v)", res, want, err)
 	}
+}
+
+// ownerAndSender makes an owner admitted to the lab's mailbox with this
+// policy, and a sender; both connected to the mailbox.
+func ownerAndSender(t *testing.T, l *lab, p Policy) (owner, sender host.Host, inbox [e2e.InboxIDSize]byte) {
+	t.Helper()
+	owner, sender = newHost(t, nil), newHost(t, nil)
+	l.connect(t, owner)
+	l.connect(t, sender)
+	inbox, err := l.server.Allow(owner.ID(), 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Call(ctx(t), owner, l.m.ID(), SetPolicy{p}); err != nil {
+		t.Fatal(err)
+	}
+	return owner, sender, inbox
 }
