@@ -259,18 +259,15 @@ func (s *Server) expireLoop() {
 }
 
 // readRequest reads the next frame of a stream: it may wait idle for it
-// to begin, then it must come whole within frameTimeout.
+// to begin, then it must come whole within frameTimeout. It holds the
+// frame only while it decodes it (readReserved's reservation is given
+// back at once).
 func readRequest(st network.Stream, r *bufio.Reader, idle time.Duration) (Msg, error) {
-	st.SetReadDeadline(time.Now().Add(idle))
-	if _, err := r.Peek(1); err != nil {
-		return nil, err
+	m, size, err := readReserved(st, r, idle)
+	if err == nil {
+		st.Scope().ReleaseMemory(size)
 	}
-	st.SetReadDeadline(time.Now().Add(frameTimeout))
-	b, err := wire.ReadFrame(r, MaxFrame)
-	if err != nil {
-		return nil, err
-	}
-	return Decode(b)
+	return m, err
 }
 
 // reply writes a frame.
@@ -568,7 +565,7 @@ func (s *Server) handleDeposit(st network.Stream) {
 		// A sender's stream lives for its batches: between them it may
 		// wait frameTimeout, not longer (it cannot hold a slot with a
 		// request a minute).
-		m, held, err := s.readReserved(st, r, frameTimeout)
+		m, held, err := readReserved(st, r, frameTimeout)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				st.Reset()
@@ -577,7 +574,7 @@ func (s *Server) handleDeposit(st network.Stream) {
 		}
 		batch := []Msg{m}
 		for len(batch) < maxDepositBatch && held < maxBatchBytes && r.Buffered() > 0 {
-			m, n, err := s.readReserved(st, r, frameTimeout)
+			m, n, err := readReserved(st, r, frameTimeout)
 			if err != nil {
 				st.Scope().ReleaseMemory(held)
 				st.Reset()
@@ -612,11 +609,12 @@ func (s *Server) handleDeposit(st network.Stream) {
 	}
 }
 
-// readReserved reads a request as readRequest does, but reserves its
-// bytes in the stream's resource scope before it reads them (the
-// service's limit across all senders: over it, the stream is refused),
-// and returns how much it reserved, for the caller to release.
-func (s *Server) readReserved(st network.Stream, r *bufio.Reader, idle time.Duration) (Msg, int, error) {
+// readReserved reads the next request of a stream: it may wait idle for
+// it to begin, then it must come whole within frameTimeout. It reserves
+// the frame's bytes in the stream's resource scope before it reads them
+// (the service's limit across all senders: over it, the stream is
+// refused) and returns how much it reserved, for the caller to release.
+func readReserved(st network.Stream, r *bufio.Reader, idle time.Duration) (Msg, int, error) {
 	st.SetReadDeadline(time.Now().Add(idle))
 	if _, err := r.Peek(1); err != nil {
 		return nil, 0, err

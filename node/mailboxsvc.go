@@ -87,13 +87,13 @@ func (n *Node) mailboxRole() (*mailboxRole, error) {
 
 // MailboxOwner is an owner admitted to this node's mailbox.
 type MailboxOwner struct {
-	Peer       peer.ID
-	Quota      int
-	QuotaBytes int64
-	TTLMax     time.Duration
-	Stored     int   // deposits waiting
-	StoredBy   int64 // their bytes
-	Since      time.Time
+	Peer        peer.ID
+	Quota       int
+	QuotaBytes  int64
+	TTLMax      time.Duration
+	Stored      int   // deposits waiting
+	StoredBytes int64 // their bytes
+	Since       time.Time
 }
 
 // MailboxAllow admits an owner to this node's mailbox, with limits up to
@@ -174,7 +174,7 @@ func (n *Node) MailboxOwners() ([]MailboxOwner, error) {
 			continue
 		}
 		out = append(out, MailboxOwner{Peer: p, Quota: o.Quota, QuotaBytes: o.QuotaBytes, TTLMax: o.TTLMax,
-			Stored: o.Used, StoredBy: o.UsedBytes, Since: o.Created})
+			Stored: o.Used, StoredBytes: o.UsedBytes, Since: o.Created})
 	}
 	return out, nil
 }

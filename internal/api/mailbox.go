@@ -142,7 +142,7 @@ func (s *Server) mailboxRevoke(_ context.Context, p PeerParams) (MailboxRevoked,
 
 func ownerOf(o node.MailboxOwner) MailboxOwner {
 	return MailboxOwner{PeerID: o.Peer.String(), Quota: o.Quota, QuotaBytes: o.QuotaBytes, TTLMax: o.TTLMax.String(),
-		Stored: o.Stored, StoredBytes: o.StoredBy, Since: o.Since.UTC()}
+		Stored: o.Stored, StoredBytes: o.StoredBytes, Since: o.Since.UTC()}
 }
 
 // MailboxAllow admits an owner to the daemon's mailbox.
