@@ -28,6 +28,10 @@ const (
 	Failed    MessageState = "failed"
 	Received  MessageState = "received"
 	Read      MessageState = "read"
+	// Mailboxed: outgoing, stored at one of the recipient's mailboxes,
+	// not yet receipted. Never stored as a state: Tx.Mailboxed records
+	// it, and reads show it in place of queued or sent.
+	Mailboxed MessageState = "mailboxed"
 )
 
 // Message is one message of a conversation with a peer.
@@ -132,7 +136,7 @@ func (t *Tx) MarkRead(peer string, upTo Cursor) (int64, error) {
 	return res.RowsAffected()
 }
 
-const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received, body_sealed"
+const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received, mailboxed, body_sealed"
 
 // scanMessage reads a row of messageColumns, opening a sealed body.
 func (s *Store) scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
@@ -140,12 +144,15 @@ func (s *Store) scanMessage(sc interface{ Scan(...any) error }) (Message, error)
 	var id, sealed []byte
 	var dir, state string
 	var sent int64
-	var received sql.NullInt64
-	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received, &sealed); err != nil {
+	var received, mailboxed sql.NullInt64
+	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received, &mailboxed, &sealed); err != nil {
 		return m, err
 	}
 	copy(m.ID[:], id)
 	m.Direction, m.State, m.Sent, m.Received = Direction(dir), MessageState(state), fromMillis(sent), fromNull(received)
+	if mailboxed.Valid && (m.State == Queued || m.State == Sent) {
+		m.State = Mailboxed
+	}
 	if sealed != nil {
 		sl := s.sealer.Load()
 		if sl == nil {

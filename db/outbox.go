@@ -19,29 +19,68 @@ type OutboxEntry struct {
 	LastError   string
 	Created     time.Time
 	Held        bool // refused until the recipient accepts us (Hold)
+	// Control: a receipt or a grant, with no message row; it ends at a
+	// direct ack or a mailbox's store, and is never receipted.
+	Control bool
+	// Mailboxed: when a mailbox stored it (zero: none did yet).
+	Mailboxed time.Time
 }
 
-// Enqueue adds an envelope to the outbox; its message must be stored.
+// Enqueue adds an envelope to the outbox; its message must be stored,
+// unless it is a control message.
 func (t *Tx) Enqueue(e OutboxEntry) error {
-	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created), e.Held)
+	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created), e.Held, e.Control)
 	return t.s.classify("enqueue", err)
 }
 
-// Delivered removes an envelope that peer acknowledged from the outbox and
-// marks its message delivered. It reports false when there was no such
-// envelope of that peer (a repeated acknowledgement, or a peer
-// acknowledging what it was never sent).
+// Delivered removes an envelope that peer acknowledged (or receipted)
+// from the outbox and marks its message delivered. It reports false when
+// there was no such envelope of that peer (a repeated acknowledgement, or
+// a peer acknowledging what it was never sent), or when it was a control
+// message, which has no message to mark.
 func (t *Tx) Delivered(peer string, id [16]byte) (bool, error) {
-	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
+	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ? AND control = 0", id[:], peer)
 	if err != nil {
 		return false, t.s.classify("delivered", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil
+		// A control message, the rare case: a second statement only then.
+		_, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
+		return false, t.s.classify("delivered", err)
 	}
 	_, err = t.SetMessageState(peer, id, Delivered, "")
 	return true, err
+}
+
+// Mailboxed records that a mailbox stored an envelope for peer: a control
+// message's row ends; a message's stays until its receipt, and the
+// message shows as mailboxed. It reports whether a message moved to
+// mailboxed (false for a control message, for one already mailboxed,
+// and for one no longer waiting).
+func (t *Tx) Mailboxed(peer string, id [16]byte, now time.Time) (bool, error) {
+	var control bool
+	err := t.queryRow("SELECT control FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer).Scan(&control)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, t.s.classify("mailboxed", err)
+	}
+	if control {
+		_, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:])
+		return false, t.s.classify("mailboxed", err)
+	}
+	if _, err := t.exec("UPDATE outbox SET mailboxed = ? WHERE message_id = ? AND mailboxed IS NULL", millis(now), id[:]); err != nil {
+		return false, t.s.classify("mailboxed", err)
+	}
+	res, err := t.exec("UPDATE messages SET mailboxed = ? WHERE id = ? AND peer_id = ? AND mailboxed IS NULL AND state IN ('queued', 'sent')",
+		millis(now), id[:], peer)
+	if err != nil {
+		return false, t.s.classify("mailboxed", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // RetryLater records a failed attempt and when to try again.
@@ -58,20 +97,22 @@ func (t *Tx) RetryLater(id [16]byte, next time.Time, reason string) error {
 }
 
 // GiveUp removes an envelope from the outbox and marks its message failed,
-// and reports false when it was no longer waiting (delivered meanwhile).
+// and reports false when it was no longer waiting (delivered meanwhile)
+// or was a control message.
 func (t *Tx) GiveUp(peer string, id [16]byte, reason string) (bool, error) {
-	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
+	res, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ? AND control = 0", id[:], peer)
 	if err != nil {
 		return false, t.s.classify("give up", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil
+		_, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
+		return false, t.s.classify("give up", err)
 	}
 	_, err = t.SetMessageState(peer, id, Failed, reason)
 	return true, err
 }
 
-const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held"
+const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control, mailboxed"
 
 func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 	if err != nil {
@@ -83,11 +124,12 @@ func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 		var e OutboxEntry
 		var id []byte
 		var next, created int64
-		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created, &e.Held); err != nil {
+		var mailboxed sql.NullInt64
+		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created, &e.Held, &e.Control, &mailboxed); err != nil {
 			return nil, err
 		}
 		copy(e.MessageID[:], id)
-		e.NextAttempt, e.Created = fromMillis(next), fromMillis(created)
+		e.NextAttempt, e.Created, e.Mailboxed = fromMillis(next), fromMillis(created), fromNull(mailboxed)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -224,4 +266,12 @@ func (r *ReadTx) LastEventID() (int64, error) {
 		return 0, nil
 	}
 	return id.Int64, r.s.classify("events", err)
+}
+
+// OutboxCount is how many envelopes wait for an acknowledgement, control
+// messages included.
+func (r *ReadTx) OutboxCount() (int, error) {
+	var n int
+	err := r.q.QueryRow("SELECT count(*) FROM outbox").Scan(&n)
+	return n, r.s.classify("outbox", err)
 }

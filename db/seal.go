@@ -588,6 +588,8 @@ var secretColumns = []struct {
 	{"identity", "secret", "id", "'identity'"},
 	{"prekeys", "secret", "rowid", "'prekey/' || kind || '/' || id"},
 	{"sessions", "blob", "peer_id", "'session/' || peer_id"},
+	{"mailboxes", "token_key", "peer_id", "'mailbox-key/' || peer_id"},
+	{"mailbox_grants", "token", "rowid", "'grant/' || peer_id || '/' || mailbox"},
 }
 
 func (s *Store) resealColumn(tx *sql.Tx, t struct{ table, column, key, ad string }, from *valueKey, to *sealer) error {

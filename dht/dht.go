@@ -366,7 +366,13 @@ func waitForRoutingTable(ctx context.Context, h host.Host, ps []peer.ID, ds []*D
 					return nil
 				}
 			}
-			if known, err := pstore.GetProtocols(p); err == nil && len(known) > 0 {
+			// Identify sets the agent version after the protocols: a
+			// protocol list alone may be one stream's negotiation (the
+			// host records each), before identify answered.
+			if _, err := pstore.Get(p, "AgentVersion"); err != nil {
+				continue
+			}
+			if known, err := pstore.GetProtocols(p); err == nil {
 				identified++
 				if slices.ContainsFunc(ds, func(d *DHT) bool { return slices.Contains(known, d.proto) }) {
 					servers++

@@ -15,6 +15,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/mailbox"
 	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
@@ -222,6 +223,18 @@ func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool) ([]b
 		return nil, err
 	}
 	params := e2e.BundleParams{Seq: seq, Expires: expires, SignedPrekey: spk, PQPrekey: pq}
+	// Our mailboxes, if we have any, make it a version 2 bundle.
+	entries, err := mailboxEntries(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) > 0 {
+		ext, err := mailbox.EncodeExtension(entries)
+		if err != nil {
+			return nil, err
+		}
+		params.Extensions = []e2e.Extension{ext}
+	}
 	if oneTime {
 		if id, _, err := tx.IssueOneTimePrekey(db.OneTimePrekey, now, now.Add(oneTimeUnusedLife)); err == nil {
 			if params.OneTimePrekey, err = loadOneTime(r, id); err != nil {

@@ -157,6 +157,7 @@ func (n *Node) AddContact(p peer.ID, name string) error {
 	})
 	if err == nil && accepted {
 		n.sendAcceptance(p)
+		n.spawnIf(true, func() { n.grant(p) })
 	}
 	return err
 }
@@ -182,6 +183,7 @@ func (n *Node) Accept(p peer.ID) error {
 	})
 	if err == nil && accepted {
 		n.sendAcceptance(p)
+		n.spawnIf(true, func() { n.grant(p) })
 	}
 	return err
 }

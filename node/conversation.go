@@ -97,6 +97,10 @@ type batchState struct {
 	dirty bool
 	// keyChange: the key-change event was raised (once per batch).
 	keyChange bool
+	// grant: the batch made the peer an accepted contact, or started a
+	// session with one; after commit it is granted tokens for our
+	// mailboxes (mailboxes.go).
+	grant bool
 	// released: what was held for the peer was released (decrypt.go).
 	released bool
 	// held, once heldKnown: something is held for the peer (encrypt.go).
@@ -292,6 +296,9 @@ func (c *conv) process(batch []op) {
 	}
 	if st.newRequest {
 		c.n.trimRequests()
+	}
+	if st.grant && st.contact != nil && st.contact.State == db.ContactAccepted && !st.contact.Blocked {
+		c.n.spawnIf(true, func() { c.n.grant(c.peer) })
 	}
 	if st.newContact && st.contact != nil && st.contact.State == db.ContactAccepted {
 		// Its connection may predate it: report its path from now on.

@@ -17,10 +17,12 @@ type recvOp struct {
 	env []byte
 
 	// Results: the ack to write.
-	id     e2e.MessageID
-	status wire.Status
-	code   wire.Reason // wire.Rejected: why, for the sender
-	reason string      // wire.Rejected: details, for our log
+	id e2e.MessageID
+	// control: it was control content, which is never receipted.
+	control bool
+	status  wire.Status
+	code    wire.Reason // wire.Rejected: why, for the sender
+	reason  string      // wire.Rejected: details, for our log
 }
 
 func newRecvOp(env []byte) *recvOp { return &recvOp{done: newDone(), env: env} }
@@ -99,11 +101,11 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	if content.Control != 0 {
 		// Control content is never stored as a message; from a
 		// stranger it means nothing.
-		o.status = wire.Stored
-		if !stranger && content.Control == wire.ControlAccepted {
-			return c.release(tx, st, now)
+		o.status, o.control = wire.Stored, true
+		if stranger {
+			return nil
 		}
-		return nil
+		return c.receiveControl(tx, st, pt, content.Control, now)
 	}
 	if stranger && len(content.Text) > maxRequestText {
 		o.reject(wire.ReasonTooLarge, "a stranger's first message is too long")
@@ -256,5 +258,6 @@ func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time
 		return nil, err
 	}
 	c.rec.push(s)
+	st.grant = true
 	return pt, nil
 }

@@ -114,6 +114,7 @@ func (c *conv) startSession(tx *db.Tx, st *batchState, b *e2e.Bundle, now time.T
 		return nil, nil, err
 	}
 	c.rec.push(s)
+	st.grant = true
 	return s, nil, nil
 }
 

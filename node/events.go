@@ -35,6 +35,10 @@ const (
 	// EventRequestDropped: more than the cap of contact requests were
 	// pending, and the oldest was deleted with its message (Reason).
 	EventRequestDropped EventKind = "request-dropped"
+	// EventMailbox: one of our mailboxes (Peer) is unreachable, full, or
+	// delivers junk (State says which, Reason details it); or a
+	// contact's mailbox refused a deposit.
+	EventMailbox EventKind = "mailbox"
 )
 
 // Event is an entry of the node's event log. IDs grow monotonically and
@@ -135,6 +139,16 @@ func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, int
 		last = e.ID
 	}
 	return out, last, nil
+}
+
+// raise appends one event in a transaction of its own.
+func (n *Node) raise(kind EventKind, p payload) {
+	err := n.store.Update(func(tx *db.Tx) error { return appendEvent(tx, kind, p, time.Now()) })
+	if err != nil {
+		n.log.Warn("log an event", "kind", kind, "err", err)
+		return
+	}
+	n.notifyEvents()
 }
 
 // notifyEvents wakes the watchers after a commit that appended events.

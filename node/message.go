@@ -48,14 +48,16 @@ const (
 )
 
 // MessageState is where a message is. Outgoing: queued (stored, not yet
-// on the wire), sent (written, not yet acknowledged), delivered (the
-// recipient stored it) or failed (with a reason). Incoming: received or
-// read.
+// on the wire), sent (written, not yet acknowledged), mailboxed (stored
+// at one of the recipient's mailboxes, waiting for its receipt),
+// delivered (the recipient stored it) or failed (with a reason).
+// Incoming: received or read.
 type MessageState string
 
 const (
 	Queued    MessageState = "queued"
 	Sent      MessageState = "sent"
+	Mailboxed MessageState = "mailboxed"
 	Delivered MessageState = "delivered"
 	Failed    MessageState = "failed"
 	Received  MessageState = "received"

@@ -104,6 +104,11 @@ type Node struct {
 		workers map[peer.ID]*worker
 	}
 
+	// owned: the mailboxes we collect from (mailboxes.go).
+	owned owned
+	// peerBundles: the bundles of peers we deposit for (deposit.go).
+	peerBundles peerBundles
+
 	// issuing: who got one-time prekeys when, and the budget of all
 	// (bundle.go).
 	issuing struct {
@@ -334,6 +339,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.redialLoop)
 	n.spawn(n.watchLoop)
 	n.spawn(n.punchLoop)
+	n.startMailboxes()
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
 }

@@ -140,6 +140,9 @@ func (d *delivery) work(w *worker) {
 		if pending && len(d.inflight) < maxInflight {
 			wrote, err := d.sendPending(ctx)
 			if err != nil {
+				if errors.As(err, new(unreachable)) {
+					d.deposit(ctx)
+				}
 				d.retryLater(err)
 				return
 			}
@@ -258,7 +261,7 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 	}
 	if d.s == nil {
 		if err := d.open(ctx); err != nil {
-			return false, err
+			return false, unreachable{err}
 		}
 	}
 	now := time.Now()
@@ -282,6 +285,22 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 }
 
 func awaitsSession(e db.OutboxEntry) bool { return len(e.Envelope) == 0 }
+
+// unreachable: no stream to the peer could be opened.
+type unreachable struct{ error }
+
+func (u unreachable) Unwrap() error { return u.error }
+
+// deposit leaves what waits for the unreachable peer in its mailboxes
+// (deposit.go); direct attempts go on with the same bytes.
+func (d *delivery) deposit(ctx context.Context) {
+	err := d.n.depositWaiting(ctx, d.peer)
+	switch {
+	case err == nil, errors.Is(err, errNoMailbox), ctx.Err() != nil:
+	default:
+		d.n.log.Info("deposit at a mailbox failed", "peer", d.key, "err", err)
+	}
+}
 
 // errNoSessionYet: no bundle of the peer could be found for what waits.
 var errNoSessionYet = errors.New("no session yet")

@@ -40,6 +40,7 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 		return 0, fmt.Errorf("node: sign bundle: %w", err)
 	}
 	n.cacheBundle(b, now)
+	n.refreshMailboxes() // they serve it to first contacts
 	replicas, err = n.dht.Publish(ctx, n.id, b)
 	pub.Lock()
 	pub.failure = err
@@ -83,6 +84,19 @@ func (n *Node) wakePublication(wanJoined bool) {
 	if !again {
 		return
 	}
+	select {
+	case n.publication.wake <- struct{}{}:
+	default:
+	}
+}
+
+// republish publishes a new bundle now: what it says changed (our
+// mailboxes).
+func (n *Node) republish() {
+	pub := &n.publication
+	pub.Lock()
+	pub.force = true
+	pub.Unlock()
 	select {
 	case n.publication.wake <- struct{}{}:
 	default:

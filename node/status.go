@@ -31,6 +31,11 @@ type Status struct {
 	ClockSkews []ClockSkew
 	// Requests: pending contact requests.
 	Requests int
+	// Outbox: envelopes waiting for an acknowledgement or a receipt.
+	Outbox int
+	// Mailboxes: the mailboxes that keep our messages while we are
+	// offline (mailboxes.go).
+	Mailboxes []MailboxStatus
 	// DHT: the node's part in the LAN and internet DHTs.
 	DHT DHTStatus
 	// Problems: what keeps others from finding or reaching the node, each
@@ -72,9 +77,15 @@ func (n *Node) Status() (Status, error) {
 	}
 	st.ClockSkews = n.clockSkews(time.Now())
 	n.store.View(func(r *db.ReadTx) (err error) {
-		st.Requests, err = r.RequestCount()
+		if st.Requests, err = r.RequestCount(); err != nil {
+			return err
+		}
+		st.Outbox, err = r.OutboxCount()
 		return err
 	})
+	if st.Mailboxes, err = n.Mailboxes(); err != nil {
+		return st, err
+	}
 	st.Published, st.Replicas = n.Published()
 	if !st.Published.IsZero() {
 		st.NextRepublish = st.Published.Add(n.cfg.republish())

@@ -83,6 +83,7 @@ func (c *conv) accept(tx *db.Tx, st *batchState, now time.Time) error {
 		st.newContact = true
 	}
 	st.contact.State = db.ContactAccepted
+	st.grant = true
 	return tx.PutContact(*st.contact, now)
 }
 

@@ -236,6 +236,8 @@ func stateMark(m api.Message) string {
 		return "○ queued"
 	case "sent":
 		return "✓ sent"
+	case "mailboxed":
+		return "✓ mailboxed"
 	case "delivered":
 		return "✓✓ delivered"
 	case "failed":

@@ -65,7 +65,7 @@ func cmdMailbox(e *env, args []string) error {
 				return err
 			}
 			return e.output(inv, func() {
-				fmt.Fprintf(e.stdout, "%s\n(one use, until %s: give it to the owner; the owner's side, p2pmsg mailboxes add CODE, is not built yet)\n",
+				fmt.Fprintf(e.stdout, "%s\n(one use, until %s: give it to the owner, who runs p2pmsg mailboxes add CODE)\n",
 					inv.Code, inv.Expires.Format("2006-01-02 15:04 MST"))
 			})
 		case "list":
@@ -97,6 +97,75 @@ func cmdMailbox(e *env, args []string) error {
 				} else {
 					fmt.Fprintf(e.stdout, "%s was not an owner here.\n", r.PeerID)
 				}
+			})
+		}
+	})
+}
+
+const mailboxesUsage = "p2pmsg mailboxes add CODE|MULTIADDR | list | remove PEER_ID"
+
+// cmdMailboxes runs the owner's verbs: the mailboxes that keep this
+// node's messages while it is offline.
+func cmdMailboxes(e *env, args []string) error {
+	fs := e.flags("mailboxes")
+	pos, err := e.parse(fs, args, -1, mailboxesUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fail(exitUsage, "usage: %s", mailboxesUsage)
+	}
+	verb, pos := pos[0], pos[1:]
+	want := map[string]int{"add": 1, "list": 0, "remove": 1}
+	n, ok := want[verb]
+	if !ok {
+		return fail(exitUsage, "unknown mailboxes verb %q; usage: %s", verb, mailboxesUsage)
+	}
+	if len(pos) != n {
+		return fail(exitUsage, "usage: %s", mailboxesUsage)
+	}
+	return e.do(false, func(ctx context.Context, c *api.Client) error {
+		switch verb {
+		case "add":
+			m, err := c.MailboxesAdd(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			return e.output(m, func() {
+				fmt.Fprintf(e.stdout, "Mailbox %s added: it keeps your messages while you are offline (%d one-time keys left there).\n",
+					m.PeerID, m.OneTimeKeys)
+			})
+		case "list":
+			ms, err := c.MailboxesList(ctx)
+			if err != nil {
+				return err
+			}
+			return e.output(ms, func() {
+				if len(ms) == 0 {
+					fmt.Fprintln(e.stdout, "No mailboxes: messages reach you only while you are online. Add one with p2pmsg mailboxes add CODE.")
+					return
+				}
+				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "MAILBOX\tREACHABLE\tWAITING\tBYTES\tONE-TIME KEYS\tCOLLECTED\tJUNK")
+				for _, m := range ms {
+					reach := "yes"
+					if !m.Reachable {
+						reach = "no"
+						if m.LastError != "" {
+							reach = "no: " + m.LastError
+						}
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d+%d\t%d\t%d\n", m.PeerID, reach, m.Stored, m.StoredBytes, m.OneTimeKeys, m.PQOneTime, m.Collected, m.Junk)
+				}
+				w.Flush()
+			})
+		default: // remove
+			r, err := c.MailboxesRemove(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			return e.output(r, func() {
+				fmt.Fprintf(e.stdout, "Mailbox %s removed: your bundle no longer names it.\n", r.PeerID)
 			})
 		}
 	})

@@ -78,6 +78,10 @@ Commands:
                                print a one-time code that admits whoever redeems it
   mailbox list | revoke PEER_ID
                                the owners and their use; remove one with all it keeps here
+  mailboxes add CODE|MULTIADDR keep your messages at a mailbox while you are offline (up to 3):
+                               an invitation code, or its address if it admitted your peer ID
+  mailboxes list | remove PEER_ID
+                               your mailboxes: reachable, waiting, one-time keys left; stop using one
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
 
@@ -115,21 +119,22 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // commands maps a verb to its implementation.
 var commands = map[string]func(e *env, args []string) error{
-	"init":     cmdInit,
-	"id":       cmdID,
-	"daemon":   cmdDaemon,
-	"send":     cmdSend,
-	"history":  cmdHistory,
-	"receive":  cmdReceive,
-	"contacts": cmdContacts,
-	"verify":   cmdVerify,
-	"trust":    cmdTrust,
-	"status":   cmdStatus,
-	"mailbox":  cmdMailbox,
-	"chat":     cmdChat,
-	"resend":   cmdResend,
-	"message":  cmdMessage,
-	"demo":     cmdDemo,
+	"init":      cmdInit,
+	"id":        cmdID,
+	"daemon":    cmdDaemon,
+	"send":      cmdSend,
+	"history":   cmdHistory,
+	"receive":   cmdReceive,
+	"contacts":  cmdContacts,
+	"verify":    cmdVerify,
+	"trust":     cmdTrust,
+	"status":    cmdStatus,
+	"mailbox":   cmdMailbox,
+	"mailboxes": cmdMailboxes,
+	"chat":      cmdChat,
+	"resend":    cmdResend,
+	"message":   cmdMessage,
+	"demo":      cmdDemo,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -68,6 +68,9 @@ func TestScripts(t *testing.T) {
 			"setjson":       setJSON,
 			"sendmany":      sendMany,
 			"pagehistory":   pageHistory,
+			"sendeach":      sendEach,
+			"waitmessages":  waitMessages,
+			"waitoutbox":    waitOutbox,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0] + "s")
 				ts.Check(err)
@@ -283,4 +286,75 @@ func pageHistory(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("paging %s: message %d is %q (a gap or a repeat)", args[3], i, text)
 		}
 	}
+}
+
+// sendeach DIR PEER N sends messages "m000" to "m<N-1>" with the send
+// verb, one run of the binary each.
+func sendEach(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: sendeach DIR PEER N")
+	}
+	n, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	for i := range n {
+		ts.Check(ts.Exec("p2pmsg", "--data", args[0], "send", args[1], fmt.Sprintf("m%03d", i)))
+	}
+}
+
+// waitmessages DIR PEER in|out STATE N waits (at most 30 s) until the
+// messages "m000" to "m<N-1>" are in the conversation, in that
+// direction, in order, each once, all in STATE; other texts are ignored.
+func waitMessages(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 5 {
+		ts.Fatalf("usage: waitmessages DIR PEER in|out STATE N")
+	}
+	want, err := strconv.Atoi(args[4])
+	ts.Check(err)
+	c, err := api.Dial(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer c.Close()
+	state := ""
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		h, err := c.History(context.Background(), api.HistoryParams{Peer: args[1], Limit: want + 100})
+		ts.Check(err)
+		var got []api.Message
+		for _, m := range h {
+			if m.Direction == args[2] && len(m.Text) == 4 && m.Text[0] == 'm' {
+				got = append(got, m)
+			}
+		}
+		state = fmt.Sprintf("%d messages", len(got))
+		ok := len(got) == want
+		for i, m := range got {
+			if m.Text != fmt.Sprintf("m%03d", i) {
+				ts.Fatalf("message %d is %q (out of order or twice)", i, m.Text)
+			}
+			if m.State != args[3] {
+				ok, state = false, fmt.Sprintf("%s; %s is %s", state, m.Text, m.State)
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("after 30 s: %s, want %d %s", state, want, args[3])
+		}
+	}
+}
+
+// waitoutbox DIR waits (at most 20 s) until the daemon's outbox is empty.
+func waitOutbox(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitoutbox DIR")
+	}
+	c, err := api.Dial(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer c.Close()
+	var st api.Status
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st, err = c.Status(context.Background()); err == nil && st.Outbox == 0 {
+			return
+		}
+	}
+	ts.Fatalf("%s: %d in the outbox after 20 s: %v", args[0], st.Outbox, err)
 }

@@ -329,6 +329,20 @@ func printStatus(e *env, st api.Status) {
 	if st.Requests > 0 {
 		fmt.Fprintf(e.stdout, "contact requests: %d pending (p2pmsg contacts requests)\n", st.Requests)
 	}
+	if st.Outbox > 0 {
+		fmt.Fprintf(e.stdout, "outbox:         %d waiting for an acknowledgement or a receipt\n", st.Outbox)
+	}
+	if len(st.Mailboxes) == 0 {
+		fmt.Fprintln(e.stdout, "mailboxes:      none: messages reach you only while you are online (p2pmsg mailboxes add)")
+	}
+	for _, m := range st.Mailboxes {
+		if m.Reachable {
+			fmt.Fprintf(e.stdout, "mailbox %s: reachable; %d waiting (%d bytes); one-time keys left %d + %d post-quantum\n",
+				m.PeerID, m.Stored, m.StoredBytes, m.OneTimeKeys, m.PQOneTime)
+		} else {
+			fmt.Fprintf(e.stdout, "mailbox %s: unreachable: %s\n", m.PeerID, m.LastError)
+		}
+	}
 	for _, c := range st.ClockSkews {
 		d := time.Duration(c.OffsetMillis) * time.Millisecond
 		how := "behind ours (or its messages all came late)"

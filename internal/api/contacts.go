@@ -41,7 +41,7 @@ func (s *Server) status(context.Context, None) (Status, error) {
 		RelayAddrs: nonNil(st.RelayAddrs), HolePunching: st.HolePunching, Contacts: []ContactPath{},
 		ConnectedPeers: st.ConnectedPeers, RoutingTable: st.RoutingTable, Published: st.Published,
 		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed,
-		ClockSkews: []ClockSkew{}, Requests: st.Requests, Problems: []Problem{},
+		ClockSkews: []ClockSkew{}, Requests: st.Requests, Outbox: st.Outbox, Mailboxes: []OwnMailbox{}, Problems: []Problem{},
 		DHT: DHTStatus{Mode: string(st.DHT.Mode), LANServer: st.DHT.LANServer, WANServer: st.DHT.WANServer,
 			LANPeers: st.DHT.LANPeers, WANPeers: st.DHT.WANPeers}}
 	for _, p := range st.Problems {
@@ -52,6 +52,9 @@ func (s *Server) status(context.Context, None) (Status, error) {
 	}
 	for _, c := range st.Contacts {
 		out.Contacts = append(out.Contacts, ContactPath{PeerID: c.PeerID.String(), Name: c.Name, Path: string(c.Path)})
+	}
+	for _, m := range st.Mailboxes {
+		out.Mailboxes = append(out.Mailboxes, ownMailboxOf(m))
 	}
 	return out, nil
 }

@@ -81,11 +81,11 @@ func CodeOf(err error) int {
 		}
 	case errors.Is(err, node.ErrNotStarted), errors.Is(err, errNoDaemon):
 		return CodeNoDaemon
-	case errors.Is(err, node.ErrNotFound), errors.Is(err, node.ErrPeerNotFound), errors.Is(err, node.ErrBadPeer),
+	case errors.Is(err, node.ErrNotFound), errors.Is(err, node.ErrPeerNotFound), errors.Is(err, node.ErrNoMailbox), errors.Is(err, node.ErrBadPeer),
 		errors.Is(err, node.ErrNoIdentity):
 		return CodeNotFound
 	case errors.Is(err, node.ErrInvalid), errors.Is(err, node.ErrNameTaken), errors.Is(err, node.ErrTooLong),
-		errors.Is(err, node.ErrInvalidConfig), errors.Is(err, node.ErrNotMailbox):
+		errors.Is(err, node.ErrInvalidConfig), errors.Is(err, node.ErrNotMailbox), errors.Is(err, node.ErrTooManyMailboxes):
 		return CodeInvalid
 	case errors.Is(err, node.ErrOwnerExists):
 		return CodeExists

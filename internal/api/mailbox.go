@@ -164,3 +164,101 @@ func (c *Client) MailboxList(ctx context.Context) ([]MailboxOwner, error) {
 func (c *Client) MailboxRevoke(ctx context.Context, peer string) (MailboxRevoked, error) {
 	return call[MailboxRevoked](ctx, c, "mailbox.revoke", PeerParams{Peer: peer})
 }
+
+// The owner's methods: the mailboxes this node is an owner at.
+
+// MailboxesAddParams are the params of "mailboxes.add": an invitation
+// code, or the mailbox's multiaddr with /p2p/ (when it admitted us by
+// peer ID).
+type MailboxesAddParams struct {
+	Mailbox string `json:"mailbox"`
+}
+
+func (p MailboxesAddParams) check() error {
+	if p.Mailbox == "" {
+		return invalid("mailbox: an invitation code or the mailbox's address is required")
+	}
+	return nil
+}
+
+// OwnMailbox is one of the node's mailboxes, as last seen.
+type OwnMailbox struct {
+	PeerID      string    `json:"peer_id"`
+	Addrs       []string  `json:"addrs"`
+	Added       time.Time `json:"added"`
+	Reachable   bool      `json:"reachable"`
+	LastError   string    `json:"last_error,omitempty"`
+	Stored      int       `json:"stored"`       // deposits waiting there, at the last check
+	StoredBytes int64     `json:"stored_bytes"` // their bytes
+	OneTimeKeys int       `json:"one_time_keys"`
+	PQOneTime   int       `json:"pq_one_time_keys"`
+	Collected   int       `json:"collected"` // since the daemon started
+	Junk        int       `json:"junk"`      // deposits that did not open or authenticate, since start
+	Checked     time.Time `json:"checked,omitzero"`
+}
+
+// MailboxRemoved is the answer of "mailboxes.remove".
+type MailboxRemoved struct {
+	PeerID string `json:"peer_id"`
+}
+
+func (s *Server) mailboxesAdd(ctx context.Context, p MailboxesAddParams) (OwnMailbox, error) {
+	id, err := s.n.AddMailbox(ctx, p.Mailbox)
+	if err != nil {
+		if _, _, perr := node.ParseMailbox(p.Mailbox); perr != nil {
+			return OwnMailbox{}, invalid("%v", perr)
+		}
+		return OwnMailbox{}, err
+	}
+	ms, err := s.n.Mailboxes()
+	for _, m := range ms {
+		if m.Peer == id {
+			return ownMailboxOf(m), nil
+		}
+	}
+	return OwnMailbox{PeerID: id.String()}, err
+}
+
+func (s *Server) mailboxesList(context.Context, None) ([]OwnMailbox, error) {
+	ms, err := s.n.Mailboxes()
+	out := make([]OwnMailbox, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, ownMailboxOf(m))
+	}
+	return out, err
+}
+
+func (s *Server) mailboxesRemove(ctx context.Context, p PeerParams) (MailboxRemoved, error) {
+	id, err := peer.Decode(p.Peer)
+	if err != nil {
+		return MailboxRemoved{}, invalid("peer %q: not a peer ID", p.Peer)
+	}
+	return MailboxRemoved{PeerID: id.String()}, s.n.RemoveMailbox(ctx, id)
+}
+
+func ownMailboxOf(m node.MailboxStatus) OwnMailbox {
+	o := OwnMailbox{PeerID: m.Peer.String(), Addrs: []string{}, Added: m.Added.UTC(), Reachable: m.Reachable, LastError: m.LastError,
+		Stored: m.Stored, StoredBytes: m.StoredBytes, OneTimeKeys: m.OTKs, PQOneTime: m.PQOTKs, Collected: m.Collected, Junk: m.Junk}
+	if !m.Checked.IsZero() {
+		o.Checked = m.Checked.UTC()
+	}
+	for _, a := range m.Addrs {
+		o.Addrs = append(o.Addrs, a.String())
+	}
+	return o
+}
+
+// MailboxesAdd makes the node an owner at a mailbox.
+func (c *Client) MailboxesAdd(ctx context.Context, mailbox string) (OwnMailbox, error) {
+	return call[OwnMailbox](ctx, c, "mailboxes.add", MailboxesAddParams{Mailbox: mailbox})
+}
+
+// MailboxesList lists the node's mailboxes.
+func (c *Client) MailboxesList(ctx context.Context) ([]OwnMailbox, error) {
+	return call[[]OwnMailbox](ctx, c, "mailboxes.list", nil)
+}
+
+// MailboxesRemove stops using a mailbox.
+func (c *Client) MailboxesRemove(ctx context.Context, peer string) (MailboxRemoved, error) {
+	return call[MailboxRemoved](ctx, c, "mailboxes.remove", PeerParams{Peer: peer})
+}

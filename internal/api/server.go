@@ -70,6 +70,9 @@ func (s *Server) register() {
 	method(s, "mailbox.invite", daemon, s.mailboxInvite)
 	method(s, "mailbox.list", daemon, s.mailboxList)
 	method(s, "mailbox.revoke", daemon, s.mailboxRevoke)
+	method(s, "mailboxes.add", daemon, s.mailboxesAdd)
+	method(s, "mailboxes.list", daemon, s.mailboxesList)
+	method(s, "mailboxes.remove", daemon, s.mailboxesRemove)
 }
 
 // Fingerprint is the short form of a peer ID that people read out: the
@@ -140,6 +143,12 @@ func (s *Server) send(ctx context.Context, p SendParams) (SendResult, error) {
 		res.State, res.Error = string(e.State), e.Reason
 		switch e.State {
 		case node.Delivered:
+			return res, nil
+		case node.Mailboxed:
+			// The recipient is away, and one of its mailboxes holds the
+			// message for it: it is out of this node's hands but for a
+			// resend if the mailbox loses it (the outbox keeps it until
+			// the recipient's receipt).
 			return res, nil
 		case node.Queued:
 			// Held until the recipient accepts us: that may take days.

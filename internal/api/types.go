@@ -225,6 +225,8 @@ type Status struct {
 	SecretsUnsealed bool          `json:"secrets_unsealed"`
 	ClockSkews      []ClockSkew   `json:"clock_skews"`      // peers whose clocks differ from ours by more than a minute
 	Requests        int           `json:"pending_requests"` // contact requests waiting for the user
+	Outbox          int           `json:"outbox"`           // envelopes waiting for an acknowledgement or a receipt
+	Mailboxes       []OwnMailbox  `json:"mailboxes"`        // those that keep our messages while we are offline
 	DHT             DHTStatus     `json:"dht"`
 	// Problems: what keeps others from finding or reaching the node, one
 	// sentence each with what to do; [] when all is well.

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/node/wire"
+)
+
+// Control messages through the outbox (docs/mailbox.md, "Content
+// kinds"): delivery receipts for what came through a mailbox, and the
+// grants that let contacts deposit at ours. Each is encrypted in the
+// peer's conversation and queued like a message, with no message row: a
+// direct ack or a mailbox's store ends it, and none is ever receipted.
+
+// errNoSession: there is no session to encrypt a control message under.
+var errNoSession = errors.New("node: no session with the peer")
+
+// controlOp encrypts a control plaintext and queues it.
+type controlOp struct {
+	done
+	encode func(sentMillis int64) ([]byte, error)
+	err    error
+}
+
+func newControlOp(encode func(int64) ([]byte, error)) *controlOp {
+	return &controlOp{done: newDone(), encode: encode}
+}
+
+func (o *controlOp) fail(err error) { o.err = err }
+
+func (o *controlOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) error {
+	s := c.rec.current()
+	if s == nil {
+		o.err = errNoSession
+		return nil
+	}
+	if st.contact == nil || st.contact.Blocked {
+		o.err = fmt.Errorf("%w: %s", ErrBlocked, c.key)
+		return nil
+	}
+	pt, err := o.encode(now.UnixMilli())
+	if err != nil {
+		o.err = err
+		return nil
+	}
+	id, env, err := s.Encrypt(pt)
+	if err != nil {
+		o.err = fmt.Errorf("node: encrypt: %w", err)
+		return nil
+	}
+	st.dirty = true
+	if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now, Control: true}); err != nil {
+		return err
+	}
+	st.kick = true
+	return nil
+}
+
+// queueControl queues a control message to p and waits for its commit.
+func (n *Node) queueControl(p peer.ID, encode func(int64) ([]byte, error)) error {
+	o := newControlOp(encode)
+	if err := n.runOp(p, o); err != nil {
+		return err
+	}
+	return o.err
+}
+
+// queueReceipts queues delivery receipts to p for ids, as few envelopes
+// as they fit in.
+func (n *Node) queueReceipts(p peer.ID, ids []e2e.MessageID) error {
+	for len(ids) > 0 {
+		k := min(len(ids), wire.MaxReceiptIDs)
+		batch := ids[:k]
+		ids = ids[k:]
+		err := n.queueControl(p, func(sent int64) ([]byte, error) {
+			return wire.EncodeReceipt(sent, wire.Receipt{Kind: wire.ReceiptDelivered, IDs: batch})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveControl acts on a control plaintext from an accepted contact,
+// inside the batch that decrypted it.
+func (c *conv) receiveControl(tx *db.Tx, st *batchState, pt []byte, signal wire.Control, now time.Time) error {
+	switch signal {
+	case wire.ControlAccepted:
+		return c.release(tx, st, now)
+	case wire.ControlReceipt:
+		r, err := wire.DecodeReceipt(pt)
+		if err != nil {
+			c.n.log.Debug("malformed receipt", "peer", c.key, "err", err)
+			return nil
+		}
+		if r.Kind != wire.ReceiptDelivered {
+			return nil // read receipts: not yet shown
+		}
+		for _, id := range r.IDs {
+			// Only the peer's own messages: Delivered checks the peer.
+			ok, err := tx.Delivered(c.key, id)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := st.event(tx, EventState, payload{Peer: c.key, MessageID: msgIDString(id), State: string(db.Delivered)}, now); err != nil {
+					return err
+				}
+			}
+		}
+	case wire.ControlGrant:
+		g, err := wire.DecodeGrant(pt)
+		if err != nil {
+			c.n.log.Debug("malformed mailbox grant", "peer", c.key, "err", err)
+			return nil
+		}
+		mbox, err := peer.IDFromBytes(g.Mailbox)
+		if err != nil {
+			c.n.log.Debug("mailbox grant for no peer ID", "peer", c.key)
+			return nil
+		}
+		return tx.PutGrant(db.Grant{Peer: c.key, Mailbox: mbox.String(), Inbox: g.Inbox, Index: g.Index, Token: g.Token, Received: now})
+	}
+	// A signal this version does not know: acknowledged and ignored.
+	return nil
+}

@@ -1,0 +1,302 @@
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/mailbox"
+)
+
+// The sender's side of mailboxes (docs/mailbox.md, "The sender's
+// pipeline"): when a peer cannot be reached, what waits for it is sealed
+// to it and deposited at up to two of the mailboxes its bundle names,
+// from a throwaway transport identity (Noise would otherwise name us to
+// the mailbox). The outbox rows stay until the peer's receipt or a
+// direct ack: a mailbox that loses a deposit costs time, not a message.
+
+const (
+	// depositMailboxes: each envelope goes to at most this many of the
+	// peer's mailboxes.
+	depositMailboxes = 2
+	// depositBatch: deposits per stream (the server reads 64 ahead).
+	depositBatch = 64
+	// depositTimeout bounds one round of deposits at one mailbox.
+	depositTimeout = 30 * time.Second
+	// peerBundleLife: a peer's bundle, for its mailboxes, is looked up
+	// again after this long.
+	peerBundleLife = time.Hour
+	// maxPeerBundles bounds the bundles kept in memory for that.
+	maxPeerBundles = 1024
+)
+
+// errNoMailbox: the peer names no mailbox we may deposit at.
+var errNoMailbox = errors.New("node: the recipient names no mailbox that takes our deposits")
+
+// peerBundles caches the bundles of peers we deposit for.
+type peerBundles struct {
+	sync.Mutex
+	m map[peer.ID]peerBundle
+}
+
+type peerBundle struct {
+	b  *e2e.Bundle
+	at time.Time
+}
+
+// bundleFor is p's bundle from the DHT, cached for peerBundleLife.
+func (n *Node) bundleFor(ctx context.Context, p peer.ID) (*e2e.Bundle, error) {
+	c := &n.peerBundles
+	now := time.Now()
+	c.Lock()
+	if e, ok := c.m[p]; ok && now.Sub(e.at) < peerBundleLife && now.Before(e.b.Expires) {
+		c.Unlock()
+		return e.b, nil
+	}
+	c.Unlock()
+	lctx, cancel := context.WithTimeout(ctx, n.cfg.lookup())
+	defer cancel()
+	b, _, err := n.dht.Lookup(lctx, p, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no bundle from the DHT: %w", ErrPeerNotFound, err)
+	}
+	c.Lock()
+	defer c.Unlock()
+	if c.m == nil || len(c.m) >= maxPeerBundles {
+		c.m = map[peer.ID]peerBundle{}
+	}
+	c.m[p] = peerBundle{b, now}
+	return b, nil
+}
+
+// target is one mailbox a deposit goes to, with its authorisation.
+type target struct {
+	entry mailbox.Entry
+	grant *db.Grant // nil: a stranger's proof of work
+}
+
+// depositWaiting deposits what waits for p and is in no mailbox yet at
+// up to depositMailboxes of p's mailboxes, and marks it mailboxed.
+func (n *Node) depositWaiting(ctx context.Context, p peer.ID) error {
+	var entries []db.OutboxEntry
+	var grants []db.Grant
+	var contact db.Contact
+	mailboxedAny := false
+	err := n.store.View(func(r *db.ReadTx) error {
+		all, err := r.OutboxFor(p.String())
+		if err != nil {
+			return err
+		}
+		for _, e := range all {
+			if !e.Mailboxed.IsZero() {
+				mailboxedAny = true
+			}
+			if len(e.Envelope) > 0 && e.Mailboxed.IsZero() && !e.Held {
+				entries = append(entries, e)
+			}
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		if contact, err = r.Contact(p.String()); err != nil && !errors.Is(err, db.ErrNotFound) {
+			return err
+		}
+		grants, err = r.Grants(p.String())
+		return err
+	})
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	b, err := n.bundleFor(ctx, p)
+	if err != nil {
+		return err
+	}
+	// Seal only to the key the contact is known by: a bundle of another
+	// identity key is a key change, which the direct path reports.
+	if ik := identityKey(b.Identity, b.IdentityDH); contact.IdentityKey != nil && subtle.ConstantTimeCompare(ik, contact.IdentityKey) != 1 {
+		return fmt.Errorf("%w: %s", ErrIdentityChanged, p)
+	}
+	mboxes, err := mailbox.Mailboxes(b)
+	if err != nil {
+		return err
+	}
+	targets := chooseTargets(mboxes, grants)
+	if len(targets) == 0 {
+		return errNoMailbox
+	}
+	if targets[0].grant == nil {
+		// A stranger's deposits cost work and count against the
+		// recipient's strangers: one first message, and the rest waits
+		// here until it answers (as a stranger's second message would be
+		// held on the direct path).
+		if mailboxedAny {
+			return nil
+		}
+		entries = entries[:1]
+	}
+	h, err := n.throwawayHost()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	stored := map[e2e.MessageID]bool{}
+	var errs []error
+	for _, t := range targets {
+		ok, err := n.depositAt(ctx, h, b, t, entries)
+		for id := range ok {
+			stored[id] = true
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mailbox %s: %w", t.entry.Peer, err))
+		}
+	}
+	if len(stored) > 0 {
+		if err := n.markMailboxed(p, entries, stored); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// chooseTargets picks the mailboxes to deposit at: those we hold a grant
+// for, in the bundle's order, then those that take strangers.
+func chooseTargets(mboxes []mailbox.Entry, grants []db.Grant) []target {
+	var out []target
+	for _, m := range mboxes {
+		for i := range grants {
+			if g := &grants[i]; g.Mailbox == m.Peer.String() && g.Inbox == m.Inbox && len(out) < depositMailboxes {
+				out = append(out, target{entry: m, grant: g})
+				break
+			}
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, m := range mboxes {
+		if m.Strangers && len(out) < depositMailboxes {
+			out = append(out, target{entry: m})
+		}
+	}
+	return out
+}
+
+// depositAt seals and deposits the entries at one mailbox, in order, and
+// returns those it stored (or had already).
+func (n *Node) depositAt(ctx context.Context, h host.Host, b *e2e.Bundle, t target, entries []db.OutboxEntry) (map[e2e.MessageID]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, depositTimeout)
+	defer cancel()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: t.entry.Peer, Addrs: t.entry.Addrs}); err != nil {
+		return nil, fmt.Errorf("unreachable: %w", err)
+	}
+	stored := map[e2e.MessageID]bool{}
+	ttl := uint32(db.DefaultMailboxTTL / time.Second)
+	for len(entries) > 0 {
+		batch := entries[:min(len(entries), depositBatch)]
+		entries = entries[len(batch):]
+		ds := make([]mailbox.Deposit, 0, len(batch))
+		for _, e := range batch {
+			seal, err := e2e.Seal(b.IdentityDH, t.entry.Inbox, n.self.Public().Key, e.Envelope)
+			if err != nil {
+				return stored, err
+			}
+			d := mailbox.Deposit{Inbox: t.entry.Inbox, TTL: ttl, Seal: seal}
+			if t.grant != nil {
+				d.Auth, d.Index, d.Token = mailbox.AuthToken, t.grant.Index, t.grant.Token
+			} else {
+				if len(seal) > mailbox.MaxStrangerSeal {
+					return stored, errors.New("a first message too long for a stranger's deposit")
+				}
+				d.Auth, d.Hour = mailbox.AuthWork, mailbox.Hour(time.Now())
+				nonce, err := mailbox.Solve(ctx, t.entry.Inbox, seal, d.Hour, t.entry.PowBits)
+				if err != nil {
+					return stored, err
+				}
+				d.Nonce = nonce
+			}
+			ds = append(ds, d)
+		}
+		res, err := mailbox.Deposits(ctx, h, t.entry.Peer, ds)
+		for i, r := range res {
+			switch r {
+			case mailbox.ResultStored, mailbox.ResultDuplicate:
+				stored[batch[i].MessageID] = true
+			case mailbox.ResultQuota:
+				n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "full",
+					Reason: "a contact's mailbox is full: what it could not take stays queued here"})
+				return stored, errors.New("the mailbox is full")
+			default:
+				// In order: what follows would land out of order.
+				return stored, fmt.Errorf("deposit refused (result %d)", r)
+			}
+		}
+		if err != nil {
+			return stored, err
+		}
+	}
+	return stored, nil
+}
+
+// markMailboxed records the deposits, with their events.
+func (n *Node) markMailboxed(p peer.ID, entries []db.OutboxEntry, stored map[e2e.MessageID]bool) error {
+	now := time.Now()
+	events := false
+	err := n.store.Update(func(tx *db.Tx) error {
+		events = false
+		for _, e := range entries {
+			if !stored[e.MessageID] {
+				continue
+			}
+			ok, err := tx.Mailboxed(p.String(), e.MessageID, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				events = true
+				if err := appendEvent(tx, EventState, payload{Peer: p.String(), MessageID: msgIDString(e.MessageID), State: string(db.Mailboxed)}, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil && events {
+		n.notifyEvents()
+	}
+	return err
+}
+
+// throwawayHost is a libp2p host with a fresh identity that listens
+// nowhere: deposits from it do not name us to the mailbox.
+func (n *Node) throwawayHost() (host.Host, error) {
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.NoListenAddrs,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, muxer()),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+	)
+}
