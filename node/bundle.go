@@ -92,7 +92,7 @@ func (n *Node) handleBundle(s network.Stream) {
 					return err
 				}
 			}
-			b, err = signBundle(tx, n.self, now, oneTime)
+			b, err = signBundle(tx, n.self, now, oneTime, n.cfg.mailboxPowBits())
 			return err
 		})
 		if err != nil {
@@ -155,6 +155,11 @@ func (n *Node) fetchBundle(ctx context.Context, p peer.ID) (*e2e.Bundle, error) 
 		}
 		return nil, fmt.Errorf("%w: not reachable (%v), and no bundle from the DHT: %w", ErrPeerNotFound, derr, err)
 	}
+	// A bundle in the DHT has no one-time prekeys; the peer's mailboxes
+	// hand them out (deposit.go).
+	if withOTKs := n.prekeysFromMailbox(ctx, b); withOTKs != nil {
+		return withOTKs, nil
+	}
 	return b, nil
 }
 
@@ -185,7 +190,7 @@ func (n *Node) fetchDirect(ctx context.Context, p peer.ID, want e2e.IdentityKey)
 // signBundle signs the node's current bundle with a new seq; with
 // oneTime, it issues one fresh one-time prekey of each kind into it (for
 // a direct fetch; never for the DHT).
-func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool) ([]byte, error) {
+func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool, powBits uint8) ([]byte, error) {
 	r := tx.Read()
 	spkRow, err := currentPrekey(r, db.SignedPrekey)
 	if err != nil {
@@ -224,7 +229,7 @@ func signBundle(tx *db.Tx, self *e2e.Identity, now time.Time, oneTime bool) ([]b
 	}
 	params := e2e.BundleParams{Seq: seq, Expires: expires, SignedPrekey: spk, PQPrekey: pq}
 	// Our mailboxes, if we have any, make it a version 2 bundle.
-	entries, err := mailboxEntries(r)
+	entries, err := mailboxEntries(r, powBits)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/mailbox"
 )
 
 // Config configures a node. The zero value works: a store in the user's
@@ -100,6 +101,7 @@ type Config struct {
 	handshakeRate, handshakeBurst float64
 	holdFor                       time.Duration // replaces holdRetry
 	relaysWanted                  int           // replaces relaysWanted (race_test.go says why)
+	powBits                       uint8         // replaces mailbox.DefaultPowBits: a stranger's deposit in milliseconds
 }
 
 // DHTMode is how the node takes part in the DHT.
@@ -207,6 +209,7 @@ func (c *Config) connLow() int             { return or(c.ConnLow, defaultConnLow
 func (c *Config) connHigh() int            { return or(c.ConnHigh, defaultConnHigh) }
 func (c *Config) maxRequests() int         { return or(c.requestCap, maxRequests) }
 func (c *Config) relays() int              { return or(c.relaysWanted, relaysWanted) }
+func (c *Config) mailboxPowBits() uint8    { return or(c.powBits, mailbox.DefaultPowBits) }
 func (c *Config) holdRetry() time.Duration { return or(c.holdFor, holdRetry) }
 func (c *Config) handshakes() (rate, burst float64) {
 	return or(c.handshakeRate, handshakeRate), or(c.handshakeBurst, handshakeBurst)

@@ -84,6 +84,52 @@ func (n *Node) bundleFor(ctx context.Context, p peer.ID) (*e2e.Bundle, error) {
 	return b, nil
 }
 
+// prekeysFromMailbox asks the first of the mailboxes b names that answers
+// for the peer's bundle with one-time prekeys (from a throwaway identity:
+// asking names no one), and returns it when it is the same identity's
+// and the certificates verify; nil otherwise, and the caller goes on
+// with b.
+func (n *Node) prekeysFromMailbox(ctx context.Context, b *e2e.Bundle) *e2e.Bundle {
+	mboxes, err := mailbox.Mailboxes(b)
+	if err != nil || len(mboxes) == 0 {
+		return nil
+	}
+	h, err := n.throwawayHost()
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	for _, m := range mboxes {
+		cctx, cancel := context.WithTimeout(ctx, mailboxCallTimeout)
+		pk, err := func() (mailbox.Prekeys, error) {
+			if err := h.Connect(cctx, peer.AddrInfo{ID: m.Peer, Addrs: m.Addrs}); err != nil {
+				return mailbox.Prekeys{}, err
+			}
+			return mailbox.FetchPrekeys(cctx, h, m.Peer, m.Inbox)
+		}()
+		cancel()
+		if err != nil {
+			n.log.Debug("no prekeys from a mailbox", "mailbox", m.Peer, "err", err)
+			continue
+		}
+		mb, err := e2e.VerifyBundle(pk.Bundle, time.Now())
+		if err != nil || !mb.Identity.Equal(b.Identity) || subtle.ConstantTimeCompare(mb.IdentityDH[:], b.IdentityDH[:]) != 1 {
+			n.log.Debug("a mailbox served a bundle that is not its owner's", "mailbox", m.Peer)
+			continue
+		}
+		if len(pk.Certs) == 0 {
+			return mb
+		}
+		withOTKs, err := mb.WithOneTimeCerts([]byte(m.Peer), pk.Certs...)
+		if err != nil {
+			n.log.Debug("a mailbox's one-time prekeys do not verify", "mailbox", m.Peer, "err", err)
+			return mb
+		}
+		return withOTKs
+	}
+	return nil
+}
+
 // target is one mailbox a deposit goes to, with its authorisation.
 type target struct {
 	entry mailbox.Entry

@@ -40,7 +40,7 @@ func TestPrekeyRotation(t *testing.T) {
 		t.Helper()
 		var raw []byte
 		if err := s.Update(func(tx *db.Tx) (err error) {
-			raw, err = signBundle(tx, self, now, false)
+			raw, err = signBundle(tx, self, now, false, 0)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -127,7 +127,7 @@ func TestBundlesToleratePeersClocks(t *testing.T) {
 	now := time.Now()
 	var b []byte
 	if err := n.store.Update(func(tx *db.Tx) (err error) {
-		b, err = signBundle(tx, n.self, now, false)
+		b, err = signBundle(tx, n.self, now, false, 0)
 		return err
 	}); err != nil {
 		t.Fatal(err)

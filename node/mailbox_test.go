@@ -274,3 +274,81 @@ func BenchmarkMailboxCollect(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/1000-collected")
 }
+
+// handedOut counts n's one-time prekeys of a kind that were issued (to
+// a peer or a mailbox) and not used yet. (Used ones are deleted at the
+// next publication, so they cannot be counted.)
+func handedOut(t *testing.T, n *Node, kind db.PrekeyKind) int {
+	t.Helper()
+	var ps []db.Prekey
+	if err := n.store.View(func(r *db.ReadTx) (err error) { ps, err = r.Prekeys(kind); return err }); err != nil {
+		t.Fatal(err)
+	}
+	k := 0
+	for _, p := range ps {
+		if !p.Issued.IsZero() && p.Used.IsZero() {
+			k++
+		}
+	}
+	return k
+}
+
+// A stranger writes first while B is away: it takes B's bundle with
+// one-time prekeys from B's mailbox, deposits its first message there
+// with proof of work, and keeps the rest until B answers. B, back, has
+// the message as a contact request, made with a one-time prekey of each
+// kind; once B accepts, the rest comes directly, each message once.
+func TestMailboxFirstContact(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	l.cfgB.powBits = 8
+	b := startConfig(t, l.cfgB)
+	l.ownerAt(t, b)
+	publish(t, b)
+	x, pq := handedOut(t, b, db.OneTimePrekey), handedOut(t, b, db.PQOneTimePrekey)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c := startConfig(t, l.cfgA)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.Send(ctx, b.ID(), "first contact"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(ctx, b.ID(), "second"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the first message mailboxed", func() (bool, string) {
+		n := count(history(t, c, b.ID()), db.Outgoing, db.Mailboxed)
+		return n == 1, strconv.Itoa(n)
+	})
+	if n := l.stored(t, b.ID()); n != 1 {
+		t.Fatalf("the mailbox holds %d of a stranger's deposits, want 1", n)
+	}
+	if h := history(t, c, b.ID()); h[0].State != db.Mailboxed || h[1].State != db.Queued {
+		t.Fatalf("states %s, %s: want mailboxed, queued", h[0].State, h[1].State)
+	}
+
+	b = startConfig(t, l.cfgB)
+	waitFor(t, 10*time.Second, "B has the stranger's first message", func() (bool, string) {
+		return count(history(t, b, c.ID()), db.Incoming, "") == 1, ""
+	})
+	if ct := storedContact(t, b, c.ID()); ct.State != db.ContactRequest {
+		t.Fatalf("the stranger is %q, want a contact request", ct.State)
+	}
+	if dx, dpq := x-handedOut(t, b, db.OneTimePrekey), pq-handedOut(t, b, db.PQOneTimePrekey); dx != 1 || dpq != 1 {
+		t.Fatalf("one-time prekeys the mailbox handed out used: %d X25519, %d ML-KEM; want 1 each", dx, dpq)
+	}
+	waitFor(t, 5*time.Second, "the mailbox empty", func() (bool, string) { return l.stored(t, b.ID()) == 0, "" })
+
+	if err := b.Accept(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "both delivered", func() (bool, string) {
+		n := count(history(t, c, b.ID()), db.Outgoing, db.Delivered)
+		return n == 2, strconv.Itoa(n)
+	})
+	checkConversation(t, history(t, b, c.ID()), db.Incoming, []string{"first contact", "second"})
+	waitFor(t, 10*time.Second, "C's outbox empty", func() (bool, string) { return outboxLen(t, c, b.ID()) == 0, "" })
+}

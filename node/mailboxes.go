@@ -218,7 +218,7 @@ func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, m db.OwnMailbox, st 
 	if st.TTLMax > 0 && st.TTLMax < ttl {
 		ttl = st.TTLMax
 	}
-	p := mailbox.Policy{TTL: ttl, Strangers: true, PowBits: mailbox.DefaultPowBits, StrangersPerHour: mailboxStrangersPerHour}
+	p := mailbox.Policy{TTL: ttl, Strangers: true, PowBits: n.cfg.mailboxPowBits(), StrangersPerHour: mailboxStrangersPerHour}
 	copy(p.TokenKey[:], m.TokenKey)
 	if err := n.store.View(func(r *db.ReadTx) (err error) {
 		p.Revoked, err = r.BlockedTokenIndexes(mailbox.MaxRevoked)
@@ -294,7 +294,7 @@ func decodeAddrs(bs [][]byte) []ma.Multiaddr {
 }
 
 // mailboxEntries are the bundle extension's entries for our mailboxes.
-func mailboxEntries(r *db.ReadTx) ([]mailbox.Entry, error) {
+func mailboxEntries(r *db.ReadTx, powBits uint8) ([]mailbox.Entry, error) {
 	have, err := r.Mailboxes()
 	if err != nil || len(have) == 0 {
 		return nil, err
@@ -309,7 +309,7 @@ func mailboxEntries(r *db.ReadTx) ([]mailbox.Entry, error) {
 		if len(addrs) > mailbox.MaxAddrs {
 			addrs = addrs[:mailbox.MaxAddrs]
 		}
-		out = append(out, mailbox.Entry{Peer: p, Inbox: m.Inbox, Strangers: true, PowBits: mailbox.DefaultPowBits, Addrs: addrs})
+		out = append(out, mailbox.Entry{Peer: p, Inbox: m.Inbox, Strangers: true, PowBits: powBits, Addrs: addrs})
 	}
 	return out, nil
 }
@@ -494,7 +494,7 @@ func (n *Node) supply(ctx context.Context, p peer.ID, m *db.OwnMailbox) (*Mailbo
 	now := time.Now()
 	var b []byte
 	if err := n.store.Update(func(tx *db.Tx) (err error) {
-		b, err = signBundle(tx, n.self, now, false)
+		b, err = signBundle(tx, n.self, now, false, n.cfg.mailboxPowBits())
 		return err
 	}); err != nil {
 		return nil, err

@@ -132,7 +132,7 @@ func signTestBundle(t testing.TB, n *Node, seq uint64, expires time.Time) []byte
 	t.Helper()
 	var out []byte
 	err := n.store.Update(func(tx *db.Tx) error {
-		b, err := signBundle(tx, n.self, time.Now(), false)
+		b, err := signBundle(tx, n.self, time.Now(), false, 0)
 		if err != nil || seq == 0 {
 			out = b
 			return err
