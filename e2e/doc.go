@@ -159,6 +159,15 @@
 // only: someone who records deposits today and breaks X25519 later
 // learns who wrote to whom, not what (the envelope inside is PQXDH's).
 //
+// [Identity.SealOnce] draws EK and the nonce from the sender's identity
+// secret instead of the random source:
+//
+//	EK || nonce = HKDF-SHA256(salt = inbox id, IKdh_A's private key, "p2pmsg/v1/mbox-seal-once" || IKdh_B || SHA-256(envelope), 56)
+//
+// so that a deposit sent again after its answer was lost is the same
+// seal, which the mailbox stores once. Only the sender can derive them,
+// and any other envelope, inbox or recipient gives unrelated ones.
+//
 // # One-time prekeys through a mailbox
 //
 // A bundle in the DHT has no one-time prekeys (anyone could take them).

@@ -29,6 +29,8 @@ const (
 	sealVersion = 1
 	sealInfo    = "p2pmsg/v1/mbox-seal"
 	sealADDom   = "p2pmsg/v1/mbox"
+	// sealOnceInfo: the HKDF info of SealOnce's randomness.
+	sealOnceInfo = "p2pmsg/v1/mbox-seal-once"
 	// sealInnerHead is the inner content before the envelope: the sender's
 	// identity key and the envelope's length.
 	sealInnerHead = 32 + 4
@@ -71,6 +73,34 @@ func Seal(to DHPublicKey, inbox [InboxIDSize]byte, sender IdentityKey, envelope 
 	rand.Read(r.Nonce[:])
 	defer clear(r.Ephemeral[:])
 	return SealWith(to, inbox, sender, envelope, &r)
+}
+
+// SealOnce is Seal from this identity, with its randomness derived from
+// the identity's secret, the recipient, the inbox and the envelope: the
+// same envelope sealed again for the same inbox is the same seal, so that
+// a deposit repeated after a lost reply is a duplicate the mailbox
+// recognises, not a second copy. Nobody without the identity's secret can
+// derive the randomness, and a different envelope or inbox gives
+// unrelated randomness.
+func (id *Identity) SealOnce(to DHPublicKey, inbox [InboxIDSize]byte, envelope []byte) ([]byte, error) {
+	if len(envelope) > MaxEnvelopeSize {
+		return nil, ErrTooLarge
+	}
+	digest := sha256.Sum256(envelope)
+	info := make([]byte, 0, len(sealOnceInfo)+32+32)
+	info = append(append(append(info, sealOnceInfo...), to[:]...), digest[:]...)
+	secret := id.dh.Bytes()
+	defer clear(secret)
+	out, err := hkdf.Key(sha256.New, secret, inbox[:], string(info), 32+chacha20poly1305.NonceSizeX)
+	if err != nil {
+		panic("e2e: hkdf: " + err.Error())
+	}
+	defer clear(out)
+	var r SealRandom
+	copy(r.Ephemeral[:], out)
+	copy(r.Nonce[:], out[32:])
+	defer clear(r.Ephemeral[:])
+	return SealWith(to, inbox, id.pub.Key, envelope, &r)
 }
 
 // SealWith is Seal with its randomness given.

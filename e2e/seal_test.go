@@ -58,6 +58,41 @@ func TestSealRoundTripAndPadding(t *testing.T) {
 	}
 }
 
+// SealOnce is a seal like any other, the same bytes for the same
+// envelope, inbox and recipient (a repeated deposit is recognised), and
+// unrelated bytes when any of them, or the sender, differs.
+func TestSealOnce(t *testing.T) {
+	bob, carol, alice, dave := newParty("bob"), newParty("carol"), newParty("alice"), newParty("dave")
+	env := []byte("an envelope")
+	s1, err := alice.id.SealOnce(bob.id.Public().DH, inboxA, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, got, err := bob.id.OpenSealed(inboxA, s1)
+	if err != nil || from != alice.id.Public().Key || !bytes.Equal(got, env) {
+		t.Fatalf("open: %v", err)
+	}
+	s2, _ := alice.id.SealOnce(bob.id.Public().DH, inboxA, env)
+	if !bytes.Equal(s1, s2) {
+		t.Fatal("the same envelope sealed twice differs")
+	}
+	others := map[string][]byte{}
+	others["another envelope"], _ = alice.id.SealOnce(bob.id.Public().DH, inboxA, []byte("an envelopf"))
+	others["another inbox"], _ = alice.id.SealOnce(bob.id.Public().DH, inboxB, env)
+	others["another recipient"], _ = alice.id.SealOnce(carol.id.Public().DH, inboxA, env)
+	others["another sender"], _ = dave.id.SealOnce(bob.id.Public().DH, inboxA, env)
+	for what, o := range others {
+		// The ephemeral key and the nonce must differ, not only the
+		// ciphertext.
+		if bytes.Equal(o[1:1+KeySize], s1[1:1+KeySize]) || bytes.Equal(o[1+KeySize:1+KeySize+chacha20poly1305.NonceSizeX], s1[1+KeySize:1+KeySize+chacha20poly1305.NonceSizeX]) {
+			t.Errorf("%s: the same randomness", what)
+		}
+	}
+	if _, err := alice.id.SealOnce(bob.id.Public().DH, inboxA, make([]byte, MaxEnvelopeSize+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sealed an envelope over MaxEnvelopeSize: %v", err)
+	}
+}
+
 // Every byte of a seal is authenticated: flipping any one, or cutting or
 // extending it, fails with ErrDecrypt (or ErrTooLarge past the limit).
 func TestSealTamper(t *testing.T) {

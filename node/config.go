@@ -99,9 +99,13 @@ type Config struct {
 	hostOptions                   []libp2p.Option
 	requestCap                    int
 	handshakeRate, handshakeBurst float64
-	holdFor                       time.Duration // replaces holdRetry
-	relaysWanted                  int           // replaces relaysWanted (race_test.go says why)
-	powBits                       uint8         // replaces mailbox.DefaultPowBits: a stranger's deposit in milliseconds
+	holdFor                       time.Duration    // replaces holdRetry
+	relaysWanted                  int              // replaces relaysWanted (race_test.go says why)
+	powBits                       uint8            // replaces mailbox.DefaultPowBits: a stranger's deposit in milliseconds
+	mailboxNow                    func() time.Time // the mailbox role's clock
+	// loseDepositReply, when it returns true, drops the answer to a
+	// round of deposits as a lost connection would.
+	loseDepositReply func() bool
 }
 
 // DHTMode is how the node takes part in the DHT.

@@ -257,7 +257,7 @@ func (n *Node) depositAt(ctx context.Context, h host.Host, b *e2e.Bundle, t targ
 		entries = entries[len(batch):]
 		ds := make([]mailbox.Deposit, 0, len(batch))
 		for _, e := range batch {
-			seal, err := e2e.Seal(b.IdentityDH, t.entry.Inbox, n.self.Public().Key, e.Envelope)
+			seal, err := n.self.SealOnce(b.IdentityDH, t.entry.Inbox, e.Envelope)
 			if err != nil {
 				return stored, err
 			}
@@ -278,6 +278,9 @@ func (n *Node) depositAt(ctx context.Context, h host.Host, b *e2e.Bundle, t targ
 			ds = append(ds, d)
 		}
 		res, err := mailbox.Deposits(ctx, h, t.entry.Peer, ds)
+		if n.cfg.loseDepositReply != nil && n.cfg.loseDepositReply() {
+			res, err = nil, errors.New("the connection to the mailbox broke (test)")
+		}
 		for i, r := range res {
 			switch r {
 			case mailbox.ResultStored, mailbox.ResultDuplicate:

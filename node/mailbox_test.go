@@ -14,46 +14,158 @@ import (
 	"github.com/p2pmsg/p2pmsg/db"
 )
 
-// mailboxLab is a mailbox M that serves the DHT, and the configurations
-// of A and B, bootstrapped from it.
+// mailboxLab is one or more mailboxes that serve the DHT, and the
+// configurations of A and B, bootstrapped from them.
 type mailboxLab struct {
-	m          *Node
+	m          *Node // ms[0]
+	ms         []*Node
+	mcfgs      []Config
 	cfgA, cfgB Config
 }
 
-func newMailboxLab(t *testing.T) *mailboxLab {
+func newMailboxLab(t *testing.T) *mailboxLab { return newMailboxLabOf(t, 1, nil) }
+
+// newMailboxLabOf starts k mailboxes, each with its configuration
+// tweaked by tweak (when not nil).
+func newMailboxLabOf(t *testing.T, k int, tweak func(*Config)) *mailboxLab {
 	t.Helper()
-	cfg := testConfig(t.TempDir())
-	cfg.Mailbox = true
-	m := startConfig(t, cfg)
-	boot := m.AddrInfo()
-	return &mailboxLab{m: m, cfgA: testConfig(t.TempDir(), boot), cfgB: testConfig(t.TempDir(), boot)}
+	l := &mailboxLab{}
+	var boot []peer.AddrInfo
+	for range k {
+		cfg := testConfig(t.TempDir())
+		cfg.Mailbox = true
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		m := startConfig(t, cfg)
+		// Restarted on the same address (TestMailboxWiped).
+		cfg.ListenAddrs = []string{m.Host().Addrs()[0].String()}
+		l.ms, l.mcfgs = append(l.ms, m), append(l.mcfgs, cfg)
+		boot = append(boot, m.AddrInfo())
+	}
+	l.m = l.ms[0]
+	l.cfgA, l.cfgB = testConfig(t.TempDir(), boot...), testConfig(t.TempDir(), boot...)
+	return l
 }
 
-// ownerAt makes b an owner at the lab's mailbox, admitted by peer ID.
-func (l *mailboxLab) ownerAt(t *testing.T, b *Node) {
+// ownerAt makes b an owner at the lab's mailboxes, admitted by peer ID.
+func (l *mailboxLab) ownerAt(t *testing.T, b *Node) { l.ownerWith(t, b, 0) }
+
+// ownerWith is ownerAt with a quota of deposits (0: the mailbox's).
+func (l *mailboxLab) ownerWith(t *testing.T, b *Node, quota int) {
 	t.Helper()
-	if err := l.m.MailboxAllow(b.ID(), 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := b.AddMailbox(ctx, l.m.Addrs()[0].String()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the mailbox supplied with one-time prekeys", func() (bool, string) {
-		ms, err := b.Mailboxes()
-		if err != nil || len(ms) != 1 {
-			return false, "no mailbox listed"
+	for _, m := range l.ms {
+		if err := m.MailboxAllow(b.ID(), quota, 0, 0); err != nil {
+			t.Fatal(err)
 		}
-		return ms[0].Reachable && ms[0].OTKs >= otkLow && ms[0].PQOTKs >= otkLow, ms[0].LastError
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := b.AddMailbox(ctx, m.Addrs()[0].String())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the mailboxes supplied with one-time prekeys", func() (bool, string) {
+		ms, err := b.Mailboxes()
+		if err != nil || len(ms) != len(l.ms) {
+			return false, "not all listed"
+		}
+		for _, m := range ms {
+			if !m.Reachable || m.OTKs < otkLow || m.PQOTKs < otkLow {
+				return false, m.LastError
+			}
+		}
+		return true, ""
 	})
 }
 
-// stored is what the mailbox keeps for owner p.
-func (l *mailboxLab) stored(t *testing.T, p peer.ID) int {
+// becomeContacts has A write to B and B answer, so that they are
+// contacts and A holds B's grant for each of B's mailboxes.
+func (l *mailboxLab) becomeContacts(t *testing.T, a, b *Node) {
 	t.Helper()
-	owners, err := l.m.MailboxOwners()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Send(ctx, b.ID(), "hello B"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "B has A's first message", func() (bool, string) {
+		return count(history(t, b, a.ID()), db.Incoming, "") == 1, ""
+	})
+	if _, err := b.Send(ctx, a.ID(), "hello A"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "A holds B's grants", func() (bool, string) {
+		gs := grants(t, a, b.ID())
+		return len(gs) == len(l.ms), strconv.Itoa(len(gs))
+	})
+	waitFor(t, 10*time.Second, "both outboxes empty", func() (bool, string) {
+		return outboxLen(t, b, a.ID()) == 0 && outboxLen(t, a, b.ID()) == 0, ""
+	})
+}
+
+// sendAll sends the texts from a to b.
+func sendAll(t *testing.T, a, b *Node, texts []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, s := range texts {
+		if _, err := a.Send(ctx, b.ID(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitMailboxed waits until n of a's messages to b are mailboxed.
+func waitMailboxed(t *testing.T, a *Node, b peer.ID, n int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "messages mailboxed", func() (bool, string) {
+		k := count(history(t, a, b), db.Outgoing, db.Mailboxed)
+		return k == n, "mailboxed: " + strconv.Itoa(k)
+	})
+}
+
+// checkOnce is how every offline-delivery test ends: B holds A's first
+// message and then want, each once, in order; A, connected to B, sees
+// them all delivered, and its outbox empties; every running mailbox
+// keeps nothing for B.
+func (l *mailboxLab) checkOnce(t *testing.T, a, b *Node, want []string) {
+	t.Helper()
+	all := append([]string{"hello B"}, want...)
+	waitFor(t, 20*time.Second, "B has them all", func() (bool, string) {
+		k := count(history(t, b, a.ID()), db.Incoming, "")
+		return k >= len(all), "received: " + strconv.Itoa(k)
+	})
+	checkConversation(t, history(t, b, a.ID()), db.Incoming, all)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "A's messages delivered", func() (bool, string) {
+		k := count(history(t, a, b.ID()), db.Outgoing, db.Delivered)
+		return k == len(all), "delivered: " + strconv.Itoa(k)
+	})
+	waitFor(t, 10*time.Second, "A's outbox empty", func() (bool, string) { return outboxLen(t, a, b.ID()) == 0, "" })
+	checkConversation(t, history(t, b, a.ID()), db.Incoming, all)
+	for _, m := range l.ms {
+		if m.running() != nil {
+			continue
+		}
+		waitFor(t, 10*time.Second, "the mailbox empty", func() (bool, string) {
+			k := l.storedAt(t, m, b.ID())
+			return k <= 0, "stored: " + strconv.Itoa(k)
+		})
+	}
+}
+
+// storedAt is what mailbox m keeps for owner p; -1 when p is no owner
+// there (any more).
+func (l *mailboxLab) storedAt(t *testing.T, m *Node, p peer.ID) int {
+	t.Helper()
+	owners, err := m.MailboxOwners()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +174,17 @@ func (l *mailboxLab) stored(t *testing.T, p peer.ID) int {
 			return o.Stored
 		}
 	}
-	t.Fatalf("%s is no owner at the mailbox", p)
-	return 0
+	return -1
+}
+
+// stored is what the first mailbox keeps for owner p.
+func (l *mailboxLab) stored(t *testing.T, p peer.ID) int {
+	t.Helper()
+	k := l.storedAt(t, l.m, p)
+	if k < 0 {
+		t.Fatalf("%s is no owner at the mailbox", p)
+	}
+	return k
 }
 
 func publish(t testing.TB, n *Node) {
@@ -100,48 +221,10 @@ func outboxLen(t testing.TB, n *Node, p peer.ID) int {
 func TestMailboxOfflineExactlyOnce(t *testing.T) {
 	checkNoLeaks(t)
 	l := newMailboxLab(t)
-	a := startConfig(t, l.cfgA)
-	b := startConfig(t, l.cfgB)
-	l.ownerAt(t, b)
-
-	// Contacts: a message each way; B's reply grants A a token.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Send(ctx, b.ID(), "hello B"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "B has A's first message", func() (bool, string) {
-		return count(history(t, b, a.ID()), db.Incoming, "") == 1, ""
-	})
-	if _, err := b.Send(ctx, a.ID(), "hello A"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "A holds B's grant", func() (bool, string) {
-		gs := grants(t, a, b.ID())
-		return len(gs) == 1 && gs[0].Mailbox == l.m.ID().String(), ""
-	})
-	waitFor(t, 10*time.Second, "B's outbox empty", func() (bool, string) {
-		return outboxLen(t, b, a.ID()) == 0 && outboxLen(t, a, b.ID()) == 0, ""
-	})
-	publish(t, b)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
+	a, b := offlineStart(t, l, 0)
 	want := texts("offline", 200)
-	for _, s := range want {
-		if _, err := a.Send(ctx, b.ID(), s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, 30*time.Second, "A's 200 messages mailboxed", func() (bool, string) {
-		h := history(t, a, b.ID())
-		n := count(h, db.Outgoing, db.Mailboxed)
-		return n == 200, "mailboxed: " + strconv.Itoa(n)
-	})
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 200)
 	if got := l.stored(t, b.ID()); got != 200 {
 		t.Fatalf("the mailbox holds %d deposits, want 200", got)
 	}
@@ -177,25 +260,13 @@ func TestMailboxOfflineExactlyOnce(t *testing.T) {
 		return n == 201, "received: " + strconv.Itoa(n)
 	})
 	t.Logf("B collected 200 messages in %v", time.Since(start))
-	h := history(t, b, aID)
-	checkConversation(t, h, db.Incoming, append([]string{"hello B"}, want...))
+	checkConversation(t, history(t, b, aID), db.Incoming, append([]string{"hello B"}, want...))
 	waitFor(t, 5*time.Second, "the mailbox empty", func() (bool, string) {
 		n := l.stored(t, b.ID())
 		return n == 0, "stored: " + strconv.Itoa(n)
 	})
-
 	a = startConfig(t, l.cfgA)
-	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "A's 200 delivered", func() (bool, string) {
-		h := history(t, a, b.ID())
-		n := count(h, db.Outgoing, db.Delivered)
-		return n == 201, "delivered: " + strconv.Itoa(n)
-	})
-	waitFor(t, 10*time.Second, "A's outbox empty", func() (bool, string) {
-		return outboxLen(t, a, b.ID()) == 0, ""
-	})
+	l.checkOnce(t, a, b, want)
 }
 
 // BenchmarkMailboxCollect: 1,000 messages wait at B's mailbox (A

@@ -60,7 +60,7 @@ func (n *Node) startMailbox(h host.Host) (*mailboxRole, error) {
 	}
 	l := n.cfg.MailboxLimits
 	srv := mailbox.NewServer(h, store, mailbox.ServerConfig{MaxOwners: l.MaxOwners, Quota: l.Quota, QuotaBytes: l.QuotaBytes,
-		TTLMax: l.TTLMax, Logger: n.log})
+		TTLMax: l.TTLMax, Logger: n.log, Now: n.cfg.mailboxNow})
 	n.log.Info("serving as a mailbox", "file", path)
 	return &mailboxRole{store: store, server: srv}, nil
 }

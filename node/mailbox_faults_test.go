@@ -1,0 +1,244 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
+)
+
+// The fault variants of offline delivery (docs/mailbox.md, "Failures"):
+// each ends with the exactly-once checks of checkOnce.
+
+// offlineStart is where most variants begin: A and B contacts, B an
+// owner at the lab's mailboxes (with a quota of deposits, 0: the
+// mailbox's), B away.
+func offlineStart(t *testing.T, l *mailboxLab, quota int) (a, b *Node) {
+	t.Helper()
+	a, b = startConfig(t, l.cfgA), startConfig(t, l.cfgB)
+	l.ownerWith(t, b, quota)
+	l.becomeContacts(t, a, b)
+	publish(t, b)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// Two mailboxes: each keeps a copy; B collects both and keeps each
+// message once.
+func TestMailboxTwoMailboxes(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLabOf(t, 2, nil)
+	a, b := offlineStart(t, l, 0)
+	want := texts("twice kept", 20)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 20)
+	for i, m := range l.ms {
+		if k := l.storedAt(t, m, b.ID()); k != 20 {
+			t.Fatalf("mailbox %d keeps %d, want 20", i, k)
+		}
+	}
+	b = startConfig(t, l.cfgB)
+	l.checkOnce(t, a, b, want)
+}
+
+// One of two mailboxes is down: the deposits go to the other, and B,
+// whose collector reports the one that is down, gets them from it.
+func TestMailboxOneDown(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLabOf(t, 2, nil)
+	a, b := offlineStart(t, l, 0)
+	down := l.ms[0]
+	if err := down.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := texts("one down", 20)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 20)
+	if k := l.storedAt(t, l.ms[1], b.ID()); k != 20 {
+		t.Fatalf("the mailbox that is up keeps %d, want 20", k)
+	}
+	b = startConfig(t, l.cfgB)
+	waitFor(t, 10*time.Second, "the mailbox that is down reported", func() (bool, string) {
+		ms, err := b.Mailboxes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.Peer == down.ID() {
+				return !m.Reachable && m.LastError != "", "reachable"
+			}
+		}
+		return false, "not listed"
+	})
+	waitEvent(t, b, EventMailbox, "unreachable")
+	l.checkOnce(t, a, b, want)
+}
+
+// waitEvent waits for an event of kind with that state.
+func waitEvent(t *testing.T, n *Node, kind EventKind, state string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := n.Watch(ctx, 0, kind)
+	for {
+		e, err := w.Next()
+		if err != nil {
+			t.Fatalf("no %s event %q: %v", kind, state, err)
+		}
+		if string(e.State) == state {
+			return
+		}
+	}
+}
+
+// The mailbox loses everything after the deposits (its file deleted):
+// nothing comes from it, and A's outbox, which kept every message until
+// B's receipt, delivers them directly once both are online.
+func TestMailboxWiped(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	a, b := offlineStart(t, l, 0)
+	want := texts("wiped", 20)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 20)
+	if err := l.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(l.mcfgs[0].DataDir, db.MailboxFileName+"*"))
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.m = startConfig(t, l.mcfgs[0])
+	l.ms[0] = l.m
+	b = startConfig(t, l.cfgB)
+	if k := l.storedAt(t, l.m, b.ID()); k != -1 {
+		t.Fatalf("the wiped mailbox still knows B (%d stored)", k)
+	}
+	l.checkOnce(t, a, b, want)
+}
+
+// Deposits expire at their TTL (the mailbox's clock moved on by 15 days,
+// past B's 14): B gets nothing from the mailbox, and A delivers directly.
+func TestMailboxTTLExpiry(t *testing.T) {
+	checkNoLeaks(t)
+	var skew atomic.Int64
+	l := newMailboxLabOf(t, 1, func(c *Config) {
+		c.mailboxNow = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	a, b := offlineStart(t, l, 0)
+	want := texts("expiring", 20)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 20)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	skew.Store(int64(15 * 24 * time.Hour))
+	if n, err := l.m.mbox.store.Expire(l.m.cfg.mailboxNow()); err != nil || n != 20 {
+		t.Fatalf("expired %d, want 20: %v", n, err)
+	}
+	b = startConfig(t, l.cfgB)
+	a = startConfig(t, l.cfgA)
+	l.checkOnce(t, a, b, want)
+}
+
+// B's quota at the mailbox is 50 deposits: of 80 messages, 50 are
+// mailboxed and the rest stay queued at A, which says the mailbox is
+// full; B, back, gets all 80, in order, once each.
+func TestMailboxQuota(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	a, b := offlineStart(t, l, 50)
+	want := texts("quota", 80)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 50)
+	waitEvent(t, a, EventMailbox, "full")
+	if k := count(history(t, a, b.ID()), db.Outgoing, db.Queued); k != 30 {
+		t.Fatalf("%d queued at A, want 30", k)
+	}
+	if k := l.stored(t, b.ID()); k != 50 {
+		t.Fatalf("the mailbox keeps %d, want its quota, 50", k)
+	}
+	b = startConfig(t, l.cfgB)
+	l.checkOnce(t, a, b, want)
+}
+
+// The answer to a round of deposits is lost after the mailbox stored
+// them: A deposits again, the same seals, and the mailbox keeps one copy.
+func TestMailboxReplyLost(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	var lost atomic.Int32
+	l.cfgA.loseDepositReply = func() bool { return lost.Add(1) == 1 }
+	a, b := offlineStart(t, l, 0)
+	want := texts("reply lost", 10)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 10)
+	if lost.Load() < 2 {
+		t.Fatalf("%d rounds of deposits, want a lost one and another", lost.Load())
+	}
+	if k := l.stored(t, b.ID()); k != 10 {
+		t.Fatalf("the mailbox keeps %d, want 10 (one copy each)", k)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startConfig(t, l.cfgB)
+	a = startConfig(t, l.cfgA)
+	l.checkOnce(t, a, b, want)
+}
+
+// The mailbox injects junk: bytes that are no seal, a seal of garbage
+// in A's name, a seal of garbage from nobody B knows. B drops them,
+// acknowledges them (the mailbox deletes them), says so, and still gets
+// A's messages.
+func TestMailboxJunk(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	a, b := offlineStart(t, l, 0)
+	want := texts("among junk", 5)
+	sendAll(t, a, b, want[:2])
+	waitMailboxed(t, a, b.ID(), 2)
+	owner, err := l.m.mbox.store.Owner(b.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inA, err := e2e.Seal(b.Identity().DH, owner.Inbox, a.Identity().Key, []byte("not an envelope"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := e2e.NewIdentity()
+	inNobody, err := e2e.Seal(b.Identity().DH, owner.Inbox, stranger.Public().Key, []byte("not an envelope either"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, junk := range [][]byte{make([]byte, 1100), inA, inNobody} {
+		if _, err := l.m.mbox.store.Deposit(db.MailboxDeposit{Inbox: owner.Inbox, Seal: junk, TTL: time.Hour, Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendAll(t, a, b, want[2:])
+	waitMailboxed(t, a, b.ID(), 5)
+	if k := l.stored(t, b.ID()); k != 8 {
+		t.Fatalf("the mailbox keeps %d, want 5 and 3 of junk", k)
+	}
+	b = startConfig(t, l.cfgB)
+	waitEvent(t, b, EventMailbox, "junk")
+	waitFor(t, 10*time.Second, "the junk counted", func() (bool, string) {
+		ms, err := b.Mailboxes()
+		if err != nil || len(ms) != 1 {
+			return false, "no mailbox"
+		}
+		return ms[0].Junk == 3, "junk: " + strconv.Itoa(ms[0].Junk)
+	})
+	l.checkOnce(t, a, b, want)
+}
