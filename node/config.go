@@ -106,6 +106,9 @@ type Config struct {
 	// loseDepositReply, when it returns true, drops the answer to a
 	// round of deposits as a lost connection would.
 	loseDepositReply func() bool
+	// afterPage runs after a page from a mailbox is committed, before it
+	// is acknowledged.
+	afterPage func()
 }
 
 // DHTMode is how the node takes part in the DHT.

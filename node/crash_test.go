@@ -42,7 +42,13 @@ func runChild(dir, boot string) int {
 		}
 		bootPeers = append(bootPeers, *ai)
 	}
-	n, err := New(testConfig(dir, bootPeers...))
+	cfg := testConfig(dir, bootPeers...)
+	if os.Getenv("P2PMSG_CHILD_KILL_AFTER_PAGE") != "" {
+		// Killed between committing a page from a mailbox and
+		// acknowledging it (TestMailboxKilledBeforeAck).
+		cfg.afterPage = func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+	}
+	n, err := New(cfg)
 	if err != nil {
 		fmt.Println("error", err)
 		return 2

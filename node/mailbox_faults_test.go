@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,5 +242,64 @@ func TestMailboxJunk(t *testing.T) {
 		}
 		return ms[0].Junk == 3, "junk: " + strconv.Itoa(ms[0].Junk)
 	})
+	l.checkOnce(t, a, b, want)
+}
+
+// B, a process of its own, is killed (SIGKILL) after it committed a page
+// from its mailbox and before it acknowledged it: the mailbox keeps the
+// page, B restarted takes it again, and keeps each message once.
+func TestMailboxKilledBeforeAck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node process; skipped with -short")
+	}
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	a, b := offlineStart(t, l, 0)
+	want := texts("killed", 30)
+	sendAll(t, a, b, want)
+	waitMailboxed(t, a, b.ID(), 30)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "P2PMSG_CHILD_DIR="+l.cfgB.DataDir, "P2PMSG_CHILD_BOOT="+l.m.Addrs()[0].String(),
+		"P2PMSG_CHILD_KILL_AFTER_PAGE=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe() // kept open: the child runs until killed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err = <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatal("B did not take a page within 30 s")
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("B ended with %v, not killed after a page", err)
+	}
+	if k := l.stored(t, b.ID()); k != 30 {
+		t.Fatalf("the mailbox keeps %d after B was killed before its ack, want 30", k)
+	}
+	// B had committed the page: the restart takes it a second time.
+	store, err := db.Open(l.cfgB.DataDir, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h []db.Message
+	err = store.View(func(r *db.ReadTx) (err error) { h, err = r.History(a.ID().String(), db.Cursor{}, 1000); return err })
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := count(h, db.Incoming, ""); k != 31 {
+		t.Fatalf("B stored %d before it was killed, want 31: the kill came before the commit", k)
+	}
+	b = startConfig(t, l.cfgB)
 	l.checkOnce(t, a, b, want)
 }

@@ -646,6 +646,9 @@ func (n *Node) takePage(ctx context.Context, mbox peer.ID, inbox [e2e.InboxIDSiz
 			return err
 		}
 	}
+	if n.cfg.afterPage != nil {
+		n.cfg.afterPage()
+	}
 	n.setMailboxStatus(mbox, func(s *MailboxStatus) { s.Collected += len(ops) - junk; s.Junk += junk })
 	if junk >= junkRun {
 		n.log.Warn("mailbox delivers junk: deposits that do not open or authenticate", "mailbox", mbox, "count", junk)
