@@ -85,9 +85,10 @@ func (r *ReadTx) Mailboxes() ([]OwnMailbox, error) {
 }
 
 // TokenIndex is the number a contact's mailbox tokens are made for: its
-// row in contacts, which no other contact ever had (a contact deleted and
-// added again gets a new one). ErrNotFound for a peer that is not a
-// contact.
+// row in contacts. SQLite may give the row of a contact deleted to the
+// next one added, so an index says who holds a token only while the
+// token key is unchanged: the node makes a new key whenever it blocks or
+// removes a contact. ErrNotFound for a peer that is not a contact.
 func (r *ReadTx) TokenIndex(peer string) (uint32, error) {
 	var idx int64
 	err := r.q.QueryRow("SELECT rowid FROM contacts WHERE peer_id = ?", peer).Scan(&idx)
@@ -101,25 +102,6 @@ func (r *ReadTx) TokenIndex(peer string) (uint32, error) {
 		return 0, fmt.Errorf("db: contact %s: row %d is no token index", peer, idx)
 	}
 	return uint32(idx), nil
-}
-
-// BlockedTokenIndexes lists the token indexes of blocked contacts: the
-// mailboxes refuse their deposits.
-func (r *ReadTx) BlockedTokenIndexes(limit int) ([]uint32, error) {
-	rows, err := r.q.Query("SELECT rowid FROM contacts WHERE blocked = 1 AND rowid < 4294967296 ORDER BY rowid DESC LIMIT ?", limit)
-	if err != nil {
-		return nil, r.s.classify("blocked", err)
-	}
-	defer rows.Close()
-	var out []uint32
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx); err != nil {
-			return nil, r.s.classify("blocked", err)
-		}
-		out = append(out, uint32(idx))
-	}
-	return out, r.s.classify("blocked", rows.Err())
 }
 
 // Grant is a token a contact granted us for depositing at one of its
@@ -136,11 +118,19 @@ type Grant struct {
 func grantAD(peer, mailbox string) string { return "grant/" + peer + "/" + mailbox }
 
 // PutGrant stores a contact's grant, replacing the one it gave for that
-// mailbox before. The peer must be a contact.
+// mailbox before, and keeps the newest MaxMailboxes of the contact's. The
+// peer must be a contact.
 func (t *Tx) PutGrant(g Grant) error {
 	_, err := t.exec(`INSERT INTO mailbox_grants (peer_id, mailbox, inbox, idx, token, received) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer_id, mailbox) DO UPDATE SET inbox = excluded.inbox, idx = excluded.idx, token = excluded.token, received = excluded.received`,
 		g.Peer, g.Mailbox, g.Inbox[:], int64(g.Index), t.s.sealSecret(grantAD(g.Peer, g.Mailbox), g.Token[:]), millis(g.Received))
+	if err != nil {
+		return t.s.classify("put grant", err)
+	}
+	// A contact names at most MaxMailboxes: the newest grants are kept,
+	// so that a contact cannot make us store one per made-up mailbox.
+	_, err = t.exec(`DELETE FROM mailbox_grants WHERE peer_id = ? AND rowid NOT IN
+		(SELECT rowid FROM mailbox_grants WHERE peer_id = ? ORDER BY received DESC, rowid DESC LIMIT ?)`, g.Peer, g.Peer, MaxMailboxes)
 	return t.s.classify("put grant", err)
 }
 

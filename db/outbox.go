@@ -83,6 +83,27 @@ func (t *Tx) Mailboxed(peer string, id [16]byte, now time.Time) (bool, error) {
 	return n == 1, err
 }
 
+// Rekey puts a message whose first envelope the recipient could not take
+// (it no longer has the one-time prekey it names, which a faulty mailbox
+// may have handed to two senders) back to wait for a session: its
+// envelope is dropped, to be encrypted again under a new session with the
+// same message id, at most max times in its life. It reports false when
+// the entry is not waiting, is a control message, or was encrypted again
+// max times already (the caller fails it then).
+func (t *Tx) Rekey(peer string, id [16]byte, reason string, max int, now time.Time) (bool, error) {
+	res, err := t.exec(`UPDATE outbox SET envelope = x'', mailboxed = NULL, rekeyed = rekeyed + 1, last_error = ?, next_attempt = ?
+		WHERE message_id = ? AND peer_id = ? AND control = 0 AND held = 0 AND rekeyed < ?`, reason, millis(now), id[:], peer, max)
+	if err != nil {
+		return false, t.s.classify("rekey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	_, err = t.exec("UPDATE messages SET state = 'queued', mailboxed = NULL, error = ? WHERE id = ? AND peer_id = ? AND state IN ('queued', 'sent')",
+		reason, id[:], peer)
+	return true, t.s.classify("rekey", err)
+}
+
 // RetryLater records a failed attempt and when to try again.
 func (t *Tx) RetryLater(id [16]byte, next time.Time, reason string) error {
 	res, err := t.exec("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE message_id = ?",

@@ -70,12 +70,24 @@ func Call(ctx context.Context, h host.Host, mbox peer.ID, req Msg) (Msg, error) 
 	return receive(bufio.NewReader(st))
 }
 
+// Partial, returned by a Collect handler, acknowledges the deposits of
+// the page it names (their sequence numbers), and then ends the
+// subscription with Err: the others come again with the next one.
+type Partial struct {
+	Ack []uint64
+	Err error
+}
+
+func (p *Partial) Error() string { return p.Err.Error() }
+func (p *Partial) Unwrap() error { return p.Err }
+
 // Collect subscribes to the owner's deposits: it takes those after after, and new ones as they
 // come, until ctx ends or the stream fails. For each page it calls
 // handle, which must store the deposits it accepts durably (and drop
 // those it never will) before it returns nil: then the page is
 // acknowledged, and the mailbox deletes it. An error from handle ends the
-// subscription without the acknowledgement, so the page comes again.
+// subscription without the acknowledgement, so the page comes again; a
+// *Partial acknowledges part of it first.
 func Collect(ctx context.Context, h host.Host, mbox peer.ID, after uint64, pageBytes uint32, handle func([]Stored) error) error {
 	st, done, err := stream(ctx, h, mbox, OwnerProtocol)
 	if err != nil {
@@ -100,6 +112,22 @@ func Collect(ctx context.Context, h host.Host, mbox peer.ID, after uint64, pageB
 			return fmt.Errorf("%w: %T in a subscription", ErrUnexpected, m)
 		}
 		if err := handle(page.Deposits); err != nil {
+			var part *Partial
+			if errors.As(err, &part) && len(part.Ack) > 0 {
+				if err := send(st, Ack{Seqs: part.Ack}); err != nil {
+					return err
+				}
+				// The mailbox deletes them once it reads the ack: wait
+				// for it to read (its answer is the stream's end or a
+				// page), not to cut the stream before.
+				st.CloseWrite()
+				st.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					if _, err := receive(r); err != nil {
+						break
+					}
+				}
+			}
 			return err
 		}
 		seqs := make([]uint64, len(page.Deposits))

@@ -194,7 +194,12 @@ func (n *Node) Block(p peer.ID, blocked bool) error {
 	if _, err := peerIdentity(p); err != nil {
 		return err
 	}
-	return n.editContact(p, true, func(c *db.Contact) error { c.Blocked = blocked; return nil })
+	var was bool
+	err := n.editContact(p, true, func(c *db.Contact) error { was, c.Blocked = c.Blocked, blocked; return nil })
+	if err == nil && blocked && !was {
+		n.revokeGrants()
+	}
+	return err
 }
 
 // SetVerified records that the user compared safety numbers with the

@@ -18,11 +18,12 @@ type recvOp struct {
 
 	// Results: the ack to write.
 	id e2e.MessageID
-	// control: it was control content, which is never receipted.
-	control bool
-	status  wire.Status
-	code    wire.Reason // wire.Rejected: why, for the sender
-	reason  string      // wire.Rejected: details, for our log
+	// fresh: it was stored now, not before (a copy), and is a message:
+	// what a mailbox brought is receipted then.
+	fresh  bool
+	status wire.Status
+	code   wire.Reason // wire.Rejected: why, for the sender
+	reason string      // wire.Rejected: details, for our log
 }
 
 func newRecvOp(env []byte) *recvOp { return &recvOp{done: newDone(), env: env} }
@@ -101,7 +102,7 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	if content.Control != 0 {
 		// Control content is never stored as a message; from a
 		// stranger it means nothing.
-		o.status, o.control = wire.Stored, true
+		o.status = wire.Stored
 		if stranger {
 			return nil
 		}
@@ -117,10 +118,11 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	}
 	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: content.Text, State: db.Received,
 		Sent: time.UnixMilli(content.Sent), Received: now}
-	if _, err := tx.InsertMessage(m); err != nil {
+	inserted, err := tx.InsertMessage(m)
+	if err != nil {
 		return err
 	}
-	o.status = wire.Stored
+	o.status, o.fresh = wire.Stored, inserted
 	if err := st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now); err != nil {
 		return err
 	}

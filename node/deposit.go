@@ -41,6 +41,8 @@ const (
 	// peerBundleLife: a peer's bundle, for its mailboxes, is looked up
 	// again after this long.
 	peerBundleLife = time.Hour
+	// peerBundleRetry: a failed lookup is not tried again before this.
+	peerBundleRetry = 10 * time.Second
 	// maxPeerBundles bounds the bundles kept in memory for that.
 	maxPeerBundles = 1024
 )
@@ -48,40 +50,64 @@ const (
 // errNoMailbox: the peer names no mailbox we may deposit at.
 var errNoMailbox = errors.New("node: the recipient names no mailbox that takes our deposits")
 
-// peerBundles caches the bundles of peers we deposit for.
+// peerBundles caches the bundles of peers we deposit for, and when each
+// mailbox last said it was full.
 type peerBundles struct {
 	sync.Mutex
-	m map[peer.ID]peerBundle
+	m    map[peer.ID]peerBundle
+	full map[peer.ID]time.Time
 }
 
 type peerBundle struct {
-	b  *e2e.Bundle
-	at time.Time
+	b   *e2e.Bundle // nil: the lookup failed with err
+	err error
+	at  time.Time
 }
 
-// bundleFor is p's bundle from the DHT, cached for peerBundleLife.
+// bundleFor is p's bundle from the DHT, cached for peerBundleLife (a
+// failed lookup for peerBundleRetry: a peer offline for days must not
+// cost a lookup at each of its retries).
 func (n *Node) bundleFor(ctx context.Context, p peer.ID) (*e2e.Bundle, error) {
 	c := &n.peerBundles
 	now := time.Now()
 	c.Lock()
-	if e, ok := c.m[p]; ok && now.Sub(e.at) < peerBundleLife && now.Before(e.b.Expires) {
+	if e, ok := c.m[p]; ok && e.b != nil && now.Sub(e.at) < peerBundleLife && now.Before(e.b.Expires) {
 		c.Unlock()
 		return e.b, nil
+	} else if ok && e.b == nil && now.Sub(e.at) < peerBundleRetry {
+		c.Unlock()
+		return nil, e.err
 	}
 	c.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, n.cfg.lookup())
 	defer cancel()
 	b, _, err := n.dht.Lookup(lctx, p, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no bundle from the DHT: %w", ErrPeerNotFound, err)
+		err = fmt.Errorf("%w: no bundle from the DHT: %w", ErrPeerNotFound, err)
 	}
 	c.Lock()
 	defer c.Unlock()
 	if c.m == nil || len(c.m) >= maxPeerBundles {
 		c.m = map[peer.ID]peerBundle{}
 	}
-	c.m[p] = peerBundle{b, now}
-	return b, nil
+	c.m[p] = peerBundle{b, err, now}
+	return b, err
+}
+
+// fullOnce reports whether mailbox m's "full" (or "refused") is news: at
+// most once an hour for each.
+func (n *Node) fullOnce(m peer.ID, now time.Time) bool {
+	c := &n.peerBundles
+	c.Lock()
+	defer c.Unlock()
+	if now.Sub(c.full[m]) < time.Hour {
+		return false
+	}
+	if c.full == nil || len(c.full) >= maxPeerBundles {
+		c.full = map[peer.ID]time.Time{}
+	}
+	c.full[m] = now
+	return true
 }
 
 // prekeysFromMailbox asks the first of the mailboxes b names that answers
@@ -286,9 +312,17 @@ func (n *Node) depositAt(ctx context.Context, h host.Host, b *e2e.Bundle, t targ
 			case mailbox.ResultStored, mailbox.ResultDuplicate:
 				stored[batch[i].MessageID] = true
 			case mailbox.ResultQuota:
-				n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "full",
-					Reason: "a contact's mailbox is full: what it could not take stays queued here"})
+				if n.fullOnce(t.entry.Peer, time.Now()) {
+					n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "full",
+						Reason: "a contact's mailbox is full: what it could not take stays queued here"})
+				}
 				return stored, errors.New("the mailbox is full")
+			case mailbox.ResultAuth:
+				if n.fullOnce(t.entry.Peer, time.Now()) {
+					n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "refused",
+						Reason: "a contact's mailbox refused our deposit: its owner took back our token (it stays queued here)"})
+				}
+				return stored, errors.New("the mailbox refused our token")
 			default:
 				// In order: what follows would land out of order.
 				return stored, fmt.Errorf("deposit refused (result %d)", r)

@@ -244,6 +244,11 @@ const (
 	// it is clamped to Config.RetryMax (and keeps the shift from
 	// overflowing).
 	maxBackoffShift = 20
+	// maxRekeys: a message whose first envelope the recipient could not
+	// take is encrypted again under a new session at most this often,
+	// then fails (outbox.go): a recipient that refuses every new session
+	// must not keep us encrypting for ever.
+	maxRekeys = 2
 )
 
 // Connecting (dial.go).

@@ -44,9 +44,9 @@ const (
 	mailboxRetryMax = 5 * time.Minute
 	// mailboxCallTimeout bounds one request to a mailbox.
 	mailboxCallTimeout = 20 * time.Second
-	// junkRun: deposits in a row that do not open or authenticate
-	// before "mailbox delivers junk" is raised.
-	junkRun = 1
+	// retrySoon: a subscription starts again this long after a deposit
+	// had to wait (the strangers' handshake budget refills meanwhile).
+	retrySoon = 10 * time.Second
 )
 
 // Errors of the owner's mailbox calls.
@@ -211,8 +211,8 @@ func mailboxStatus(ctx context.Context, n *Node, mbox peer.ID) (mailbox.StatusRe
 }
 
 // setPolicy gives the mailbox our policy: our TTL within its maximum,
-// strangers with proof of work, the token key, the blocked contacts'
-// token indexes.
+// strangers with proof of work, the token key (revokeGrants says why no
+// single index is ever revoked).
 func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, m db.OwnMailbox, st mailbox.StatusReply) error {
 	ttl := uint32(db.DefaultMailboxTTL / time.Second)
 	if st.TTLMax > 0 && st.TTLMax < ttl {
@@ -220,12 +220,6 @@ func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, m db.OwnMailbox, st 
 	}
 	p := mailbox.Policy{TTL: ttl, Strangers: true, PowBits: n.cfg.mailboxPowBits(), StrangersPerHour: mailboxStrangersPerHour}
 	copy(p.TokenKey[:], m.TokenKey)
-	if err := n.store.View(func(r *db.ReadTx) (err error) {
-		p.Revoked, err = r.BlockedTokenIndexes(mailbox.MaxRevoked)
-		return err
-	}); err != nil {
-		return err
-	}
 	if _, err := mailbox.Call(ctx, n.host, mbox, mailbox.SetPolicy{Policy: p}); err != nil {
 		return fmt.Errorf("node: set the policy at mailbox %s: %w", mbox, err)
 	}
@@ -413,6 +407,12 @@ func (n *Node) collect(ctx context.Context, p peer.ID, r *ownedMailbox) {
 			wait = mailboxRetryMin
 			continue
 		}
+		if errors.Is(err, errRetrySoon) {
+			if !sleepCtx(ctx, retrySoon) {
+				return
+			}
+			continue
+		}
 		n.setMailboxStatus(p, func(s *MailboxStatus) { s.Reachable, s.LastError = false, err.Error() })
 		n.log.Info("mailbox unreachable", "mailbox", p, "err", err, "retry in", wait)
 		n.raise(EventMailbox, payload{Peer: p.String(), State: "unreachable", Reason: err.Error()})
@@ -465,7 +465,7 @@ func (n *Node) collectRound(ctx context.Context, p peer.ID, r *ownedMailbox) err
 		}
 	}()
 	err = mailbox.Collect(round, n.host, p, 0, collectPage, func(page []mailbox.Stored) error {
-		return n.takePage(round, p, m.Inbox, page)
+		return n.takePage(p, m.Inbox, page)
 	})
 	if round.Err() != nil && ctx.Err() == nil {
 		return nil // the round ended: refresh
@@ -589,72 +589,145 @@ func (n *Node) issueCerts(mbox peer.ID, kind e2e.OneTimeKind, k int, now time.Ti
 	return certs, err
 }
 
+// errRetrySoon: a deposit of the page must wait (the strangers'
+// handshake budget is spent, the store failed); the rest was
+// acknowledged, and the subscription starts again in retrySoon.
+var errRetrySoon = errors.New("node: a deposit must wait")
+
 // takePage receives one page of deposits: each seal opened, its envelope
 // handed to its sender's conversation as if it had come on a stream,
 // all committed, receipts queued, before the page is acknowledged. What
 // does not open or authenticate is junk: acknowledged (the mailbox
-// deletes it) and reported.
-func (n *Node) takePage(ctx context.Context, mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbox.Stored) error {
+// deletes it) and reported. A deposit that must wait is not
+// acknowledged: it comes again with the next subscription.
+func (n *Node) takePage(mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbox.Stored) error {
 	type taken struct {
-		p peer.ID
-		o *recvOp
+		seq uint64
+		p   peer.ID
+		o   *recvOp
 	}
 	var ops []taken
+	var ack []uint64
 	junk := 0
 	for _, d := range page {
 		key, env, err := n.self.OpenSealed(inbox, d.Seal)
-		if err != nil {
-			junk++
-			continue
+		var p peer.ID
+		if err == nil {
+			p, err = peer.IDFromBytes(e2e.PeerIDBytes(key))
 		}
-		p, err := peer.IDFromBytes(e2e.PeerIDBytes(key))
+		var c *conv
+		if err == nil && p != n.id {
+			c, err = n.conv(p)
+		}
 		if err != nil || p == n.id {
 			junk++
-			continue
-		}
-		c, err := n.conv(p)
-		if err != nil {
-			junk++
+			ack = append(ack, d.Seq)
 			continue
 		}
 		o := newRecvOp(env)
 		c.submit(o)
-		ops = append(ops, taken{p, o})
+		ops = append(ops, taken{d.Seq, p, o})
 	}
 	receipts := map[peer.ID][]e2e.MessageID{}
-	var retry error
+	wait := false
 	for _, t := range ops {
 		t.o.wait()
 		switch t.o.status {
 		case wire.Stored:
-			if !t.o.control {
+			if t.o.fresh {
 				receipts[t.p] = append(receipts[t.p], t.o.id)
 			}
 		case wire.Rejected:
-			if t.o.code != wire.ReasonNotAccepted {
+			switch t.o.code {
+			case wire.ReasonMalformed, wire.ReasonForeign:
+				// Not an envelope, or not the claimed sender's.
 				junk++
-				n.log.Debug("mailbox deposit refused", "mailbox", mbox, "reason", t.o.reason)
+			default:
+				// A refusal the sender would have been told on a stream
+				// (a stranger's second message, a key change, keys
+				// gone): its outbox keeps the message, and a direct
+				// attempt tells it.
+				n.log.Debug("a deposit refused", "mailbox", mbox, "peer", t.p, "reason", t.o.reason)
 			}
 		default:
-			// Not stored (a full store, the strangers' budget): the page
-			// comes again, and what was stored is recognised then.
-			retry = fmt.Errorf("node: a deposit from mailbox %s must wait", mbox)
+			wait = true
+			continue
 		}
+		ack = append(ack, t.seq)
 	}
 	for p, ids := range receipts {
-		if err := n.queueReceipts(p, ids); err != nil && !errors.Is(err, errNoSession) {
-			return err
+		if err := n.queueReceipts(p, ids); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrBlocked) {
+			// Stored, but not receipted: the sender's own resend, once
+			// both are online, ends its row.
+			n.log.Warn("queue delivery receipts", "peer", p, "err", err)
 		}
 	}
 	if n.cfg.afterPage != nil {
 		n.cfg.afterPage()
 	}
-	n.setMailboxStatus(mbox, func(s *MailboxStatus) { s.Collected += len(ops) - junk; s.Junk += junk })
-	if junk >= junkRun {
-		n.log.Warn("mailbox delivers junk: deposits that do not open or authenticate", "mailbox", mbox, "count", junk)
+	// Acknowledged and not junk: taken (what waits is counted when it
+	// is).
+	n.setMailboxStatus(mbox, func(s *MailboxStatus) { s.Collected += len(ack) - junk; s.Junk += junk })
+	if junk > 0 {
+		n.log.Warn("deposits that do not open or authenticate: from the mailbox, or from a sender", "mailbox", mbox, "count", junk)
 		n.raise(EventMailbox, payload{Peer: mbox.String(), State: "junk", Reason: fmt.Sprintf("%d deposits did not open or authenticate", junk)})
 	}
-	return retry
+	if wait {
+		return &mailbox.Partial{Ack: ack, Err: errRetrySoon}
+	}
+	return nil
+}
+
+// revokeGrants takes back the tokens of a contact just blocked or
+// removed: each mailbox gets a new token key (every token granted so far
+// stops working), and the contacts still accepted get new grants. A
+// contact's token index cannot be revoked alone: it is the contact's
+// row number, which SQLite may give again to the next contact added.
+func (n *Node) revokeGrants() {
+	var have []db.OwnMailbox
+	now := time.Now()
+	err := n.store.Update(func(tx *db.Tx) (err error) {
+		if have, err = tx.Read().Mailboxes(); err != nil {
+			return err
+		}
+		for i := range have {
+			have[i].TokenKey = make([]byte, mailbox.KeySize)
+			rand.Read(have[i].TokenKey)
+			have[i].Updated = now
+			if err := tx.PutMailbox(have[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("new mailbox token keys", "err", err)
+		return
+	}
+	if len(have) == 0 {
+		return
+	}
+	n.spawnIf(true, func() {
+		// The mailboxes first, so that the new grants work when they
+		// arrive; one that is down gets its key at the collector's next
+		// round.
+		for _, m := range have {
+			p, err := peer.Decode(m.Peer)
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, mailboxCallTimeout)
+			st, err := mailboxStatus(ctx, n, p)
+			if err == nil {
+				err = n.setPolicy(ctx, p, m, st)
+			}
+			cancel()
+			if err != nil {
+				n.log.Info("the mailbox gets its new token key at the next round", "mailbox", p, "err", err)
+			}
+		}
+		n.grantAll()
+	})
 }
 
 // grantAll grants every accepted contact a token for each of our
@@ -698,5 +771,17 @@ func (n *Node) grant(p peer.ID) {
 			n.log.Debug("no mailbox grant queued", "peer", p, "err", err)
 			return
 		}
+	}
+}
+
+// sleepCtx waits d, and reports false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -84,7 +84,11 @@ type flight struct {
 	// probe: it was held, and is offered again; if it is stored, the
 	// peer accepted us, and what waits behind it goes.
 	probe bool
-	size  int // bytes on the wire
+	// viaMailbox: it starts a session (a prekey message) and a mailbox
+	// stored it: a refusal for want of the prekeys it names may be the
+	// mailbox's fault (Rekey).
+	viaMailbox bool
+	size       int // bytes on the wire
 }
 
 type written struct {
@@ -277,7 +281,8 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		if _, err := d.bw.Write(wire.AppendFrame(nil, e.Envelope)); err != nil {
 			return false, err
 		}
-		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held, size: len(e.Envelope)}
+		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held, viaMailbox: !e.Mailboxed.IsZero() && e2e.IsPrekeyMessage(e.Envelope),
+			size: len(e.Envelope)}
 		d.inflightBytes += len(e.Envelope)
 		d.unsent = append(d.unsent, written{e.MessageID, now})
 	}
@@ -436,9 +441,9 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	}
 	d.unsent = keep
 	var retry []wire.Ack
-	events, renew, release, hold := false, false, false, false
+	events, renew, release, hold, rekeyed := false, false, false, false, false
 	err := d.n.store.Update(func(tx *db.Tx) error {
-		events, renew, release, hold = false, false, false, false
+		events, renew, release, hold, rekeyed = false, false, false, false, false
 		for _, id := range stale {
 			ok, err := tx.SetMessageState(d.key, id, db.Sent, "")
 			if errors.Is(err, db.ErrNotFound) {
@@ -474,6 +479,23 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 					release = release || d.inflight[a.ID].gen != d.n.releaseGen(d.peer)
 					hold = true
 					break
+				}
+				if a.Reason.RenewsSession() && d.inflight[a.ID].viaMailbox {
+					// It started a session (a prekey message) and went
+					// through a mailbox, which may have handed the
+					// one-time prekey it names to another sender too:
+					// the recipient never had the session, nothing under
+					// it was read, so it is encrypted again, same id,
+					// under a new session from the recipient's own
+					// bundle, instead of failing. (Refused on the direct
+					// path only, it fails: the recipient forgot or
+					// removed us, and our user decides.)
+					if ok, err = tx.Rekey(d.key, a.ID, reason, maxRekeys, now); err != nil {
+						return err
+					} else if ok {
+						state, renew, rekeyed = db.Queued, true, true
+						break
+					}
 				}
 				ok, err = tx.GiveUp(d.key, a.ID, reason)
 				state = db.Failed
@@ -527,7 +549,9 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 		d.inflightBytes -= d.inflight[a.ID].size
 		delete(d.inflight, a.ID)
 	}
-	d.released = d.released || release
+	// Released or encrypted again: the outbox is read again from its
+	// start.
+	d.released = d.released || release || rekeyed
 	if events {
 		d.n.notifyEvents()
 	}

@@ -185,6 +185,7 @@ func (n *Node) RemoveContact(p peer.ID) error {
 	}
 	if o.err == nil {
 		n.forgetPeer(p)
+		n.revokeGrants()
 	}
 	return o.err
 }

@@ -16,7 +16,8 @@ CREATE TABLE outbox_v7 (
 	created      INTEGER NOT NULL,
 	held         INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1)),
 	control      INTEGER NOT NULL DEFAULT 0 CHECK (control IN (0, 1)),
-	mailboxed    INTEGER
+	mailboxed    INTEGER,
+	rekeyed      INTEGER NOT NULL DEFAULT 0 -- times encrypted again under a new session (Tx.Rekey)
 ) STRICT;
 INSERT INTO outbox_v7 (rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held)
 	SELECT rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held FROM outbox ORDER BY rowid;
