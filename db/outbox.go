@@ -296,3 +296,14 @@ func (r *ReadTx) OutboxCount() (int, error) {
 	err := r.q.QueryRow("SELECT count(*) FROM outbox").Scan(&n)
 	return n, r.s.classify("outbox", err)
 }
+
+// ExpireControl drops control messages queued before before: receipts and
+// grants for a peer that has not been reachable since are stale (its
+// own outbox resends what they answered).
+func (t *Tx) ExpireControl(before time.Time) (int64, error) {
+	res, err := t.exec("DELETE FROM outbox WHERE control = 1 AND created < ?", millis(before))
+	if err != nil {
+		return 0, t.s.classify("expire control", err)
+	}
+	return res.RowsAffected()
+}

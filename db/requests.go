@@ -73,8 +73,8 @@ func (r *ReadTx) OldestRequests(limit int) ([]string, error) {
 // message had been marked sent meanwhile); false also when the envelope
 // was no longer waiting.
 func (t *Tx) Hold(peer string, id [16]byte, reason string, next time.Time) (bool, error) {
-	var held bool
-	err := t.queryRow("SELECT held FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer).Scan(&held)
+	var held, control bool
+	err := t.queryRow("SELECT held, control FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer).Scan(&held, &control)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	} else if err != nil {
@@ -90,32 +90,38 @@ func (t *Tx) Hold(peer string, id [16]byte, reason string, next time.Time) (bool
 		return false, t.s.classify("hold", err)
 	}
 	n, _ := res.RowsAffected()
-	return !held || n > 0, nil
+	// A control message has no message for a client to see.
+	return !control && (!held || n > 0), nil
 }
 
 // HoldAll holds every envelope waiting for peer that is not held yet
-// (they would be refused as the held one was), and returns their ids.
+// (they would be refused as the held one was), and returns the ids of
+// their messages (control messages have none).
 func (t *Tx) HoldAll(peer, reason string, next time.Time) ([][16]byte, error) {
-	rows, err := t.tx.Query("SELECT message_id FROM outbox WHERE peer_id = ? AND held = 0", peer)
+	rows, err := t.tx.Query("SELECT message_id, control FROM outbox WHERE peer_id = ? AND held = 0", peer)
 	if err != nil {
 		return nil, t.s.classify("hold", err)
 	}
-	var ids [][16]byte
+	var all, ids [][16]byte
 	for rows.Next() {
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		var control bool
+		if err := rows.Scan(&b, &control); err != nil {
 			rows.Close()
 			return nil, t.s.classify("hold", err)
 		}
 		var id [16]byte
 		copy(id[:], b)
-		ids = append(ids, id)
+		all = append(all, id)
+		if !control {
+			ids = append(ids, id)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, t.s.classify("hold", err)
 	}
-	for _, id := range ids {
+	for _, id := range all {
 		if _, err := t.Hold(peer, id, reason, next); err != nil {
 			return nil, err
 		}
@@ -132,25 +138,30 @@ func (r *ReadTx) HasHeld(peer string) (bool, error) {
 }
 
 // Release makes what is held for peer due at now, and returns the ids
-// of the messages released.
+// of the messages released (control messages have none).
 func (t *Tx) Release(peer string, now time.Time) ([][16]byte, error) {
-	rows, err := t.tx.Query("SELECT message_id FROM outbox WHERE peer_id = ? AND held = 1", peer)
+	rows, err := t.tx.Query("SELECT message_id, control FROM outbox WHERE peer_id = ? AND held = 1", peer)
 	if err != nil {
 		return nil, t.s.classify("release", err)
 	}
 	var ids [][16]byte
+	some := false
 	for rows.Next() {
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		var control bool
+		if err := rows.Scan(&b, &control); err != nil {
 			rows.Close()
 			return nil, t.s.classify("release", err)
 		}
-		var id [16]byte
-		copy(id[:], b)
-		ids = append(ids, id)
+		some = true
+		if !control { // a control message has no message to show
+			var id [16]byte
+			copy(id[:], b)
+			ids = append(ids, id)
+		}
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil || len(ids) == 0 {
+	if err := rows.Err(); err != nil || !some {
 		return nil, t.s.classify("release", err)
 	}
 	if _, err := t.exec(`UPDATE messages SET error = '' WHERE state = 'queued' AND id IN

@@ -33,6 +33,9 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 		if _, err := maintainPrekeys(tx, now, n.cfg.rotate()); err != nil {
 			return err
 		}
+		if _, err := tx.ExpireControl(now.Add(-controlLife)); err != nil {
+			return err
+		}
 		b, err = signBundle(tx, n.self, now, false, n.cfg.mailboxPowBits())
 		return err
 	})
