@@ -290,6 +290,11 @@ func (c *conv) process(batch []op) {
 	if st.kick {
 		c.n.kick(c.peer)
 		c.n.retryScheduled()
+		if c.n.notConnected(c.peer) {
+			// Likely away: its mailboxes get it now, while the worker
+			// tries to reach it (deposit.go).
+			c.n.depositSoon(c.peer)
+		}
 	}
 	if st.skewSeen && st.contact != nil && st.contact.State == db.ContactAccepted {
 		c.n.observeClock(c.peer, st.skew, now)

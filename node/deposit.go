@@ -156,6 +156,69 @@ func (n *Node) prekeysFromMailbox(ctx context.Context, b *e2e.Bundle) *e2e.Bundl
 	return nil
 }
 
+// depositors: at most one goroutine per peer deposits (depositSoon).
+type depositors struct {
+	sync.Mutex
+	m map[peer.ID]chan struct{}
+}
+
+// depositSoon makes sure what waits for p, and is in no mailbox yet, is
+// deposited at p's mailboxes, beside the outbox worker's direct attempts
+// (which may wait for a dial to time out): when p could not be reached,
+// and when a message is queued for p while no connection to it is open.
+// It never blocks.
+func (n *Node) depositSoon(p peer.ID) {
+	ds := &n.depositors
+	ds.Lock()
+	defer ds.Unlock()
+	if ch, ok := ds.m[p]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+		return
+	}
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	if !n.spawnIf(true, func() { n.runDepositor(p, ch) }) {
+		return
+	}
+	if ds.m == nil {
+		ds.m = map[peer.ID]chan struct{}{}
+	}
+	ds.m[p] = ch
+}
+
+// runDepositor deposits for p while it is asked to; it leaves under the
+// lock when nothing more is asked.
+func (n *Node) runDepositor(p peer.ID, ch chan struct{}) {
+	ds := &n.depositors
+	for {
+		ds.Lock()
+		select {
+		case <-ch:
+		default:
+			delete(ds.m, p)
+			ds.Unlock()
+			return
+		}
+		ds.Unlock()
+		err := n.depositWaiting(n.ctx, p)
+		switch {
+		case err == nil, errors.Is(err, errNoMailbox), errors.Is(err, ErrPeerNotFound), n.ctx.Err() != nil:
+		default:
+			n.log.Info("deposit at a mailbox failed", "peer", p, "err", err)
+		}
+	}
+}
+
+// notConnected reports whether no connection to p is open, relayed or
+// not.
+func (n *Node) notConnected(p peer.ID) bool {
+	c := n.host.Network().Connectedness(p)
+	return c != network.Connected && c != network.Limited
+}
+
 // target is one mailbox a deposit goes to, with its authorisation.
 type target struct {
 	entry mailbox.Entry

@@ -106,8 +106,10 @@ type Node struct {
 
 	// owned: the mailboxes we collect from (mailboxes.go).
 	owned owned
-	// peerBundles: the bundles of peers we deposit for (deposit.go).
+	// peerBundles: the bundles of peers we deposit for; depositors: the
+	// goroutines that deposit (deposit.go).
 	peerBundles peerBundles
+	depositors  depositors
 
 	// issuing: who got one-time prekeys when, and the budget of all
 	// (bundle.go).

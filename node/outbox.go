@@ -145,7 +145,7 @@ func (d *delivery) work(w *worker) {
 			wrote, err := d.sendPending(ctx)
 			if err != nil {
 				if errors.As(err, new(unreachable)) {
-					d.deposit(ctx)
+					d.n.depositSoon(d.peer)
 				}
 				d.retryLater(err)
 				return
@@ -296,16 +296,6 @@ type unreachable struct{ error }
 
 func (u unreachable) Unwrap() error { return u.error }
 
-// deposit leaves what waits for the unreachable peer in its mailboxes
-// (deposit.go); direct attempts go on with the same bytes.
-func (d *delivery) deposit(ctx context.Context) {
-	err := d.n.depositWaiting(ctx, d.peer)
-	switch {
-	case err == nil, errors.Is(err, errNoMailbox), ctx.Err() != nil:
-	default:
-		d.n.log.Info("deposit at a mailbox failed", "peer", d.key, "err", err)
-	}
-}
 
 // errNoSessionYet: no bundle of the peer could be found for what waits.
 var errNoSessionYet = errors.New("no session yet")
