@@ -45,6 +45,10 @@ const (
 	peerBundleRetry = 10 * time.Second
 	// maxPeerBundles bounds the bundles kept in memory for that.
 	maxPeerBundles = 1024
+	// depositHostIdle, maxDepositHosts: the throwaway hosts deposits go
+	// out from (depositHosts).
+	depositHostIdle = 2 * time.Minute
+	maxDepositHosts = 16
 )
 
 // errNoMailbox: the peer names no mailbox we may deposit at.
@@ -284,11 +288,10 @@ func (n *Node) depositWaiting(ctx context.Context, p peer.ID) error {
 		}
 		entries = entries[:1]
 	}
-	h, err := n.throwawayHost()
+	h, err := n.depositHostFor(p)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	stored := map[e2e.MessageID]bool{}
 	var errs []error
 	for _, t := range targets {
@@ -425,6 +428,93 @@ func (n *Node) markMailboxed(p peer.ID, entries []db.OutboxEntry, stored map[e2e
 		n.notifyEvents()
 	}
 	return err
+}
+
+// depositHosts keeps, for each peer we deposit for, the throwaway host
+// its deposits go out from, until it has been idle depositHostIdle: a
+// mailbox limits the connections it accepts from one address (go-libp2p's
+// default: a burst of 16, then one every 5 s), and a host per round
+// would hit that within seconds of steady messaging. A mailbox can link
+// the deposits of one host; it can already link a contact's by its token
+// index, and a peer's deposits go to its own inbox.
+type depositHosts struct {
+	sync.Mutex
+	m      map[peer.ID]*depositHost
+	closed bool
+}
+
+type depositHost struct {
+	h    host.Host
+	last time.Time
+	idle *time.Timer
+}
+
+// depositHostFor is the throwaway host for deposits to p's mailboxes.
+func (n *Node) depositHostFor(p peer.ID) (host.Host, error) {
+	dh := &n.depositHosts
+	dh.Lock()
+	defer dh.Unlock()
+	if dh.closed {
+		return nil, ErrClosed
+	}
+	now := time.Now()
+	if e := dh.m[p]; e != nil {
+		e.last = now
+		e.idle.Reset(depositHostIdle)
+		return e.h, nil
+	}
+	if len(dh.m) >= maxDepositHosts {
+		// The longest idle goes (a deposit under way on it fails, and
+		// is tried again).
+		var oldest peer.ID
+		for q, e := range dh.m {
+			if oldest == "" || e.last.Before(dh.m[oldest].last) {
+				oldest = q
+			}
+		}
+		e := dh.m[oldest]
+		delete(dh.m, oldest)
+		e.idle.Stop()
+		go e.h.Close()
+	}
+	h, err := n.throwawayHost()
+	if err != nil {
+		return nil, err
+	}
+	e := &depositHost{h: h, last: now}
+	e.idle = time.AfterFunc(depositHostIdle, func() {
+		dh.Lock()
+		mine := dh.m[p] == e
+		if mine {
+			delete(dh.m, p)
+		}
+		dh.Unlock()
+		if mine {
+			e.h.Close()
+		}
+	})
+	if dh.m == nil {
+		dh.m = map[peer.ID]*depositHost{}
+	}
+	dh.m[p] = e
+	return h, nil
+}
+
+// closeDepositHosts closes them all (Close, once the depositors are
+// gone).
+func (n *Node) closeDepositHosts() error {
+	dh := &n.depositHosts
+	dh.Lock()
+	dh.closed = true
+	all := dh.m
+	dh.m = nil
+	dh.Unlock()
+	var errs []error
+	for _, e := range all {
+		e.idle.Stop()
+		errs = append(errs, e.h.Close()) // a host closes once, whoever asks first
+	}
+	return errors.Join(errs...)
 }
 
 // throwawayHost is a libp2p host with a fresh identity that listens

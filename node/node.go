@@ -108,8 +108,9 @@ type Node struct {
 	owned owned
 	// peerBundles: the bundles of peers we deposit for; depositors: the
 	// goroutines that deposit (deposit.go).
-	peerBundles peerBundles
-	depositors  depositors
+	peerBundles  peerBundles
+	depositors   depositors
+	depositHosts depositHosts
 
 	// issuing: who got one-time prekeys when, and the budget of all
 	// (bundle.go).
@@ -395,6 +396,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.host.Close())
 		}
 		lc.wg.Wait()
+		errs = append(errs, n.closeDepositHosts())
 		if n.records != nil {
 			errs = append(errs, n.records.Close())
 		}

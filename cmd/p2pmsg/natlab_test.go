@@ -29,7 +29,8 @@ import (
 //
 // Network namespaces that this test creates and removes: an "internet"
 // bridge (7.0.0.0/24, public-looking addresses that exist only inside
-// these namespaces, with no route out) holds the relay (7.0.0.100) and
+// these namespaces, with no route out) holds the relay (7.0.0.100), a
+// mailbox (7.0.0.101, TestNATLabMailbox's) and
 // the WAN side of two routers (7.0.0.1, 7.0.0.2); each router masquerades
 // a LAN (10.0.1.0/24, 10.0.2.0/24) with one laptop (.2) on it, forwards
 // LAN→WAN and established traffic back, and drops everything else
@@ -142,7 +143,7 @@ func newLab(t *testing.T, symmetricB bool) *lab {
 	removeStaleLabs()
 	l := &lab{t: t, prefix: fmt.Sprintf("%s%dx%d-", labPrefix, os.Getpid(), labSeq.Add(1))}
 	t.Cleanup(l.teardown)
-	for _, n := range []string{"inet", "relay", "ra", "rb", "ha", "hb"} {
+	for _, n := range []string{"inet", "relay", "mbox", "ra", "rb", "ha", "hb"} {
 		l.sh("", "ip", "netns", "add", l.ns(n))
 		l.nss = append(l.nss, l.ns(n))
 		l.sh(n, "ip", "link", "set", "lo", "up")
@@ -150,7 +151,7 @@ func newLab(t *testing.T, symmetricB bool) *lab {
 	l.sh("inet", "ip", "link", "add", "br0", "type", "bridge")
 	l.sh("inet", "ip", "link", "set", "br0", "up")
 	// veth pairs onto the bridge: the relay, and the routers' WAN sides.
-	for _, w := range []struct{ ns, addr string }{{"relay", "7.0.0.100/24"}, {"ra", "7.0.0.1/24"}, {"rb", "7.0.0.2/24"}} {
+	for _, w := range []struct{ ns, addr string }{{"relay", "7.0.0.100/24"}, {"mbox", "7.0.0.101/24"}, {"ra", "7.0.0.1/24"}, {"rb", "7.0.0.2/24"}} {
 		l.sh("inet", "ip", "link", "add", "to"+w.ns, "type", "veth", "peer", "name", "wan", "netns", l.ns(w.ns))
 		l.sh("inet", "ip", "link", "set", "to"+w.ns, "master", "br0", "up")
 		l.sh(w.ns, "ip", "addr", "add", w.addr, "dev", "wan")
@@ -860,4 +861,94 @@ insert rule inet filter forward ip daddr 7.0.0.2 drop
 			receivedOnce(t, p.a, p.b, append([]string{"direct, back", "direct, with the relay back, back"}, toA...)...)
 		})
 	}
+}
+
+// mailboxMedian: through a mailbox, while both laptops are online but
+// cannot reach each other, a message takes at most this long from send to
+// stored at the recipient, median (issue 13, acceptance 5).
+const mailboxMedian = 2 * time.Second
+
+// TestNATLabMailbox: B behind a symmetric NAT (hole punching fails), the
+// relay stopped after A and B became contacts through it, M a public
+// mailbox both name (`p2pmsg mailboxes add`): messages flow through M
+// both ways while both are online, each once, within mailboxMedian from
+// send to stored (median of 10 each way).
+func TestNATLabMailbox(t *testing.T) {
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			p := readmePair(t, transport, true, sendAtOnce)
+			m := p.l.start("M", "mbox", t.TempDir()+"/m", "--mailbox", "--listen", relayListen(transport))
+			m.waitAPI()
+			mAddr := m.addrOn("7.0.0.101")
+			mc := m.client()
+			for _, x := range []*labDaemon{p.a, p.b} {
+				if _, err := mc.MailboxAllow(context.Background(), api.MailboxAllowParams{Peer: x.id.PeerID}); err != nil {
+					t.Fatal(err)
+				}
+				c := x.client()
+				_, err := c.MailboxesAdd(context.Background(), mAddr)
+				c.Close()
+				if err != nil {
+					t.Fatalf("%s: mailboxes add: %v", x.name, err)
+				}
+			}
+			mc.Close()
+			// Contacts through the relay: each grants the other a token.
+			sendWait(t, p.a, p.b, "hello, symmetric B")
+			sendWait(t, p.b, p.a, "hello, A")
+			waitFor(t, 20*time.Second, "both outboxes empty (grants delivered)", func() bool {
+				return status(p.a).Outbox == 0 && status(p.b).Outbox == 0
+			})
+			p.relay.stop()
+			waitFor(t, 20*time.Second, "the laptops apart", func() bool {
+				return pathTo(p.a, p.b) == "offline" && pathTo(p.b, p.a) == "offline"
+			})
+			for _, dir := range [][2]*labDaemon{{p.a, p.b}, {p.b, p.a}} {
+				from, to := dir[0], dir[1]
+				var times []time.Duration
+				var sent []string
+				for i := range 10 {
+					text := fmt.Sprintf("through the mailbox %d, from %s", i, from.name)
+					t0 := time.Now()
+					sendNoWait(t, from, to, text)
+					waitFor(t, 30*time.Second, "the message at "+to.name, func() bool { return hasText(to, from, text) })
+					times = append(times, time.Since(t0))
+					sent = append(sent, text)
+				}
+				slices.Sort(times)
+				median := (times[4] + times[5]) / 2
+				t.Logf("%s: %s to %s through the mailbox: median %v, worst %v", transport, from.name, to.name, ms(median), ms(times[9]))
+				if median > mailboxMedian {
+					t.Errorf("%s to %s: median %v, want at most %v", from.name, to.name, ms(median), mailboxMedian)
+				}
+				first := "hello, symmetric B"
+				if from == p.b {
+					first = "hello, A"
+				}
+				receivedOnce(t, to, from, append([]string{first}, sent...)...)
+			}
+			if path := pathTo(p.a, p.b); path != "offline" {
+				t.Fatalf("A reached B %s: the messages may not have gone through the mailbox", path)
+			}
+		})
+	}
+}
+
+// hasText reports whether d received text from peer.
+func hasText(d, from *labDaemon, text string) bool {
+	c, err := api.Dial(d.dir)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	h, err := c.History(context.Background(), api.HistoryParams{Peer: from.id.PeerID, Limit: 50})
+	if err != nil {
+		return false
+	}
+	for _, m := range h {
+		if m.Direction == "in" && m.Text == text {
+			return true
+		}
+	}
+	return false
 }
