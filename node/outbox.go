@@ -296,7 +296,6 @@ type unreachable struct{ error }
 
 func (u unreachable) Unwrap() error { return u.error }
 
-
 // errNoSessionYet: no bundle of the peer could be found for what waits.
 var errNoSessionYet = errors.New("no session yet")
 
