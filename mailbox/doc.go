@@ -7,8 +7,7 @@
 // the contacts' tokens and strangers' proof of work that authorise a
 // deposit (auth.go), the server that serves both protocols from a
 // db.Mailbox store (server.go) and the calls of owners and depositors
-// (client.go). Package node runs the server (Config.Mailbox), and is to
-// build on the rest (naming its mailboxes in its bundle, depositing for
-// peers it cannot reach, collecting what waits for it); docs/mailbox.md
-// says what is built so far.
+// (client.go). Package node runs the server (Config.Mailbox), and builds
+// on the rest: naming its mailboxes in its bundle, depositing for peers
+// it cannot reach, collecting what waits for it.
 package mailbox

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -357,7 +358,22 @@ func TestMailboxOneTimeKeyTwice(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	senders := []*Node{startConfig(t, l.cfgA), startConfig(t, testConfig(t.TempDir(), l.m.AddrInfo()))}
+	// What the senders write on the wire: the one whose message B takes
+	// second (from the mailbox or directly, whichever comes first) sees it
+	// refused, and writes it again under a new session.
+	var mu sync.Mutex
+	written := map[e2e.MessageID]map[string]bool{}
+	tap := func(id e2e.MessageID, env []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if written[id] == nil {
+			written[id] = map[string]bool{}
+		}
+		written[id][string(env)] = true
+	}
+	cfg := testConfig(t.TempDir(), l.m.AddrInfo())
+	l.cfgA.tap, cfg.tap = tap, tap
+	senders := []*Node{startConfig(t, l.cfgA), startConfig(t, cfg)}
 	for i, c := range senders {
 		if _, err := l.m.mbox.store.PutOTKs(b.ID().String(), pair, 100); err != nil {
 			t.Fatal(err)
@@ -382,6 +398,16 @@ func TestMailboxOneTimeKeyTwice(t *testing.T) {
 		})
 		checkConversation(t, history(t, b, c.ID()), db.Incoming, []string{"from sender " + strconv.Itoa(i)})
 		waitFor(t, 10*time.Second, "the outbox empty", func() (bool, string) { return outboxLen(t, c, b.ID()) == 0, "" })
+	}
+	again := 0
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range senders {
+		// Written at least once: B was back, and took it from either.
+		again += max(0, len(written[history(t, c, b.ID())[0].ID])-1)
+	}
+	if again != 1 {
+		t.Fatalf("%d messages written again under a new session, want 1: the one B refused", again)
 	}
 }
 

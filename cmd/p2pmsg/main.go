@@ -56,7 +56,8 @@ Commands:
                                  with client
       --reachability auto|public|private   override AutoNAT (auto: private at once when no address is public)
   send PEER TEXT [--wait] [--timeout D]
-                               send TEXT to PEER (peer ID or contact name)
+                               send TEXT to PEER (peer ID or contact name); --wait: until
+                               delivered, or mailboxed (kept at one of PEER's mailboxes)
   history PEER [--limit N] [--before ID | --after ID | --oldest]
                                a page of the conversation (default: the latest 50), oldest first
   message ID                   one message

@@ -71,7 +71,7 @@ func cmdID(e *env, args []string) error {
 
 func cmdSend(e *env, args []string) error {
 	fs := e.flags("send")
-	wait := fs.Bool("wait", false, "return when delivered")
+	wait := fs.Bool("wait", false, "return when delivered, or kept for the recipient at one of its mailboxes (mailboxed)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
 	pos, err := e.parse(fs, args, 2, "p2pmsg send PEER TEXT [--wait] [--timeout 30s]")
 	if err != nil {
