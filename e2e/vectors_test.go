@@ -278,6 +278,33 @@ func TestVectorsSeal(t *testing.T) {
 	})
 }
 
+// TestVectorsSealOnce pins SealOnce's derivation of the seal's
+// randomness from the sender's secret and the envelope.
+func TestVectorsSealOnce(t *testing.T) {
+	in := []vector{{"name": "short", "envelope": hx([]byte("an envelope"))}}
+	for _, v := range in {
+		v["bob_ed25519_seed"] = hx(sb("kat/bob/ik"))
+		v["bob_x25519"] = hx(sb("kat/bob/ikdh"))
+		v["alice_ed25519_seed"] = hx(sb("kat/alice/ik"))
+		v["alice_x25519"] = hx(sb("kat/alice/ikdh"))
+		v["inbox"] = hx(sb("kat/inbox")[:InboxIDSize])
+	}
+	kat(t, "seal_once.json", in, func(t *testing.T, v vector) vector {
+		bob := NewIdentityFromSeeds(*key32(t, v["bob_ed25519_seed"]), *key32(t, v["bob_x25519"]))
+		alice := NewIdentityFromSeeds(*key32(t, v["alice_ed25519_seed"]), *key32(t, v["alice_x25519"]))
+		inbox := [InboxIDSize]byte(unhex(t, v["inbox"]))
+		sealed, err := alice.SealOnce(bob.Public().DH, inbox, unhex(t, v["envelope"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		from, env, err := bob.OpenSealed(inbox, sealed)
+		if err != nil || from != alice.Public().Key || !bytes.Equal(env, unhex(t, v["envelope"])) {
+			t.Fatalf("the vector does not open to its input: %v", err)
+		}
+		return vector{"sealed": hx(sealed)}
+	})
+}
+
 // TestVectorsOneTimeCert pins the one-time prekey certificates of both
 // kinds.
 func TestVectorsOneTimeCert(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/e2e"
+	"github.com/p2pmsg/p2pmsg/mailbox"
 )
 
 // The fault variants of offline delivery (docs/mailbox.md, "Failures"):
@@ -493,5 +494,53 @@ func TestMailboxBlockRevokesToken(t *testing.T) {
 	}
 	if k := l.stored(t, b.ID()); k != 1 {
 		t.Fatalf("the mailbox keeps %d, want C's 1", k)
+	}
+}
+
+// Deposits without the work a stranger owes, or with a token B never
+// made, are refused, each with its answer, and nothing is stored.
+func TestMailboxRefusesUnauthorised(t *testing.T) {
+	checkNoLeaks(t)
+	l := newMailboxLab(t)
+	l.cfgB.powBits = 8
+	a, b := offlineStart(t, l, 0)
+	owner, err := l.m.mbox.store.Owner(b.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal, err := e2e.Seal(b.Identity().DH, owner.Inbox, a.Identity().Key, []byte("an envelope"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grants(t, a, b.ID())[0]
+	lazy := mailbox.Deposit{Inbox: owner.Inbox, Auth: mailbox.AuthWork, Hour: mailbox.Hour(time.Now()), TTL: 3600, Seal: seal}
+	for mailbox.WorkValid(owner.Inbox, seal, lazy.Hour, lazy.Nonce, 8, time.Now()) {
+		lazy.Nonce++
+	}
+	forged := mailbox.Deposit{Inbox: owner.Inbox, Auth: mailbox.AuthToken, Index: g.Index, Token: g.Token, TTL: 3600, Seal: seal}
+	forged.Token[0] ^= 1
+	unknown := forged
+	unknown.Index, unknown.Token = g.Index+1000, g.Token
+	h, err := a.throwawayHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, l.m.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := mailbox.Deposits(ctx, h, l.m.ID(), []mailbox.Deposit{lazy, forged, unknown})
+	if err != nil || len(res) != 3 {
+		t.Fatalf("results %v, %v", res, err)
+	}
+	for i, r := range res {
+		if r != mailbox.ResultAuth {
+			t.Errorf("deposit %d answered %d, want %d (auth)", i, r, mailbox.ResultAuth)
+		}
+	}
+	if k := l.stored(t, b.ID()); k != 0 {
+		t.Fatalf("the mailbox keeps %d refused deposits", k)
 	}
 }

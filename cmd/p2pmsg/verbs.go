@@ -185,7 +185,7 @@ func cmdReceive(e *env, args []string) error {
 	follow := fs.Bool("follow", false, "keep following new events")
 	since := fs.Int64("since", 0, "start after this event id")
 	var kinds kindsFlag
-	fs.Var(&kinds, "kind", "only events of this kind (repeatable): message, state, contact-request, key-change, connectivity")
+	fs.Var(&kinds, "kind", "only events of this kind (repeatable): message, state, contact-request, key-change, connectivity, request-dropped, mailbox")
 	if _, err := e.parse(fs, args, 0, "p2pmsg receive [--follow] [--since ID] [--kind KIND]... [--json]"); err != nil {
 		return err
 	}

@@ -132,7 +132,8 @@ func jsonKind(t reflect.Type) string {
 	return "a number"
 }
 
-var allKinds = []node.EventKind{node.EventMessage, node.EventState, node.EventContactRequest, node.EventKeyChange, node.EventConnectivity, node.EventRequestDropped}
+var allKinds = []node.EventKind{node.EventMessage, node.EventState, node.EventContactRequest, node.EventKeyChange, node.EventConnectivity, node.EventRequestDropped,
+	node.EventMailbox}
 
 func knownKind(k string) bool { return slices.Contains(allKinds, node.EventKind(k)) }
 
