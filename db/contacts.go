@@ -160,11 +160,13 @@ func (r *ReadTx) Contacts() ([]Contact, error) {
 
 // DeleteContact deletes a contact with everything kept for it: its
 // session, its history (and so its outbox) and its place in the search
-// index. Messages have no cascade from contacts on purpose: only this
-// deliberate call removes history. It reports whether the contact existed.
+// index; the ids of its messages to us stay a while (Gone). Messages have
+// no cascade from contacts on purpose: only this deliberate call removes
+// history. It reports whether the contact existed.
 func (t *Tx) DeleteContact(peer string) (bool, error) {
 	t.touchContacts()
 	for _, q := range []string{
+		"INSERT OR IGNORE INTO gone_messages (id, deleted) SELECT id, unixepoch('subsec') * 1000 FROM messages WHERE peer_id = ? AND direction = 'in'",
 		"DELETE FROM sessions WHERE peer_id = ?",
 		"DELETE FROM outbox WHERE peer_id = ?",
 		"DELETE FROM messages WHERE peer_id = ?",

@@ -297,13 +297,22 @@ func (r *ReadTx) OutboxCount() (int, error) {
 	return n, r.s.classify("outbox", err)
 }
 
-// ExpireControl drops control messages queued before before: receipts and
-// grants for a peer that has not been reachable since are stale (its
-// own outbox resends what they answered).
-func (t *Tx) ExpireControl(before time.Time) (int64, error) {
-	res, err := t.exec("DELETE FROM outbox WHERE control = 1 AND created < ?", millis(before))
-	if err != nil {
-		return 0, t.s.classify("expire control", err)
+// ExpireStale drops what is kept for a while only, when it is older
+// than before: control messages still queued (receipts and grants for a
+// peer not reachable since: its own outbox resends what they answered),
+// and the ids of deleted messages (Gone).
+func (t *Tx) ExpireStale(before time.Time) error {
+	if _, err := t.exec("DELETE FROM outbox WHERE control = 1 AND created < ?", millis(before)); err != nil {
+		return t.s.classify("expire", err)
 	}
-	return res.RowsAffected()
+	_, err := t.exec("DELETE FROM gone_messages WHERE deleted < ?", millis(before))
+	return t.s.classify("expire", err)
+}
+
+// Gone reports whether id is an incoming message deleted with its
+// contact lately (DeleteContact).
+func (r *ReadTx) Gone(id [16]byte) (bool, error) {
+	var gone bool
+	err := r.q.QueryRow("SELECT EXISTS (SELECT 1 FROM gone_messages WHERE id = ?)", id[:]).Scan(&gone)
+	return gone, r.s.classify("gone", err)
 }

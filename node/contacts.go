@@ -194,10 +194,18 @@ func (n *Node) Block(p peer.ID, blocked bool) error {
 	if _, err := peerIdentity(p); err != nil {
 		return err
 	}
-	var was bool
-	err := n.editContact(p, true, func(c *db.Contact) error { was, c.Blocked = c.Blocked, blocked; return nil })
-	if err == nil && blocked && !was {
+	var was, accepted bool
+	err := n.editContact(p, true, func(c *db.Contact) error {
+		was, accepted, c.Blocked = c.Blocked, c.State == db.ContactAccepted, blocked
+		return nil
+	})
+	switch {
+	case err != nil || !accepted || was == blocked:
+	case blocked:
+		// Only an accepted contact may hold our tokens.
 		n.revokeGrants()
+	default:
+		n.spawnIf(true, func() { n.grant(p) })
 	}
 	return err
 }

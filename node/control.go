@@ -8,7 +8,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
-	"github.com/p2pmsg/p2pmsg/e2e"
 	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
@@ -71,17 +70,30 @@ func (n *Node) queueControl(p peer.ID, encode func(int64) ([]byte, error)) error
 	return o.err
 }
 
-// queueReceipts queues delivery receipts to p for ids, as few envelopes
-// as they fit in.
-func (n *Node) queueReceipts(p peer.ID, ids []e2e.MessageID) error {
-	for len(ids) > 0 {
+// queueReceipts queues, in the batch's transaction, delivery receipts
+// for the messages the batch stored from a mailbox: their sender's
+// outbox keeps them until then. In the same transaction as the messages,
+// so that a crash cannot leave them stored and never receipted (a page
+// taken again finds them stored, and stores nothing new).
+func (c *conv) queueReceipts(tx *db.Tx, st *batchState, now time.Time) error {
+	s := c.rec.current()
+	if len(st.receipts) == 0 || s == nil {
+		return nil
+	}
+	for ids := st.receipts; len(ids) > 0; {
 		k := min(len(ids), wire.MaxReceiptIDs)
-		batch := ids[:k]
-		ids = ids[k:]
-		err := n.queueControl(p, func(sent int64) ([]byte, error) {
-			return wire.EncodeReceipt(sent, wire.Receipt{Kind: wire.ReceiptDelivered, IDs: batch})
-		})
+		pt, err := wire.EncodeReceipt(now.UnixMilli(), wire.Receipt{Kind: wire.ReceiptDelivered, IDs: ids[:k]})
 		if err != nil {
+			return err
+		}
+		ids = ids[k:]
+		id, env, err := s.Encrypt(pt)
+		if err != nil {
+			c.n.log.Warn("encrypt a receipt", "peer", c.key, "err", err)
+			return nil
+		}
+		st.dirty, st.kick = true, true
+		if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now, Control: true}); err != nil {
 			return err
 		}
 	}

@@ -97,6 +97,9 @@ type batchState struct {
 	dirty bool
 	// keyChange: the key-change event was raised (once per batch).
 	keyChange bool
+	// receipts: messages stored from a mailbox, receipted at the end of
+	// the batch, in its transaction (control.go).
+	receipts []e2e.MessageID
 	// grant: the batch made the peer an accepted contact, or started a
 	// session with one; after commit it is granted tokens for our
 	// mailboxes (mailboxes.go).
@@ -253,6 +256,9 @@ func (c *conv) process(batch []op) {
 			if err := o.apply(c, tx, &st, now); err != nil {
 				return err
 			}
+		}
+		if err := c.queueReceipts(tx, &st, now); err != nil {
+			return err
 		}
 		if !st.dirty {
 			return nil

@@ -15,12 +15,12 @@ import (
 type recvOp struct {
 	done
 	env []byte
+	// viaMailbox: it came from one of our mailboxes; a message stored
+	// from it is receipted in the same batch (control.go).
+	viaMailbox bool
 
 	// Results: the ack to write.
-	id e2e.MessageID
-	// fresh: it was stored now, not before (a copy), and is a message:
-	// what a mailbox brought is receipted then.
-	fresh  bool
+	id     e2e.MessageID
 	status wire.Status
 	code   wire.Reason // wire.Rejected: why, for the sender
 	reason string      // wire.Rejected: details, for our log
@@ -57,6 +57,12 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		o.status = wire.Stored // a retransmission: acknowledge again
 		return nil
 	} else if !errors.Is(err, db.ErrNotFound) {
+		return err
+	}
+	if gone, err := r.Gone(id); err != nil || gone {
+		// Stored once, and deleted since by our user (with its contact):
+		// its sender never heard so, and is told now.
+		o.status = wire.Stored
 		return err
 	}
 	stranger := st.contact == nil || st.contact.State != db.ContactAccepted
@@ -122,7 +128,10 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	if err != nil {
 		return err
 	}
-	o.status, o.fresh = wire.Stored, inserted
+	o.status = wire.Stored
+	if inserted && o.viaMailbox {
+		st.receipts = append(st.receipts, id)
+	}
 	if err := st.event(tx, EventMessage, payload{Peer: c.key, MessageID: msgIDString(id), Direction: "in", State: string(db.Received)}, now); err != nil {
 		return err
 	}

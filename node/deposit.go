@@ -47,19 +47,19 @@ const (
 	maxPeerBundles = 1024
 	// depositHostIdle, maxDepositHosts: the throwaway hosts deposits go
 	// out from (depositHosts).
-	depositHostIdle = 2 * time.Minute
-	maxDepositHosts = 16
+	depositHostIdle = time.Minute
+	maxDepositHosts = 4
 )
 
-// errNoMailbox: the peer names no mailbox we may deposit at.
-var errNoMailbox = errors.New("node: the recipient names no mailbox that takes our deposits")
+// errNoDepositTarget: the peer names no mailbox we may deposit at.
+var errNoDepositTarget = errors.New("node: the recipient names no mailbox that takes our deposits")
 
 // peerBundles caches the bundles of peers we deposit for, and when each
-// mailbox last said it was full.
+// mailbox last made news (newsOnce).
 type peerBundles struct {
 	sync.Mutex
 	m    map[peer.ID]peerBundle
-	full map[peer.ID]time.Time
+	news map[newsKey]time.Time
 }
 
 type peerBundle struct {
@@ -98,20 +98,27 @@ func (n *Node) bundleFor(ctx context.Context, p peer.ID) (*e2e.Bundle, error) {
 	return b, err
 }
 
-// fullOnce reports whether mailbox m's "full" (or "refused") is news: at
-// most once an hour for each.
-func (n *Node) fullOnce(m peer.ID, now time.Time) bool {
+// newsOnce reports whether what mailbox m says (full, refused, junk) is
+// news: each at most once an hour for each mailbox, so that a mailbox
+// cannot fill the event log.
+func (n *Node) newsOnce(m peer.ID, what string, now time.Time) bool {
 	c := &n.peerBundles
 	c.Lock()
 	defer c.Unlock()
-	if now.Sub(c.full[m]) < time.Hour {
+	k := newsKey{m, what}
+	if now.Sub(c.news[k]) < time.Hour {
 		return false
 	}
-	if c.full == nil || len(c.full) >= maxPeerBundles {
-		c.full = map[peer.ID]time.Time{}
+	if c.news == nil || len(c.news) >= maxPeerBundles {
+		c.news = map[newsKey]time.Time{}
 	}
-	c.full[m] = now
+	c.news[k] = now
 	return true
+}
+
+type newsKey struct {
+	mbox peer.ID
+	what string
 }
 
 // prekeysFromMailbox asks the first of the mailboxes b names that answers
@@ -146,6 +153,13 @@ func (n *Node) prekeysFromMailbox(ctx context.Context, b *e2e.Bundle) *e2e.Bundl
 		if err != nil || !mb.Identity.Equal(b.Identity) || subtle.ConstantTimeCompare(mb.IdentityDH[:], b.IdentityDH[:]) != 1 {
 			n.log.Debug("a mailbox served a bundle that is not its owner's", "mailbox", m.Peer)
 			continue
+		}
+		// The newer of the two: a mailbox may keep an old one (its owner
+		// away), and must not roll us back to prekeys rotated out. The
+		// certificates are the owner's for this mailbox, whichever
+		// bundle they go with.
+		if mb.Seq < b.Seq {
+			mb = b
 		}
 		if len(pk.Certs) == 0 {
 			return mb
@@ -209,7 +223,7 @@ func (n *Node) runDepositor(p peer.ID, ch chan struct{}) {
 		ds.Unlock()
 		err := n.depositWaiting(n.ctx, p)
 		switch {
-		case err == nil, errors.Is(err, errNoMailbox), errors.Is(err, ErrPeerNotFound), n.ctx.Err() != nil:
+		case err == nil, errors.Is(err, errNoDepositTarget), errors.Is(err, ErrPeerNotFound), n.ctx.Err() != nil:
 		default:
 			n.log.Info("deposit at a mailbox failed", "peer", p, "err", err)
 		}
@@ -217,9 +231,13 @@ func (n *Node) runDepositor(p peer.ID, ch chan struct{}) {
 }
 
 // notConnected reports whether no connection to p is open, relayed or
-// not.
+// not; false before Start (no host to deposit from).
 func (n *Node) notConnected(p peer.ID) bool {
-	c := n.host.Network().Connectedness(p)
+	h := n.currentHost()
+	if h == nil {
+		return false
+	}
+	c := h.Network().Connectedness(p)
 	return c != network.Connected && c != network.Limited
 }
 
@@ -276,7 +294,7 @@ func (n *Node) depositWaiting(ctx context.Context, p peer.ID) error {
 	}
 	targets := chooseTargets(mboxes, grants)
 	if len(targets) == 0 {
-		return errNoMailbox
+		return errNoDepositTarget
 	}
 	if targets[0].grant == nil {
 		// A stranger's deposits cost work and count against the
@@ -378,13 +396,13 @@ func (n *Node) depositAt(ctx context.Context, h host.Host, b *e2e.Bundle, t targ
 			case mailbox.ResultStored, mailbox.ResultDuplicate:
 				stored[batch[i].MessageID] = true
 			case mailbox.ResultQuota:
-				if n.fullOnce(t.entry.Peer, time.Now()) {
+				if n.newsOnce(t.entry.Peer, "full", time.Now()) {
 					n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "full",
 						Reason: "a contact's mailbox is full: what it could not take stays queued here"})
 				}
 				return stored, errors.New("the mailbox is full")
 			case mailbox.ResultAuth:
-				if n.fullOnce(t.entry.Peer, time.Now()) {
+				if n.newsOnce(t.entry.Peer, "refused", time.Now()) {
 					n.raise(EventMailbox, payload{Peer: t.entry.Peer.String(), State: "refused",
 						Reason: "a contact's mailbox refused our deposit: its owner took back our token (it stays queued here)"})
 				}
@@ -432,11 +450,13 @@ func (n *Node) markMailboxed(p peer.ID, entries []db.OutboxEntry, stored map[e2e
 
 // depositHosts keeps, for each peer we deposit for, the throwaway host
 // its deposits go out from, until it has been idle depositHostIdle: a
-// mailbox limits the connections it accepts from one address (go-libp2p's
-// default: a burst of 16, then one every 5 s), and a host per round
-// would hit that within seconds of steady messaging. A mailbox can link
-// the deposits of one host; it can already link a contact's by its token
-// index, and a peer's deposits go to its own inbox.
+// mailbox limits the new connections it accepts from one address
+// (go-libp2p's default: a burst of 16, then one every 5 s), and a host
+// per round would hit that within seconds of steady messaging. At most
+// maxDepositHosts at once: a mailbox also limits the connections open
+// from one address (8 by default). A mailbox can link the deposits of one
+// host; it can already link a contact's by its token index, and a
+// peer's deposits go to its own inbox.
 type depositHosts struct {
 	sync.Mutex
 	m      map[peer.ID]*depositHost
@@ -475,7 +495,7 @@ func (n *Node) depositHostFor(p peer.ID) (host.Host, error) {
 		e := dh.m[oldest]
 		delete(dh.m, oldest)
 		e.idle.Stop()
-		go e.h.Close()
+		defer e.h.Close() // after the lock
 	}
 	h, err := n.throwawayHost()
 	if err != nil {
@@ -484,7 +504,8 @@ func (n *Node) depositHostFor(p peer.ID) (host.Host, error) {
 	e := &depositHost{h: h, last: now}
 	e.idle = time.AfterFunc(depositHostIdle, func() {
 		dh.Lock()
-		mine := dh.m[p] == e
+		// Used again while this waited for the lock: it stays.
+		mine := dh.m[p] == e && time.Since(e.last) >= depositHostIdle
 		if mine {
 			delete(dh.m, p)
 		}

@@ -249,10 +249,11 @@ const (
 	// then fails (outbox.go): a recipient that refuses every new session
 	// must not keep us encrypting for ever.
 	maxRekeys = 2
-	// controlLife: a receipt or grant not delivered after this long is
+	// staleLife: a receipt or grant not delivered after this long is
 	// dropped (at a publication): its peer's own outbox resends what a
 	// receipt answered, and a grant is made again with the next session.
-	controlLife = 30 * 24 * time.Hour
+	// The ids of deleted messages are kept as long.
+	staleLife = 30 * 24 * time.Hour
 )
 
 // Connecting (dial.go).

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ import (
 func offlineStart(t *testing.T, l *mailboxLab, quota int) (a, b *Node) {
 	t.Helper()
 	a, b = startConfig(t, l.cfgA), startConfig(t, l.cfgB)
-	l.ownerWith(t, b, quota)
+	l.ownerWith(t, b, quota, l.ms...)
 	l.becomeContacts(t, a, b)
 	publish(t, b)
 	if err := b.Close(); err != nil {
@@ -380,12 +381,9 @@ func TestMailboxOneTimeKeyTwice(t *testing.T) {
 			t.Fatal(err)
 		}
 		skew.Add(int64(time.Minute)) // past the pause between two askings from one address
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := c.Send(ctx, b.ID(), "from sender "+strconv.Itoa(i))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The first goes to the mailbox, the second waits here (a
+		// stranger's rule), in the same session.
+		sendAll(t, c, b, []string{"from sender " + strconv.Itoa(i), "and again " + strconv.Itoa(i)})
 		waitMailboxed(t, c, b.ID(), 1)
 	}
 	b = startConfig(t, l.cfgB)
@@ -393,22 +391,31 @@ func TestMailboxOneTimeKeyTwice(t *testing.T) {
 		if err := c.Connect(context.Background(), b.AddrInfo()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "sender "+strconv.Itoa(i)+"'s message delivered", func() (bool, string) {
-			h := history(t, c, b.ID())
-			return len(h) == 1 && h[0].State == db.Delivered, string(h[0].State) + " " + h[0].Error
+		// B accepts them: a stranger's second message waits until then.
+		waitFor(t, 20*time.Second, "sender "+strconv.Itoa(i)+" a contact request", func() (bool, string) {
+			ct, err := b.Contact(c.ID())
+			return err == nil && ct.State == ContactRequest, ""
 		})
-		checkConversation(t, history(t, b, c.ID()), db.Incoming, []string{"from sender " + strconv.Itoa(i)})
+		if err := b.Accept(c.ID()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "sender "+strconv.Itoa(i)+"'s messages delivered", func() (bool, string) {
+			h := history(t, c, b.ID())
+			return count(h, db.Outgoing, db.Delivered) == 2, fmt.Sprintf("%s (%s), %s (%s)", h[0].State, h[0].Error, h[1].State, h[1].Error)
+		})
+		checkConversation(t, history(t, b, c.ID()), db.Incoming, []string{"from sender " + strconv.Itoa(i), "and again " + strconv.Itoa(i)})
 		waitFor(t, 10*time.Second, "the outbox empty", func() (bool, string) { return outboxLen(t, c, b.ID()) == 0, "" })
 	}
 	again := 0
 	mu.Lock()
 	defer mu.Unlock()
 	for _, c := range senders {
-		// Written at least once: B was back, and took it from either.
-		again += max(0, len(written[history(t, c, b.ID())[0].ID])-1)
+		for _, m := range history(t, c, b.ID()) {
+			again += max(0, len(written[m.ID])-1)
+		}
 	}
-	if again != 1 {
-		t.Fatalf("%d messages written again under a new session, want 1: the one B refused", again)
+	if again == 0 {
+		t.Fatal("no message written again under a new session: B refused none")
 	}
 }
 
@@ -435,6 +442,10 @@ func TestMailboxStrangerWaitsForBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitMailboxed(t, s, b.ID(), 1)
+		// Away, so that only the mailbox can bring its message.
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 		strangers = append(strangers, s)
 	}
 	if err := a.Close(); err != nil {
@@ -442,12 +453,11 @@ func TestMailboxStrangerWaitsForBudget(t *testing.T) {
 	}
 	b = startConfig(t, l.cfgB)
 	for i, s := range strangers {
-		waitFor(t, 30*time.Second, "stranger "+strconv.Itoa(i)+"'s message", func() (bool, string) {
+		waitFor(t, 3*retrySoon, "stranger "+strconv.Itoa(i)+"'s message", func() (bool, string) {
 			return count(history(t, b, s.ID()), db.Incoming, "") == 1, ""
 		})
 	}
-	// The deposit that waited is taken at the next subscription (it may
-	// have come directly meanwhile: then it is a copy, acknowledged).
+	// The deposit that waited was taken at the next subscription.
 	waitFor(t, 3*retrySoon, "the mailbox empty", func() (bool, string) { return l.stored(t, b.ID()) == 0, "" })
 	if ms, err := b.Mailboxes(); err != nil || !ms[0].Reachable || ms[0].Collected != 5 {
 		t.Fatalf("the mailbox seen as %+v, %v: want reachable, 5 collected", ms, err)
@@ -457,9 +467,10 @@ func TestMailboxStrangerWaitsForBudget(t *testing.T) {
 			t.Fatalf("the mailbox reported unreachable: %s", e.Reason)
 		}
 	}
-	// One receipt for A's three, waiting for A.
-	if k := outboxLen(t, b, a.ID()); k != 1 {
-		t.Fatalf("%d control messages wait for A, want 1 receipt", k)
+	// Receipts for A's three wait for A: one per batch that stored some
+	// (1 to 3), none more for the round that took the stranger's again.
+	if k := outboxLen(t, b, a.ID()); k < 1 || k > 3 {
+		t.Fatalf("%d control messages wait for A, want 1 to 3 receipts", k)
 	}
 	a = startConfig(t, l.cfgA)
 	l.checkOnce(t, a, b, want)

@@ -6,10 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pmsg/p2pmsg/db"
 )
@@ -49,12 +54,13 @@ func newMailboxLabOf(t *testing.T, k int, tweak func(*Config)) *mailboxLab {
 }
 
 // ownerAt makes b an owner at the lab's mailboxes, admitted by peer ID.
-func (l *mailboxLab) ownerAt(t *testing.T, b *Node) { l.ownerWith(t, b, 0) }
+func (l *mailboxLab) ownerAt(t *testing.T, b *Node) { l.ownerWith(t, b, 0, l.ms...) }
 
-// ownerWith is ownerAt with a quota of deposits (0: the mailbox's).
-func (l *mailboxLab) ownerWith(t *testing.T, b *Node, quota int) {
+// ownerWith makes b an owner at mailboxes ms with a quota of deposits
+// (0: the mailbox's).
+func (l *mailboxLab) ownerWith(t *testing.T, b *Node, quota int, ms ...*Node) {
 	t.Helper()
-	for _, m := range l.ms {
+	for _, m := range ms {
 		if err := m.MailboxAllow(b.ID(), quota, 0, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -66,11 +72,11 @@ func (l *mailboxLab) ownerWith(t *testing.T, b *Node, quota int) {
 		}
 	}
 	waitFor(t, 10*time.Second, "the mailboxes supplied with one-time prekeys", func() (bool, string) {
-		ms, err := b.Mailboxes()
-		if err != nil || len(ms) != len(l.ms) {
+		have, err := b.Mailboxes()
+		if err != nil || len(have) != len(ms) {
 			return false, "not all listed"
 		}
-		for _, m := range ms {
+		for _, m := range have {
 			if !m.Reachable || m.OTKs < otkLow || m.PQOTKs < otkLow {
 				return false, m.LastError
 			}
@@ -97,9 +103,13 @@ func (l *mailboxLab) becomeContacts(t *testing.T, a, b *Node) {
 	if _, err := b.Send(ctx, a.ID(), "hello A"); err != nil {
 		t.Fatal(err)
 	}
+	ms, err := b.Mailboxes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 10*time.Second, "A holds B's grants", func() (bool, string) {
 		gs := grants(t, a, b.ID())
-		return len(gs) == len(l.ms), strconv.Itoa(len(gs))
+		return len(gs) == len(ms), strconv.Itoa(len(gs))
 	})
 	waitFor(t, 10*time.Second, "both outboxes empty", func() (bool, string) {
 		return outboxLen(t, b, a.ID()) == 0 && outboxLen(t, a, b.ID()) == 0, ""
@@ -214,30 +224,80 @@ func outboxLen(t testing.TB, n *Node, p peer.ID) int {
 	return len(es)
 }
 
+// apart is a connection gater that, once closed, keeps the peers it
+// names from connecting to each other (each node's gater refuses the
+// others): the mailbox is then their only way.
+type apart struct {
+	mu    sync.Mutex
+	peers map[peer.ID]bool
+}
+
+func (g *apart) close(ps ...peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.peers = map[peer.ID]bool{}
+	for _, p := range ps {
+		g.peers[p] = true
+	}
+}
+
+func (g *apart) refused(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peers[p]
+}
+
+func (g *apart) InterceptPeerDial(p peer.ID) bool                 { return !g.refused(p) }
+func (g *apart) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.refused(p) }
+func (g *apart) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *apart) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return !g.refused(p)
+}
+func (g *apart) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
 // The acceptance test of offline delivery: A writes 200 messages while B
 // is away, A goes away too, B comes back and gets each exactly once, in
 // order; the mailbox kept neither text nor A's identity; A, back, sees
-// them delivered and its outbox empty.
+// them delivered by B's receipts and its outbox empty. A and B never
+// connect after they became contacts: the mailbox, where each is an
+// owner, carries the messages one way and the receipts the other.
 func TestMailboxOfflineExactlyOnce(t *testing.T) {
 	checkNoLeaks(t)
-	l := newMailboxLab(t)
-	a, b := offlineStart(t, l, 0)
+	// M keeps B's messages; A's (the receipts) are kept by another.
+	l := newMailboxLabOf(t, 2, nil)
+	mB, mA := l.ms[0], l.ms[1]
+	gate := &apart{}
+	l.cfgA.hostOptions = []libp2p.Option{libp2p.ConnectionGater(gate)}
+	l.cfgB.hostOptions = l.cfgA.hostOptions
+	a, b := startConfig(t, l.cfgA), startConfig(t, l.cfgB)
+	l.ownerWith(t, b, 0, mB)
+	l.ownerWith(t, a, 0, mA)
+	l.becomeContacts(t, a, b)
+	waitFor(t, 10*time.Second, "B holds A's grant", func() (bool, string) { return len(grants(t, b, a.ID())) == 1, "" })
+	publish(t, a)
+	publish(t, b)
+	gate.close(a.ID(), b.ID())
+	a.Host().Network().ClosePeer(b.ID())
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	want := texts("offline", 200)
 	sendAll(t, a, b, want)
 	waitMailboxed(t, a, b.ID(), 200)
-	if got := l.stored(t, b.ID()); got != 200 {
-		t.Fatalf("the mailbox holds %d deposits, want 200", got)
+	if got := l.storedAt(t, mB, b.ID()); got != 200 {
+		t.Fatalf("M holds %d deposits, want 200", got)
 	}
 	aID, aKey := a.ID(), a.Identity().Key
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	// What the mailbox's files hold: no text, not A's peer ID in either
-	// form, not A's identity key.
+	// What M's files hold: no text, not A's peer ID in either form, not
+	// A's identity key.
 	secrets := map[string][]byte{"A's peer ID": []byte(aID.String()), "A's peer ID (multihash)": []byte(aID),
 		"A's identity key": aKey[:], "a text": []byte("offline 1"), "the first text": []byte("hello B")}
-	files, _ := filepath.Glob(filepath.Join(l.m.cfg.DataDir, db.MailboxFileName+"*"))
+	files, _ := filepath.Glob(filepath.Join(mB.cfg.DataDir, db.MailboxFileName+"*"))
 	if len(files) == 0 {
 		t.Fatal("no mailbox file")
 	}
@@ -261,12 +321,27 @@ func TestMailboxOfflineExactlyOnce(t *testing.T) {
 	})
 	t.Logf("B collected 200 messages in %v", time.Since(start))
 	checkConversation(t, history(t, b, aID), db.Incoming, append([]string{"hello B"}, want...))
-	waitFor(t, 5*time.Second, "the mailbox empty", func() (bool, string) {
-		n := l.stored(t, b.ID())
+	waitFor(t, 5*time.Second, "M empty", func() (bool, string) {
+		n := l.storedAt(t, mB, b.ID())
 		return n == 0, "stored: " + strconv.Itoa(n)
 	})
+	// B's receipts wait at A's mailbox.
+	waitFor(t, 10*time.Second, "B's receipts deposited for A", func() (bool, string) {
+		return l.storedAt(t, mA, aID) > 0 && outboxLen(t, b, aID) == 0, ""
+	})
+
 	a = startConfig(t, l.cfgA)
-	l.checkOnce(t, a, b, want)
+	waitFor(t, 20*time.Second, "A's messages delivered", func() (bool, string) {
+		k := count(history(t, a, b.ID()), db.Outgoing, db.Delivered)
+		return k == 201, "delivered: " + strconv.Itoa(k)
+	})
+	waitFor(t, 10*time.Second, "A's outbox empty", func() (bool, string) { return outboxLen(t, a, b.ID()) == 0, "" })
+	waitFor(t, 10*time.Second, "the mailboxes empty", func() (bool, string) {
+		return l.storedAt(t, mA, aID) == 0 && l.storedAt(t, mB, b.ID()) == 0, ""
+	})
+	if a.Host().Network().Connectedness(b.ID()) != network.NotConnected {
+		t.Fatal("A and B connected: the test proved nothing of the mailbox")
+	}
 }
 
 // BenchmarkMailboxCollect: 1,000 messages wait at B's mailbox (A

@@ -79,6 +79,11 @@ type MailboxStatus struct {
 type owned struct {
 	sync.Mutex
 	running map[peer.ID]*ownedMailbox
+	// policy serialises setPolicy, a whole operation (a store read and
+	// a call to the mailbox): taken with nothing else held.
+	policy sync.Mutex
+	// revoking, revokeAgain: revokeGrants runs; run it once more.
+	revoking, revokeAgain bool
 }
 
 type ownedMailbox struct {
@@ -167,7 +172,7 @@ func (n *Node) AddMailbox(ctx context.Context, spec string) (peer.ID, error) {
 	for _, a := range ai.Addrs {
 		m.Addrs = append(m.Addrs, a.Bytes())
 	}
-	if err := n.setPolicy(ctx, ai.ID, m, st); err != nil {
+	if err := n.setPolicy(ctx, ai.ID, m.TokenKey, st); err != nil {
 		return "", err
 	}
 	if err := n.store.Update(func(tx *db.Tx) error { return tx.PutMailbox(m) }); err != nil {
@@ -212,14 +217,36 @@ func mailboxStatus(ctx context.Context, n *Node, mbox peer.ID) (mailbox.StatusRe
 
 // setPolicy gives the mailbox our policy: our TTL within its maximum,
 // strangers with proof of work, the token key (revokeGrants says why no
-// single index is ever revoked).
-func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, m db.OwnMailbox, st mailbox.StatusReply) error {
+// single index is ever revoked): key, or with none the key stored now.
+// One at a time (owned.policy), the stored key read under it: a round
+// that read the key before revokeGrants made a new one cannot put the
+// old one back.
+func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, key []byte, st mailbox.StatusReply) error {
+	o := &n.owned
+	o.policy.Lock()
+	defer o.policy.Unlock()
+	if key == nil {
+		if err := n.store.View(func(r *db.ReadTx) error {
+			have, err := r.Mailboxes()
+			for _, m := range have {
+				if m.Peer == mbox.String() {
+					key = m.TokenKey
+				}
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		if key == nil {
+			return fmt.Errorf("%w: %s", ErrNoMailbox, mbox)
+		}
+	}
 	ttl := uint32(db.DefaultMailboxTTL / time.Second)
 	if st.TTLMax > 0 && st.TTLMax < ttl {
 		ttl = st.TTLMax
 	}
 	p := mailbox.Policy{TTL: ttl, Strangers: true, PowBits: n.cfg.mailboxPowBits(), StrangersPerHour: mailboxStrangersPerHour}
-	copy(p.TokenKey[:], m.TokenKey)
+	copy(p.TokenKey[:], key)
 	if _, err := mailbox.Call(ctx, n.host, mbox, mailbox.SetPolicy{Policy: p}); err != nil {
 		return fmt.Errorf("node: set the policy at mailbox %s: %w", mbox, err)
 	}
@@ -415,7 +442,9 @@ func (n *Node) collect(ctx context.Context, p peer.ID, r *ownedMailbox) {
 		}
 		n.setMailboxStatus(p, func(s *MailboxStatus) { s.Reachable, s.LastError = false, err.Error() })
 		n.log.Info("mailbox unreachable", "mailbox", p, "err", err, "retry in", wait)
-		n.raise(EventMailbox, payload{Peer: p.String(), State: "unreachable", Reason: err.Error()})
+		if n.newsOnce(p, "unreachable", time.Now()) {
+			n.raise(EventMailbox, payload{Peer: p.String(), State: "unreachable", Reason: err.Error()})
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -488,7 +517,7 @@ func (n *Node) supply(ctx context.Context, p peer.ID, m *db.OwnMailbox) (*Mailbo
 	if st.Inbox != m.Inbox {
 		return nil, fmt.Errorf("node: mailbox %s changed our inbox: add it again", p)
 	}
-	if err := n.setPolicy(cctx, p, *m, st); err != nil {
+	if err := n.setPolicy(cctx, p, nil, st); err != nil {
 		return nil, err
 	}
 	now := time.Now()
@@ -595,8 +624,8 @@ func (n *Node) issueCerts(mbox peer.ID, kind e2e.OneTimeKind, k int, now time.Ti
 var errRetrySoon = errors.New("node: a deposit must wait")
 
 // takePage receives one page of deposits: each seal opened, its envelope
-// handed to its sender's conversation as if it had come on a stream,
-// all committed, receipts queued, before the page is acknowledged. What
+// handed to its sender's conversation as if it had come on a stream, and
+// stored, with its receipt, before the page is acknowledged. What
 // does not open or authenticate is junk: acknowledged (the mailbox
 // deletes it) and reported. A deposit that must wait is not
 // acknowledged: it comes again with the next subscription.
@@ -625,18 +654,15 @@ func (n *Node) takePage(mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbo
 			continue
 		}
 		o := newRecvOp(env)
+		o.viaMailbox = true
 		c.submit(o)
 		ops = append(ops, taken{d.Seq, p, o})
 	}
-	receipts := map[peer.ID][]e2e.MessageID{}
 	wait := false
 	for _, t := range ops {
 		t.o.wait()
 		switch t.o.status {
 		case wire.Stored:
-			if t.o.fresh {
-				receipts[t.p] = append(receipts[t.p], t.o.id)
-			}
 		case wire.Rejected:
 			switch t.o.code {
 			case wire.ReasonMalformed, wire.ReasonForeign:
@@ -655,13 +681,6 @@ func (n *Node) takePage(mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbo
 		}
 		ack = append(ack, t.seq)
 	}
-	for p, ids := range receipts {
-		if err := n.queueReceipts(p, ids); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrBlocked) {
-			// Stored, but not receipted: the sender's own resend, once
-			// both are online, ends its row.
-			n.log.Warn("queue delivery receipts", "peer", p, "err", err)
-		}
-	}
 	if n.cfg.afterPage != nil {
 		n.cfg.afterPage()
 	}
@@ -670,7 +689,9 @@ func (n *Node) takePage(mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbo
 	n.setMailboxStatus(mbox, func(s *MailboxStatus) { s.Collected += len(ack) - junk; s.Junk += junk })
 	if junk > 0 {
 		n.log.Warn("deposits that do not open or authenticate: from the mailbox, or from a sender", "mailbox", mbox, "count", junk)
-		n.raise(EventMailbox, payload{Peer: mbox.String(), State: "junk", Reason: fmt.Sprintf("%d deposits did not open or authenticate", junk)})
+		if n.newsOnce(mbox, "junk", time.Now()) {
+			n.raise(EventMailbox, payload{Peer: mbox.String(), State: "junk", Reason: fmt.Sprintf("%d deposits did not open or authenticate", junk)})
+		}
 	}
 	if wait {
 		return &mailbox.Partial{Ack: ack, Err: errRetrySoon}
@@ -684,6 +705,41 @@ func (n *Node) takePage(mbox peer.ID, inbox [e2e.InboxIDSize]byte, page []mailbo
 // contact's token index cannot be revoked alone: it is the contact's
 // row number, which SQLite may give again to the next contact added.
 func (n *Node) revokeGrants() {
+	// Coalesced: while one runs, those asked meanwhile make one more.
+	o := &n.owned
+	o.Lock()
+	if o.revoking {
+		o.revokeAgain = true
+		o.Unlock()
+		return
+	}
+	o.revoking = true
+	o.Unlock()
+	if !n.spawnIf(true, n.revokeLoop) {
+		o.Lock()
+		o.revoking = false
+		o.Unlock()
+	}
+}
+
+func (n *Node) revokeLoop() {
+	o := &n.owned
+	for {
+		n.newTokenKeys()
+		o.Lock()
+		if !o.revokeAgain || n.ctx.Err() != nil {
+			o.revoking, o.revokeAgain = false, false
+			o.Unlock()
+			return
+		}
+		o.revokeAgain = false
+		o.Unlock()
+	}
+}
+
+// newTokenKeys gives each mailbox a new token key, and the contacts
+// still accepted new grants.
+func (n *Node) newTokenKeys() {
 	var have []db.OwnMailbox
 	now := time.Now()
 	err := n.store.Update(func(tx *db.Tx) (err error) {
@@ -707,27 +763,24 @@ func (n *Node) revokeGrants() {
 	if len(have) == 0 {
 		return
 	}
-	n.spawnIf(true, func() {
-		// The mailboxes first, so that the new grants work when they
-		// arrive; one that is down gets its key at the collector's next
-		// round.
-		for _, m := range have {
-			p, err := peer.Decode(m.Peer)
-			if err != nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(n.ctx, mailboxCallTimeout)
-			st, err := mailboxStatus(ctx, n, p)
-			if err == nil {
-				err = n.setPolicy(ctx, p, m, st)
-			}
-			cancel()
-			if err != nil {
-				n.log.Info("the mailbox gets its new token key at the next round", "mailbox", p, "err", err)
-			}
+	// The mailboxes first, so that the new grants work when they arrive;
+	// one that is down gets its key at the collector's next round.
+	for _, m := range have {
+		p, err := peer.Decode(m.Peer)
+		if err != nil {
+			continue
 		}
-		n.grantAll()
-	})
+		ctx, cancel := context.WithTimeout(n.ctx, mailboxCallTimeout)
+		st, err := mailboxStatus(ctx, n, p)
+		if err == nil {
+			err = n.setPolicy(ctx, p, nil, st)
+		}
+		cancel()
+		if err != nil {
+			n.log.Info("the mailbox gets its new token key at the next round", "mailbox", p, "err", err)
+		}
+	}
+	n.grantAll()
 }
 
 // grantAll grants every accepted contact a token for each of our

@@ -73,6 +73,10 @@ type delivery struct {
 	released bool
 	unsent   []written // not yet marked sent, in the order written
 	afterRow int64     // the outbox row last written
+	// stale: envelopes on the wire that commitAcks's transaction put
+	// back to be encrypted again (rekeySession); marked in inflight once
+	// it commits.
+	stale []e2e.MessageID
 }
 
 // flight is what the worker remembers of an envelope on the wire.
@@ -84,11 +88,10 @@ type flight struct {
 	// probe: it was held, and is offered again; if it is stored, the
 	// peer accepted us, and what waits behind it goes.
 	probe bool
-	// viaMailbox: it starts a session (a prekey message) and a mailbox
-	// stored it: a refusal for want of the prekeys it names may be the
-	// mailbox's fault (Rekey).
-	viaMailbox bool
-	size       int // bytes on the wire
+	// stale: it was encrypted again (rekeySession) since it was
+	// written; its answer is ignored.
+	stale bool
+	size  int // bytes on the wire
 }
 
 type written struct {
@@ -281,8 +284,7 @@ func (d *delivery) sendPending(ctx context.Context) (bool, error) {
 		if _, err := d.bw.Write(wire.AppendFrame(nil, e.Envelope)); err != nil {
 			return false, err
 		}
-		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held, viaMailbox: !e.Mailboxed.IsZero() && e2e.IsPrekeyMessage(e.Envelope),
-			size: len(e.Envelope)}
+		d.inflight[e.MessageID] = flight{gen: d.n.releaseGen(d.peer), probe: e.Held, size: len(e.Envelope)}
 		d.inflightBytes += len(e.Envelope)
 		d.unsent = append(d.unsent, written{e.MessageID, now})
 	}
@@ -433,6 +435,7 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	events, renew, release, hold, rekeyed := false, false, false, false, false
 	err := d.n.store.Update(func(tx *db.Tx) error {
 		events, renew, release, hold, rekeyed = false, false, false, false, false
+		d.stale = d.stale[:0]
 		for _, id := range stale {
 			ok, err := tx.SetMessageState(d.key, id, db.Sent, "")
 			if errors.Is(err, db.ErrNotFound) {
@@ -448,6 +451,9 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 			}
 		}
 		for _, a := range batch {
+			if d.inflight[a.ID].stale || slices.Contains(d.stale, a.ID) {
+				continue // encrypted again meanwhile: this answer is to the old envelope
+			}
 			var ok bool
 			var err error
 			var state db.MessageState
@@ -469,21 +475,24 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 					hold = true
 					break
 				}
-				if a.Reason.RenewsSession() && d.inflight[a.ID].viaMailbox {
-					// It started a session (a prekey message) and went
-					// through a mailbox, which may have handed the
-					// one-time prekey it names to another sender too:
-					// the recipient never had the session, nothing under
-					// it was read, so it is encrypted again, same id,
-					// under a new session from the recipient's own
-					// bundle, instead of failing. (Refused on the direct
-					// path only, it fails: the recipient forgot or
-					// removed us, and our user decides.)
-					if ok, err = tx.Rekey(d.key, a.ID, reason, maxRekeys, now); err != nil {
+				if a.Reason.RenewsSession() {
+					// A session the recipient never had, started by a
+					// message that went through a mailbox (rekeySession
+					// says why): its messages are encrypted again, same
+					// ids, under a new session, instead of failing.
+					ids, err := d.rekeySession(tx, a.ID, reason, now)
+					if err != nil {
 						return err
-					} else if ok {
-						state, renew, rekeyed = db.Queued, true, true
-						break
+					}
+					if len(ids) > 0 {
+						renew, rekeyed = true, true
+						for _, id := range ids {
+							events = true
+							if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(id), State: string(db.Queued), Reason: reason}, now); err != nil {
+								return err
+							}
+						}
+						continue
 					}
 				}
 				ok, err = tx.GiveUp(d.key, a.ID, reason)
@@ -534,6 +543,12 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	if err != nil {
 		return err
 	}
+	for _, id := range d.stale {
+		if f, ok := d.inflight[id]; ok {
+			f.stale = true
+			d.inflight[id] = f
+		}
+	}
 	for _, a := range batch {
 		d.inflightBytes -= d.inflight[a.ID].size
 		delete(d.inflight, a.ID)
@@ -557,6 +572,75 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 		return errors.New("node: the recipient asked to retry later")
 	}
 	return nil
+}
+
+// rekeySession handles the refusal of message id for want of a session
+// or of the prekeys it names. When id started a session (a prekey
+// message) and that session's messages went through a mailbox, the
+// mailbox may be at fault (it handed the one-time prekey they name to
+// another sender too): the recipient never had the session, so nothing
+// under it was read, and every message of it waiting here is encrypted
+// again, same id, under a new session from the recipient's own bundle
+// (at most maxRekeys times in a message's life; its control messages are
+// dropped). It returns the ids of the messages put back to wait, none
+// when the refusal stands (on the direct path only, it means the
+// recipient forgot or removed us, and our user decides).
+func (d *delivery) rekeySession(tx *db.Tx, id e2e.MessageID, reason string, now time.Time) ([]e2e.MessageID, error) {
+	entries, err := tx.Read().OutboxFor(d.key)
+	if err != nil {
+		return nil, err
+	}
+	var base *e2e.DHPublicKey
+	for _, e := range entries {
+		if e.MessageID == id && len(e.Envelope) > 0 && e2e.IsPrekeyMessage(e.Envelope) {
+			if pm, err := e2e.ParsePrekeyMessage(e.Envelope); err == nil {
+				base = &pm.BaseKey
+			}
+		}
+	}
+	if base == nil {
+		return nil, nil
+	}
+	var session []db.OutboxEntry
+	viaMailbox := false
+	for _, e := range entries {
+		if len(e.Envelope) == 0 || !e2e.IsPrekeyMessage(e.Envelope) {
+			continue
+		}
+		if pm, err := e2e.ParsePrekeyMessage(e.Envelope); err == nil && pm.BaseKey == *base {
+			session = append(session, e)
+			viaMailbox = viaMailbox || !e.Mailboxed.IsZero()
+		}
+	}
+	if !viaMailbox {
+		return nil, nil
+	}
+	// The refused one first: encrypted again too often, it fails.
+	if ok, err := tx.Rekey(d.key, id, reason, maxRekeys, now); err != nil || !ok {
+		return nil, err
+	}
+	ids := []e2e.MessageID{id}
+	for _, e := range session {
+		switch {
+		case e.MessageID == id:
+			continue
+		case e.Control:
+			if _, err := tx.GiveUp(d.key, e.MessageID, reason); err != nil {
+				return nil, err
+			}
+		default:
+			ok, err := tx.Rekey(d.key, e.MessageID, reason, maxRekeys, now)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue // encrypted again too often: its own refusal fails it
+			}
+			ids = append(ids, e.MessageID)
+		}
+		d.stale = append(d.stale, e.MessageID)
+	}
+	return ids, nil
 }
 
 // giveUpAll fails everything queued for the peer.

@@ -33,7 +33,7 @@ func (n *Node) PublishBundle(ctx context.Context) (replicas int, err error) {
 		if _, err := maintainPrekeys(tx, now, n.cfg.rotate()); err != nil {
 			return err
 		}
-		if _, err := tx.ExpireControl(now.Add(-controlLife)); err != nil {
+		if err := tx.ExpireStale(now.Add(-staleLife)); err != nil {
 			return err
 		}
 		b, err = signBundle(tx, n.self, now, false, n.cfg.mailboxPowBits())

@@ -130,7 +130,10 @@ type removeOp struct {
 	// and an event says so.
 	onlyRequest, dropped bool
 
-	err error
+	// Results: wasAccepted, the contact was accepted (it may hold our
+	// mailbox tokens).
+	wasAccepted bool
+	err         error
 }
 
 func newRemoveOp() *removeOp { return &removeOp{done: newDone()} }
@@ -148,6 +151,7 @@ func (o *removeOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) erro
 			return err
 		}
 	}
+	o.wasAccepted = st.contact != nil && st.contact.State == db.ContactAccepted
 	ok, err := tx.DeleteContact(c.key)
 	if err != nil {
 		return err
@@ -185,7 +189,9 @@ func (n *Node) RemoveContact(p peer.ID) error {
 	}
 	if o.err == nil {
 		n.forgetPeer(p)
-		n.revokeGrants()
+		if o.wasAccepted {
+			n.revokeGrants()
+		}
 	}
 	return o.err
 }

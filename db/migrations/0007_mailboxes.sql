@@ -60,3 +60,12 @@ CREATE TABLE mailbox_grants (
 	received INTEGER NOT NULL,
 	PRIMARY KEY (peer_id, mailbox)
 ) STRICT;
+
+-- Incoming messages deleted with their contact (a request cleared, a
+-- contact removed): a copy that comes again, from a sender that never
+-- heard our receipt, is acknowledged and not stored a second time. Only
+-- the random ids, kept 30 days.
+CREATE TABLE gone_messages (
+	id      BLOB    PRIMARY KEY CHECK (length(id) = 16),
+	deleted INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
