@@ -130,8 +130,8 @@ func (n *Node) AddMailbox(ctx context.Context, spec string) (peer.ID, error) {
 	if ai.ID == n.id {
 		return "", errors.New("node: a node cannot be its own mailbox")
 	}
-	var have []db.OwnMailbox
-	if err := n.store.View(func(r *db.ReadTx) (err error) { have, err = r.Mailboxes(); return err }); err != nil {
+	have, err := n.ownMailboxes()
+	if err != nil {
 		return "", err
 	}
 	var key []byte
@@ -226,20 +226,14 @@ func (n *Node) setPolicy(ctx context.Context, mbox peer.ID, key []byte, st mailb
 	o.policy.Lock()
 	defer o.policy.Unlock()
 	if key == nil {
-		if err := n.store.View(func(r *db.ReadTx) error {
-			have, err := r.Mailboxes()
-			for _, m := range have {
-				if m.Peer == mbox.String() {
-					key = m.TokenKey
-				}
-			}
-			return err
-		}); err != nil {
+		m, err := n.ownMailbox(mbox)
+		if err != nil {
 			return err
 		}
-		if key == nil {
+		if m == nil {
 			return fmt.Errorf("%w: %s", ErrNoMailbox, mbox)
 		}
+		key = m.TokenKey
 	}
 	ttl := uint32(db.DefaultMailboxTTL / time.Second)
 	if st.TTLMax > 0 && st.TTLMax < ttl {
@@ -280,8 +274,8 @@ func (n *Node) RemoveMailbox(ctx context.Context, p peer.ID) error {
 
 // Mailboxes lists this node's mailboxes and how they are doing.
 func (n *Node) Mailboxes() ([]MailboxStatus, error) {
-	var have []db.OwnMailbox
-	if err := n.store.View(func(r *db.ReadTx) (err error) { have, err = r.Mailboxes(); return err }); err != nil {
+	have, err := n.ownMailboxes()
+	if err != nil {
 		return nil, err
 	}
 	o := &n.owned
@@ -335,10 +329,29 @@ func mailboxEntries(r *db.ReadTx, powBits uint8) ([]mailbox.Entry, error) {
 	return out, nil
 }
 
+// ownMailboxes reads the mailboxes we are an owner at.
+func (n *Node) ownMailboxes() ([]db.OwnMailbox, error) {
+	var have []db.OwnMailbox
+	err := n.store.View(func(r *db.ReadTx) (err error) { have, err = r.Mailboxes(); return err })
+	return have, err
+}
+
+// ownMailbox reads one of them: nil when it is not one of ours (any
+// more).
+func (n *Node) ownMailbox(p peer.ID) (*db.OwnMailbox, error) {
+	have, err := n.ownMailboxes()
+	for i := range have {
+		if have[i].Peer == p.String() {
+			return &have[i], err
+		}
+	}
+	return nil, err
+}
+
 // startMailboxes starts collecting from every mailbox named.
 func (n *Node) startMailboxes() {
-	var have []db.OwnMailbox
-	if err := n.store.View(func(r *db.ReadTx) (err error) { have, err = r.Mailboxes(); return err }); err != nil {
+	have, err := n.ownMailboxes()
+	if err != nil {
 		n.log.Error("read the mailboxes", "err", err)
 		return
 	}
@@ -461,16 +474,8 @@ func (n *Node) collect(ctx context.Context, p peer.ID, r *ownedMailbox) {
 // collectRound supplies the mailbox, then collects until the round ends;
 // nil when it ended as planned.
 func (n *Node) collectRound(ctx context.Context, p peer.ID, r *ownedMailbox) error {
-	var m *db.OwnMailbox
-	if err := n.store.View(func(rt *db.ReadTx) error {
-		have, err := rt.Mailboxes()
-		for i := range have {
-			if have[i].Peer == p.String() {
-				m = &have[i]
-			}
-		}
-		return err
-	}); err != nil {
+	m, err := n.ownMailbox(p)
+	if err != nil {
 		return err
 	}
 	if m == nil {
