@@ -92,7 +92,7 @@ func (t *Tx) Mailboxed(peer string, id [16]byte, now time.Time) (bool, error) {
 // max times already (the caller fails it then).
 func (t *Tx) Rekey(peer string, id [16]byte, reason string, max int, now time.Time) (bool, error) {
 	res, err := t.exec(`UPDATE outbox SET envelope = x'', mailboxed = NULL, rekeyed = rekeyed + 1, last_error = ?, next_attempt = ?
-		WHERE message_id = ? AND peer_id = ? AND control = 0 AND held = 0 AND rekeyed < ?`, reason, millis(now), id[:], peer, max)
+		WHERE message_id = ? AND peer_id = ? AND control = 0 AND rekeyed < ?`, reason, millis(now), id[:], peer, max)
 	if err != nil {
 		return false, t.s.classify("rekey", err)
 	}
