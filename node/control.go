@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
+	"github.com/p2pmsg/p2pmsg/e2e"
 	"github.com/p2pmsg/p2pmsg/node/wire"
 )
 
@@ -48,17 +49,20 @@ func (o *controlOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) err
 		o.err = err
 		return nil
 	}
+	o.err, err = c.enqueueControl(tx, st, s, pt, now)
+	return err
+}
+
+// enqueueControl encrypts a control plaintext under s and queues it in
+// the batch's transaction. encErr is the encryption's failure (the
+// batch goes on), err the store's.
+func (c *conv) enqueueControl(tx *db.Tx, st *batchState, s *e2e.Session, pt []byte, now time.Time) (encErr, err error) {
 	id, env, err := s.Encrypt(pt)
 	if err != nil {
-		o.err = fmt.Errorf("node: encrypt: %w", err)
-		return nil
+		return fmt.Errorf("node: encrypt: %w", err), nil
 	}
-	st.dirty = true
-	if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now, Control: true}); err != nil {
-		return err
-	}
-	st.kick = true
-	return nil
+	st.dirty, st.kick = true, true
+	return nil, tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now, Control: true})
 }
 
 // queueControl queues a control message to p and waits for its commit.
@@ -87,14 +91,13 @@ func (c *conv) queueReceipts(tx *db.Tx, st *batchState, now time.Time) error {
 			return err
 		}
 		ids = ids[k:]
-		id, env, err := s.Encrypt(pt)
+		encErr, err := c.enqueueControl(tx, st, s, pt, now)
 		if err != nil {
-			c.n.log.Warn("encrypt a receipt", "peer", c.key, "err", err)
-			return nil
-		}
-		st.dirty, st.kick = true, true
-		if err := tx.Enqueue(db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now, Control: true}); err != nil {
 			return err
+		}
+		if encErr != nil {
+			c.n.log.Warn("encrypt a receipt", "peer", c.key, "err", encErr)
+			return nil
 		}
 	}
 	return nil
