@@ -85,6 +85,9 @@ Commands:
                                your mailboxes: reachable, waiting, one-time keys left; stop using one
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
+  version                      this p2pmsg's version (also --version)
+
+Each command's --help shows its flags and an example.
 
 Global flags:
   --data DIR      data directory (default $P2PMSG_DATA, else $XDG_DATA_HOME/p2pmsg, else ~/.local/share/p2pmsg)
@@ -136,9 +139,13 @@ var commands = map[string]func(e *env, args []string) error{
 	"resend":    cmdResend,
 	"message":   cmdMessage,
 	"demo":      cmdDemo,
+	"version":   cmdVersion,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		args = []string{"version"}
+	}
 	name, rest := splitCommand(args)
 	if name == "" || name == "help" || name == "-h" || name == "--help" || name == "-help" {
 		fmt.Fprint(stdout, usageText)
@@ -213,8 +220,57 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.StringVar(&e.passFile, "passphrase-file", "", "read the passphrase from this file")
 	fs.IntVar(&e.passFD, "passphrase-fd", -1, "read the passphrase from this file descriptor")
 	fs.IntVar(&e.passPipe, "passphrase-pipe", -1, "(the daemon to itself) the passphrase, raw, on this descriptor")
-	fs.Usage = func() { fmt.Fprintf(e.stderr, "usage: see p2pmsg help\n") }
+	fs.Usage = func() {} // --help: parse prints the verb's own help
 	return fs
+}
+
+// globalFlags are the flags every verb takes: its help leaves them to
+// `p2pmsg help`.
+var globalFlags = map[string]bool{"data": true, "config": true, "json": true, "passphrase-file": true, "passphrase-fd": true, "passphrase-pipe": true}
+
+// help prints a verb's usage, its own flags and an example, on stdout.
+func (e *env) help(fs *flag.FlagSet, usage string) {
+	fmt.Fprintf(e.stdout, "usage: %s\n", usage)
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if globalFlags[f.Name] {
+			return
+		}
+		if first {
+			fmt.Fprintln(e.stdout, "\nflags:")
+			first = false
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(e.stdout, "  --%-14s %s%s\n", f.Name, f.Usage, def)
+	})
+	if ex, ok := examples[fs.Name()]; ok {
+		fmt.Fprintf(e.stdout, "\nexample:\n  %s\n", ex)
+	}
+	fmt.Fprintln(e.stdout, "\nGlobal flags (--data, --config, --json, --passphrase-file, --passphrase-fd) and exit codes: p2pmsg help")
+}
+
+// examples are the verbs' examples, for their --help.
+var examples = map[string]string{
+	"init":      "p2pmsg init",
+	"id":        "p2pmsg id --json",
+	"daemon":    "p2pmsg daemon --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
+	"send":      "p2pmsg send bob 'on my way' --wait",
+	"resend":    "p2pmsg resend 3f2a...",
+	"history":   "p2pmsg history bob --limit 20",
+	"message":   "p2pmsg message 3f2a... --json",
+	"receive":   "p2pmsg receive --follow --kind message",
+	"contacts":  "p2pmsg contacts add 12D3KooW... --name bob",
+	"verify":    "p2pmsg verify bob",
+	"trust":     "p2pmsg trust bob --verified",
+	"status":    "p2pmsg status",
+	"mailbox":   "p2pmsg mailbox invite --valid 24h",
+	"mailboxes": "p2pmsg mailboxes add p2pmsg-mbox:...@/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
+	"chat":      "p2pmsg chat bob",
+	"demo":      "p2pmsg demo",
+	"version":   "p2pmsg version",
 }
 
 // parse parses flags anywhere among the arguments, as git-style tools
@@ -231,6 +287,7 @@ func (e *env) parse(fs *flag.FlagSet, args []string, want int, usage string) ([]
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				e.help(fs, usage)
 				return nil, err
 			}
 			return nil, fail(exitUsage, "%v; usage: %s", err, usage)

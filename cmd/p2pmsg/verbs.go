@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -355,4 +357,47 @@ func printStatus(e *env, st api.Status) {
 	if st.SecretsUnsealed {
 		fmt.Fprintln(e.stdout, "warning: the keys are stored unsealed (no passphrase)")
 	}
+}
+
+// cmdVersion prints the version the binary was built as: the module's
+// version for a release (go install ...@vX), else the commit it was
+// built from.
+func cmdVersion(e *env, args []string) error {
+	fs := e.flags("version")
+	if _, err := e.parse(fs, args, 0, "p2pmsg version [--json]"); err != nil {
+		return err
+	}
+	v := versionInfo()
+	return e.output(v, func() {
+		fmt.Fprintf(e.stdout, "p2pmsg %s (%s, %s)\n", v.Version, v.Go, v.Commit)
+	})
+}
+
+// buildVersion is what `p2pmsg version` says.
+type buildVersion struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Go      string `json:"go"`
+}
+
+func versionInfo() buildVersion {
+	v := buildVersion{Version: "(devel)", Commit: "unknown commit", Go: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if bi.Main.Version != "" {
+		v.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v.Commit = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v.Commit += " (modified)"
+			}
+		}
+	}
+	return v
 }
