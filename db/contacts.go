@@ -29,7 +29,10 @@ type Contact struct {
 	State       ContactState
 	Verified    bool // the safety number was compared
 	Blocked     bool
-	KeyChanged  bool // it presented another identity key; waits for the user's trust
+	KeyChanged  bool          // it presented another identity key; waits for the user's trust
+	ProfileName string        // the name the peer gave itself (Name, ours for it, wins)
+	ProfileSent string        // the name of ours last sent to it
+	Timer       time.Duration // the conversation's disappearing timer; zero: off
 	Created     time.Time
 	Updated     time.Time
 }
@@ -66,14 +69,14 @@ func (t *Tx) EnsureContact(peer string, now time.Time) (added bool, err error) {
 	return n == 1, err
 }
 
-const contactColumns = "peer_id, name, identity_key, state, verified, blocked, key_changed, created, updated"
+const contactColumns = "peer_id, name, identity_key, state, verified, blocked, key_changed, created, updated, profile_name, profile_sent, timer"
 
 func scanContact(sc interface{ Scan(...any) error }) (Contact, error) {
 	var c Contact
 	var state string
-	var created, updated int64
-	err := sc.Scan(&c.PeerID, &c.Name, &c.IdentityKey, &state, &c.Verified, &c.Blocked, &c.KeyChanged, &created, &updated)
-	c.State, c.Created, c.Updated = ContactState(state), fromMillis(created), fromMillis(updated)
+	var created, updated, timer int64
+	err := sc.Scan(&c.PeerID, &c.Name, &c.IdentityKey, &state, &c.Verified, &c.Blocked, &c.KeyChanged, &created, &updated, &c.ProfileName, &c.ProfileSent, &timer)
+	c.State, c.Created, c.Updated, c.Timer = ContactState(state), fromMillis(created), fromMillis(updated), time.Duration(timer)*time.Second
 	return c, err
 }
 

@@ -45,6 +45,13 @@ type Message struct {
 	Error     string    // why it failed
 	Sent      time.Time // the sender's clock
 	Received  time.Time // incoming: when it was stored
+	Edited    time.Time // the sender's clock at its latest edit; zero: never edited
+	Deleted   time.Time // when it was deleted for everyone (Body is empty); zero: not
+	ReplyTo   [16]byte  // the message it quotes; zero: none
+	// Timer: its disappearing timer; it runs from Expires minus Timer
+	// (delivery for ours, reading for theirs) to Expires.
+	Timer   time.Duration
+	Expires time.Time
 }
 
 // Time is the message's place in its conversation: when it was sent, for
@@ -68,9 +75,14 @@ func (t *Tx) InsertMessage(m Message) (inserted bool, err error) {
 	if sl := t.s.sealer.Load(); sl != nil {
 		body, sealed = "", sl.values.seal(messageAD(m.ID[:]), []byte(m.Body))
 	}
-	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, body_sealed, state, error, sent, received, time)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		m.ID[:], m.Peer, string(m.Direction), body, sealed, string(m.State), m.Error, millis(m.Sent), nullTime(m.Received), millis(m.Time()))
+	var reply []byte
+	if m.ReplyTo != ([16]byte{}) {
+		reply = m.ReplyTo[:]
+	}
+	res, err := t.exec(`INSERT INTO messages (id, peer_id, direction, body, body_sealed, state, error, sent, received, time, reply_to, timer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		m.ID[:], m.Peer, string(m.Direction), body, sealed, string(m.State), m.Error, millis(m.Sent), nullTime(m.Received), millis(m.Time()),
+		reply, seconds(m.Timer))
 	if err != nil {
 		return false, t.s.classify("insert message", err)
 	}
@@ -136,20 +148,23 @@ func (t *Tx) MarkRead(peer string, upTo Cursor) (int64, error) {
 	return res.RowsAffected()
 }
 
-const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received, mailboxed, body_sealed"
+const messageColumns = "seq, id, peer_id, direction, body, state, error, sent, received, mailboxed, edited, deleted, reply_to, timer, expires, body_sealed"
 
 // scanMessage reads a row of messageColumns, opening a sealed body.
 func (s *Store) scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
-	var id, sealed []byte
+	var id, reply, sealed []byte
 	var dir, state string
-	var sent int64
-	var received, mailboxed sql.NullInt64
-	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received, &mailboxed, &sealed); err != nil {
+	var sent, timer int64
+	var received, mailboxed, edited, deleted, expires sql.NullInt64
+	if err := sc.Scan(&m.Seq, &id, &m.Peer, &dir, &m.Body, &state, &m.Error, &sent, &received, &mailboxed,
+		&edited, &deleted, &reply, &timer, &expires, &sealed); err != nil {
 		return m, err
 	}
 	copy(m.ID[:], id)
+	copy(m.ReplyTo[:], reply)
 	m.Direction, m.State, m.Sent, m.Received = Direction(dir), MessageState(state), fromMillis(sent), fromNull(received)
+	m.Edited, m.Deleted, m.Timer, m.Expires = fromNull(edited), fromNull(deleted), time.Duration(timer)*time.Second, fromNull(expires)
 	if mailboxed.Valid && (m.State == Queued || m.State == Sent) {
 		m.State = Mailboxed
 	}
@@ -279,18 +294,24 @@ func (r *ReadTx) UnreadCounts() (map[string]int, error) {
 // query of prefixes alone (tomor*) has nothing to look up and reads the
 // messages, newest first, until it has found limit of them.
 func (r *ReadTx) Search(text string, limit int) ([]Message, error) {
+	return r.SearchIn("", text, limit)
+}
+
+// SearchIn is Search in the conversation with peer; "" searches them
+// all.
+func (r *ReadTx) SearchIn(peer, text string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("db: search: limit %d is not positive", limit)
 	}
 	if sl := r.s.sealer.Load(); sl != nil {
-		return r.searchSealed(sl, text, limit)
+		return r.searchSealed(sl, peer, text, limit)
 	}
 	q := ftsQuery(text)
 	if q == "" {
 		return nil, nil
 	}
 	rows, err := r.q.Query("SELECT "+searchColumns+` FROM messages_fts JOIN messages m ON m.seq = messages_fts.docid
-		WHERE messages_fts MATCH ? ORDER BY messages_fts.docid DESC LIMIT ?`, q, limit)
+		WHERE messages_fts MATCH ? AND (? = '' OR m.peer_id = ?) ORDER BY messages_fts.docid DESC LIMIT ?`, q, peer, peer, limit)
 	if err != nil {
 		return nil, r.s.classify("search", err)
 	}

@@ -22,6 +22,10 @@ type OutboxEntry struct {
 	// Control: a receipt or a grant, with no message row; it ends at a
 	// direct ack or a mailbox's store, and is never receipted.
 	Control bool
+	// Lasting: a control message that a mailbox's store does not end:
+	// like a message, it waits for the recipient's receipt (an edit, a
+	// deletion, a reaction, a profile, a timer).
+	Lasting bool
 	// Mailboxed: when a mailbox stored it (zero: none did yet).
 	Mailboxed time.Time
 }
@@ -29,8 +33,9 @@ type OutboxEntry struct {
 // Enqueue adds an envelope to the outbox; its message must be stored,
 // unless it is a control message.
 func (t *Tx) Enqueue(e OutboxEntry) error {
-	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created), e.Held, e.Control)
+	_, err := t.exec(`INSERT INTO outbox (message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control, lasting)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.MessageID[:], e.Peer, e.Envelope, e.Attempts, millis(e.NextAttempt), e.LastError, millis(e.Created), e.Held, e.Control,
+		e.Control && e.Lasting)
 	return t.s.classify("enqueue", err)
 }
 
@@ -49,8 +54,10 @@ func (t *Tx) Delivered(peer string, id [16]byte) (bool, error) {
 		_, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
 		return false, t.s.classify("delivered", err)
 	}
-	_, err = t.SetMessageState(peer, id, Delivered, "")
-	return true, err
+	if _, err = t.SetMessageState(peer, id, Delivered, ""); err != nil {
+		return true, err
+	}
+	return true, t.s.classify("delivered", t.startTimer(peer, id, time.Now()))
 }
 
 // Mailboxed records that a mailbox stored an envelope for peer: a control
@@ -59,15 +66,15 @@ func (t *Tx) Delivered(peer string, id [16]byte) (bool, error) {
 // mailboxed (false for a control message, for one already mailboxed,
 // and for one no longer waiting).
 func (t *Tx) Mailboxed(peer string, id [16]byte, now time.Time) (bool, error) {
-	var control bool
-	err := t.queryRow("SELECT control FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer).Scan(&control)
+	var control, lasting bool
+	err := t.queryRow("SELECT control, lasting FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer).Scan(&control, &lasting)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, t.s.classify("mailboxed", err)
 	}
-	if control {
+	if control && !lasting {
 		_, err := t.exec("DELETE FROM outbox WHERE message_id = ?", id[:])
 		return false, t.s.classify("mailboxed", err)
 	}
@@ -133,7 +140,7 @@ func (t *Tx) GiveUp(peer string, id [16]byte, reason string) (bool, error) {
 	return true, err
 }
 
-const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control, mailboxed"
+const outboxColumns = "rowid, message_id, peer_id, envelope, attempts, next_attempt, last_error, created, held, control, lasting, mailboxed"
 
 func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 	if err != nil {
@@ -146,7 +153,7 @@ func collectOutbox(rows *sql.Rows, err error) ([]OutboxEntry, error) {
 		var id []byte
 		var next, created int64
 		var mailboxed sql.NullInt64
-		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created, &e.Held, &e.Control, &mailboxed); err != nil {
+		if err := rows.Scan(&e.Row, &id, &e.Peer, &e.Envelope, &e.Attempts, &next, &e.LastError, &created, &e.Held, &e.Control, &e.Lasting, &mailboxed); err != nil {
 			return nil, err
 		}
 		copy(e.MessageID[:], id)

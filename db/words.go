@@ -376,7 +376,7 @@ const maxJoinedWords = 8
 // word's hash. A query of prefixes alone has no word to look up: it
 // reads the messages newest first until it has limit results, so a
 // prefix that matches little reads the whole history.
-func (r *ReadTx) searchSealed(sl *sealer, text string, limit int) ([]Message, error) {
+func (r *ReadTx) searchSealed(sl *sealer, peer, text string, limit int) ([]Message, error) {
 	phrases := parseQuery(text)
 	if len(phrases) == 0 || slices.ContainsFunc(phrases, func(p phrase) bool { return len(p.tokens) == 0 }) {
 		return nil, nil
@@ -393,7 +393,7 @@ func (r *ReadTx) searchSealed(sl *sealer, text string, limit int) ([]Message, er
 	slices.SortStableFunc(words, func(a, b string) int { return len(b) - len(a) })
 	words = words[:min(len(words), maxJoinedWords)]
 	if len(words) == 0 {
-		return r.scanSealed(sl, phrases, limit)
+		return r.scanSealed(sl, peer, phrases, limit)
 	}
 	// CROSS JOIN keeps this order: the first word's rows, in seq order,
 	// each checked against the others' rows.
@@ -426,7 +426,7 @@ func (r *ReadTx) searchSealed(sl *sealer, text string, limit int) ([]Message, er
 		if err != nil {
 			return nil, r.s.classify("search", err)
 		}
-		if ts.of(m.Body).matches(phrases) {
+		if (peer == "" || m.Peer == peer) && ts.of(m.Body).matches(phrases) {
 			out = append(out, m)
 		}
 	}
@@ -436,8 +436,8 @@ func (r *ReadTx) searchSealed(sl *sealer, text string, limit int) ([]Message, er
 // scanSealed answers a query of prefixes alone: every message opened,
 // newest first, until limit of them match. Only the ids and sealed
 // bodies are read for that; the matches are then read whole.
-func (r *ReadTx) scanSealed(sl *sealer, phrases []phrase, limit int) ([]Message, error) {
-	rows, err := r.q.Query("SELECT seq, id, body_sealed FROM messages ORDER BY seq DESC")
+func (r *ReadTx) scanSealed(sl *sealer, peer string, phrases []phrase, limit int) ([]Message, error) {
+	rows, err := r.q.Query("SELECT seq, id, body_sealed FROM messages WHERE ? = '' OR peer_id = ? ORDER BY seq DESC", peer, peer)
 	if err != nil {
 		return nil, r.s.classify("search", err)
 	}

@@ -65,6 +65,10 @@ type Config struct {
 	// a client), DHTClient.
 	DHTMode DHTMode
 
+	// NoReadReceipts: do not tell contacts when the user read their
+	// messages (theirs are still shown).
+	NoReadReceipts bool
+
 	// NoCreate makes New fail with ErrNoIdentity instead of creating an
 	// identity and a store in a DataDir that has none: for tools that only
 	// read, where a mistyped directory must not make a new identity.

@@ -31,9 +31,13 @@ type Contact struct {
 	Verified   bool // the user compared safety numbers
 	Blocked    bool
 	KeyChanged bool // it presented another identity key: refused until TrustIdentity
-	Path       Path // how it is reached now
-	Created    time.Time
-	Updated    time.Time
+	// ProfileName: the name the peer gave itself; Name, the user's, wins
+	// over it (DisplayName).
+	ProfileName string
+	Timer       time.Duration // the conversation's disappearing timer; zero: off
+	Path        Path          // how it is reached now
+	Created     time.Time
+	Updated     time.Time
 }
 
 func (n *Node) contactOf(c db.Contact) (Contact, error) {
@@ -42,7 +46,17 @@ func (n *Node) contactOf(c db.Contact) (Contact, error) {
 		return Contact{}, fmt.Errorf("node: stored contact %q is no peer ID: %w", c.PeerID, err)
 	}
 	return Contact{PeerID: p, Name: c.Name, State: ContactState(c.State), Verified: c.Verified, Blocked: c.Blocked,
-		KeyChanged: c.KeyChanged, Path: n.Path(p), Created: c.Created, Updated: c.Updated}, nil
+		KeyChanged: c.KeyChanged, Path: n.Path(p), Created: c.Created, Updated: c.Updated,
+		ProfileName: c.ProfileName, Timer: c.Timer}, nil
+}
+
+// DisplayName is the name to show for the contact: the user's for it,
+// else the one it gave itself, else none.
+func (c Contact) DisplayName() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ProfileName
 }
 
 // Contacts lists the known peers, the accepted ones first, each group by

@@ -104,9 +104,16 @@ func (c *conv) queueReceipts(tx *db.Tx, st *batchState, now time.Time) error {
 }
 
 // receiveControl acts on a control plaintext from an accepted contact,
-// inside the batch that decrypted it.
-func (c *conv) receiveControl(tx *db.Tx, st *batchState, pt []byte, signal wire.Control, now time.Time) error {
-	switch signal {
+// inside the batch that decrypted it (content.go: the changes).
+func (c *conv) receiveControl(tx *db.Tx, st *batchState, o *recvOp, pt []byte, content wire.Content, now time.Time) error {
+	if signal := content.Control; signal.Lasting() {
+		if o.viaMailbox {
+			// Like a message: its sender keeps it until this receipt.
+			st.receipts = append(st.receipts, o.id)
+		}
+		return c.receiveChange(tx, st, pt, signal, content.Sent, now)
+	}
+	switch content.Control {
 	case wire.ControlAccepted:
 		return c.release(tx, st, now)
 	case wire.ControlReceipt:
@@ -115,8 +122,8 @@ func (c *conv) receiveControl(tx *db.Tx, st *batchState, pt []byte, signal wire.
 			c.n.log.Debug("malformed receipt", "peer", c.key, "err", err)
 			return nil
 		}
-		if r.Kind != wire.ReceiptDelivered {
-			return nil // read receipts: not yet shown
+		if r.Kind == wire.ReceiptRead {
+			return c.receiveRead(tx, st, r.IDs, now)
 		}
 		for _, id := range r.IDs {
 			// Only the peer's own messages: Delivered checks the peer.
@@ -125,6 +132,7 @@ func (c *conv) receiveControl(tx *db.Tx, st *batchState, pt []byte, signal wire.
 				return err
 			}
 			if ok {
+				st.expiry = true
 				if err := st.event(tx, EventState, payload{Peer: c.key, MessageID: msgIDString(id), State: string(db.Delivered)}, now); err != nil {
 					return err
 				}

@@ -115,6 +115,9 @@ type batchState struct {
 	// and the peer's (clock.go); skewSeen says whether there was one.
 	skew     time.Duration
 	skewSeen bool
+	// expiry: a disappearing timer started; purge: text was deleted, to
+	// be scrubbed from the index's free pages and the WAL (expiry.go).
+	expiry, purge bool
 	// After commit: notify wakes the Watchers (events were appended), kick
 	// starts the peer's outbox worker (envelopes were queued).
 	notify, kick bool
@@ -307,6 +310,12 @@ func (c *conv) process(batch []op) {
 	}
 	if st.newRequest {
 		c.n.trimRequests()
+	}
+	if st.expiry {
+		c.n.kickExpiry()
+	}
+	if st.purge {
+		c.n.purgeSoon()
 	}
 	if st.grant && st.contact != nil && st.contact.State == db.ContactAccepted && !st.contact.Blocked {
 		c.n.spawnIf(true, func() { c.n.grant(c.peer) })

@@ -112,7 +112,7 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		if stranger {
 			return nil
 		}
-		return c.receiveControl(tx, st, pt, content.Control, now)
+		return c.receiveControl(tx, st, o, pt, content, now)
 	}
 	if stranger && len(content.Text) > maxRequestText {
 		o.reject(wire.ReasonTooLarge, "a stranger's first message is too long")
@@ -122,8 +122,14 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 	if err := c.ensureContact(tx, st, true, now); err != nil {
 		return err
 	}
+	if content.HasProfile {
+		if err := c.setProfileName(tx, st, content.Profile, now); err != nil {
+			return err
+		}
+	}
 	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: content.Text, State: db.Received,
-		Sent: time.UnixMilli(content.Sent), Received: now}
+		Sent: time.UnixMilli(content.Sent), Received: now, ReplyTo: content.ReplyTo,
+		Timer: min(time.Duration(content.Timer)*time.Second, MaxTimer)}
 	inserted, err := tx.InsertMessage(m)
 	if err != nil {
 		return err
@@ -244,6 +250,13 @@ func (c *conv) receivePrekey(tx *db.Tx, o *recvOp, st *batchState, now time.Time
 		// is authenticated, and copies of stored messages were caught
 		// above): its session is one we have forgotten. It needs a new one.
 		return reject(wire.ReasonNoSession, "handshake failed: "+err.Error())
+	}
+	// The envelope's size bounded text and extras together: the text
+	// alone is checked before anything of the handshake is recorded.
+	if st.contact == nil || st.contact.State != db.ContactAccepted {
+		if content, _ := wire.DecodeContent(pt); len(content.Text) > maxRequestText {
+			return reject(wire.ReasonTooLarge, "a stranger's first message is too long")
+		}
 	}
 	// The replay key must outlive the signed prekey it names.
 	if _, err := tx.MarkSeen(rk[:], now.Add(c.n.cfg.rotate()*(1+graceRotations))); err != nil {

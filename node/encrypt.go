@@ -15,7 +15,8 @@ import (
 // sendOp encrypts one message inside a batch (Send, send.go, submits it).
 type sendOp struct {
 	done
-	text string
+	text    string
+	replyTo e2e.MessageID // zero: none
 	// bundle, fetched by Send when the peer had no session, starts one if
 	// there is still none when the op runs; ignored otherwise.
 	bundle *e2e.Bundle
@@ -51,17 +52,32 @@ func (c *conv) send(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
 		o.err = fmt.Errorf("%w: %s", ErrBlocked, c.key)
 		return nil
 	}
+	if o.replyTo != (e2e.MessageID{}) {
+		if q, err := tx.Read().Message(o.replyTo); errors.Is(err, db.ErrNotFound) || err == nil && q.Peer != c.key {
+			o.err = fmt.Errorf("%w: no message %x in the conversation with %s to reply to", ErrNotFound, o.replyTo, c.key)
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
 	s := c.rec.current()
 	if s == nil && o.bundle == nil && o.waiting != "" {
 		return c.queueWaiting(tx, o, st, now)
 	}
+	started := false
 	if s == nil {
 		var err error
 		if s, o.err, err = c.startSession(tx, st, o.bundle, now); s == nil {
 			return err
 		}
+		started = true
 	}
-	id, env, err := s.Encrypt(wire.EncodeContent(now.UnixMilli(), o.text))
+	m := db.Message{Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Sent: now, ReplyTo: o.replyTo, Timer: c.timer(st)}
+	pt, profile, err := c.plaintext(tx, st, m, started)
+	if err != nil {
+		return err
+	}
+	id, env, err := s.Encrypt(pt)
 	if err != nil {
 		o.err = fmt.Errorf("node: encrypt: %w", err)
 		return nil
@@ -70,7 +86,10 @@ func (c *conv) send(tx *db.Tx, o *sendOp, st *batchState, now time.Time) error {
 	if err := c.accept(tx, st, now); err != nil {
 		return err
 	}
-	m := db.Message{ID: id, Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Sent: now}
+	if err := c.profileSent(tx, st, profile); err != nil {
+		return err
+	}
+	m.ID = id
 	e := db.OutboxEntry{MessageID: id, Peer: c.key, Envelope: env, NextAttempt: now, Created: now}
 	if !st.heldKnown {
 		// Behind a message the peer refused until it accepts us, a new
@@ -128,7 +147,8 @@ func (c *conv) queueWaiting(tx *db.Tx, o *sendOp, st *batchState, now time.Time)
 	}
 	var id e2e.MessageID
 	rand.Read(id[:])
-	m := db.Message{ID: id, Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Error: o.waiting, Sent: now}
+	m := db.Message{ID: id, Peer: c.key, Direction: db.Outgoing, Body: o.text, State: db.Queued, Error: o.waiting, Sent: now,
+		ReplyTo: o.replyTo, Timer: c.timer(st)}
 	if _, err := tx.InsertMessage(m); err != nil {
 		return err
 	}
@@ -167,10 +187,12 @@ func (o *encryptOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) err
 		return nil
 	}
 	s := c.rec.current()
+	started := false
 	if s == nil {
 		if s, o.err, err = c.startSession(tx, st, o.bundle, now); s == nil {
 			return err
 		}
+		started = true
 	}
 	for _, e := range entries {
 		if len(e.Envelope) > 0 {
@@ -180,11 +202,20 @@ func (o *encryptOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) err
 		if err != nil {
 			return err
 		}
-		// The sender's clock as it was when the user wrote it.
-		env, err := encryptAs(s, e.MessageID, wire.EncodeContent(m.Sent.UnixMilli(), m.Body))
+		// The sender's clock as it was when the user wrote it; the first
+		// under a new session carries our display name.
+		pt, profile, err := c.plaintext(tx, st, m, started)
+		if err != nil {
+			return err
+		}
+		started = false
+		env, err := encryptAs(s, e.MessageID, pt)
 		if err != nil {
 			o.err = fmt.Errorf("node: encrypt: %w", err)
 			return nil
+		}
+		if err := c.profileSent(tx, st, profile); err != nil {
+			return err
 		}
 		st.dirty = true
 		if err := tx.SetEnvelope(c.key, e.MessageID, env); err != nil {

@@ -39,6 +39,22 @@ const (
 	// delivers junk (State says which, Reason details it); or a
 	// contact's mailbox refused a deposit.
 	EventMailbox EventKind = "mailbox"
+	// EventEdit: a message's text was edited (by us: Direction out; by
+	// the peer: in).
+	EventEdit EventKind = "edit"
+	// EventDelete: a message was deleted for everyone (its tombstone
+	// stays), or its disappearing timer ran out (Reason "expired": it is
+	// gone).
+	EventDelete EventKind = "delete"
+	// EventReaction: a reaction to a message was set (Emoji) or taken
+	// back (no Emoji), by the peer (Reactor) or by us.
+	EventReaction EventKind = "reaction"
+	// EventProfile: a contact changed its display name (Reason is the
+	// new one).
+	EventProfile EventKind = "profile"
+	// EventTimer: the conversation's disappearing timer changed (Timer;
+	// zero: off), by us (Direction out) or by the peer (in).
+	EventTimer EventKind = "timer"
 )
 
 // Event is an entry of the node's event log. IDs grow monotonically and
@@ -65,6 +81,13 @@ type Event struct {
 	// EventConnectivity: how the contact is reached now (PathOffline:
 	// it went away).
 	Path Path
+
+	// EventReaction: the emoji (none: taken back) and who reacted (empty:
+	// our user).
+	Emoji   string
+	Reactor peer.ID
+	// EventTimer: the new timer.
+	Timer time.Duration
 }
 
 // payload is what the events table holds of an event, as JSON.
@@ -75,6 +98,9 @@ type payload struct {
 	State     string `json:"state,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	Path      string `json:"path,omitempty"` // connectivity: direct, hole-punched, relayed, offline
+	Emoji     string `json:"emoji,omitempty"`
+	Reactor   string `json:"reactor,omitempty"`
+	Timer     int64  `json:"timer,omitempty"` // seconds
 }
 
 func appendEvent(tx *db.Tx, kind EventKind, p payload, now time.Time) error {
@@ -111,6 +137,8 @@ func decodeEvents(r *db.ReadTx, evs []db.Event, kinds []EventKind) ([]Event, int
 		ev.Peer, _ = peer.Decode(d.Peer)
 		ev.MessageID, _ = ParseMessageID(d.MessageID)
 		ev.Direction, ev.State, ev.Reason, ev.Path = Direction(d.Direction), MessageState(d.State), d.Reason, Path(d.Path)
+		ev.Emoji, ev.Timer = d.Emoji, time.Duration(d.Timer)*time.Second
+		ev.Reactor, _ = peer.Decode(d.Reactor)
 		if d.Peer != "" {
 			name, ok := names[d.Peer]
 			if !ok {

@@ -74,6 +74,14 @@ type Message struct {
 	Error     string    // why it failed, or why it still waits (queued)
 	Sent      time.Time // the sender's clock (a peer's clock may be wrong)
 	Stored    time.Time // when this node stored it: its place in the conversation
+	Edited    time.Time // the sender's clock at its latest edit; zero: never edited
+	Deleted   bool      // deleted for everyone: a tombstone, with no text
+	ReplyTo   MessageID // the message it quotes; zero: none
+	// Timer: its disappearing timer (zero: none), counting down to
+	// Expires once it started (ours: on delivery; theirs: once read).
+	Timer     time.Duration
+	Expires   time.Time
+	Reactions []Reaction // oldest first
 
 	cursor db.Cursor
 }
@@ -95,19 +103,46 @@ type Page struct {
 	Limit         int
 }
 
-func messageOf(m db.Message) (Message, error) {
+// Reaction is one person's reaction to a message.
+type Reaction struct {
+	Reactor peer.ID // empty: our user
+	Emoji   string
+	Time    time.Time
+}
+
+func messageOf(m db.Message, rs []db.Reaction) (Message, error) {
 	p, err := peer.Decode(m.Peer)
 	if err != nil {
 		return Message{}, fmt.Errorf("node: stored message %x names no peer: %w", m.ID, err)
 	}
-	return Message{ID: MessageID(m.ID), Peer: p, Direction: Direction(m.Direction), Text: m.Body,
-		State: MessageState(m.State), Error: m.Error, Sent: m.Sent, Stored: m.Time(), cursor: db.CursorOf(m)}, nil
+	msg := Message{ID: MessageID(m.ID), Peer: p, Direction: Direction(m.Direction), Text: m.Body,
+		State: MessageState(m.State), Error: m.Error, Sent: m.Sent, Stored: m.Time(), cursor: db.CursorOf(m),
+		Edited: m.Edited, Deleted: !m.Deleted.IsZero(), ReplyTo: MessageID(m.ReplyTo), Timer: m.Timer, Expires: m.Expires}
+	for _, r := range rs {
+		x := Reaction{Emoji: r.Emoji, Time: r.Time}
+		if r.Reactor != "" {
+			if x.Reactor, err = peer.Decode(r.Reactor); err != nil {
+				continue
+			}
+		}
+		msg.Reactions = append(msg.Reactions, x)
+	}
+	return msg, nil
 }
 
-func messagesOf(ms []db.Message) ([]Message, error) {
+// withReactions reads the reactions to ms and makes Messages of them.
+func withReactions(r *db.ReadTx, ms []db.Message) ([]Message, error) {
+	ids := make([][16]byte, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	rs, err := r.Reactions(ids)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Message, 0, len(ms))
 	for _, m := range ms {
-		msg, err := messageOf(m)
+		msg, err := messageOf(m, rs[m.ID])
 		if err != nil {
 			return nil, err
 		}
@@ -124,22 +159,28 @@ func (n *Node) History(p peer.ID, pg Page) ([]Message, error) {
 	case pg.Before != (Cursor{}) && (pg.After != (Cursor{}) || pg.Oldest):
 		return nil, fmt.Errorf("%w: page before or after a message, not both", ErrInvalid)
 	}
-	var ms []db.Message
-	err := n.store.View(func(r *db.ReadTx) (err error) {
+	var out []Message
+	err := n.store.View(func(r *db.ReadTx) error {
+		var ms []db.Message
+		var err error
 		if pg.After != (Cursor{}) || pg.Oldest {
 			ms, err = r.HistoryAfter(p.String(), pg.After.c, pg.Limit)
 		} else {
 			ms, err = r.History(p.String(), pg.Before.c, pg.Limit)
 		}
+		if err != nil {
+			return err
+		}
+		out, err = withReactions(r, trimPage(ms, pg.After != (Cursor{}) || pg.Oldest))
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	// At most MaxPageText of text: keep the messages nearest the cursor
-	// (the oldest when paging forward, else the newest), so that the next
-	// page, from the page's first or last message, leaves no gap.
-	forward := pg.After != (Cursor{}) || pg.Oldest
+	return out, err
+}
+
+// trimPage keeps at most MaxPageText of text: the messages nearest the
+// cursor (the oldest when paging forward, else the newest), so that the
+// next page, from the page's first or last message, leaves no gap.
+func trimPage(ms []db.Message, forward bool) []db.Message {
 	text := 0
 	for i := range ms {
 		j := i
@@ -148,22 +189,24 @@ func (n *Node) History(p peer.ID, pg Page) ([]Message, error) {
 		}
 		if i > 0 && text+len(ms[j].Body) > MaxPageText {
 			if forward {
-				ms = ms[:j]
-			} else {
-				ms = ms[j+1:]
+				return ms[:j]
 			}
-			break
+			return ms[j+1:]
 		}
 		text += len(ms[j].Body)
 	}
-	return messagesOf(ms)
+	return ms
 }
 
 // Message returns one message by id; ErrNotFound when there is none.
 func (n *Node) Message(id MessageID) (Message, error) {
-	var m db.Message
-	err := n.store.View(func(r *db.ReadTx) (err error) {
-		m, err = r.Message(id)
+	var out []Message
+	err := n.store.View(func(r *db.ReadTx) error {
+		m, err := r.Message(id)
+		if err != nil {
+			return err
+		}
+		out, err = withReactions(r, []db.Message{m})
 		return err
 	})
 	if errors.Is(err, db.ErrNotFound) {
@@ -172,13 +215,5 @@ func (n *Node) Message(id MessageID) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	return messageOf(m)
-}
-
-// MarkRead marks the conversation with p read up to and including m.
-func (n *Node) MarkRead(p peer.ID, m Message) error {
-	return n.store.Update(func(tx *db.Tx) error {
-		_, err := tx.MarkRead(p.String(), m.cursor)
-		return err
-	})
+	return out[0], nil
 }

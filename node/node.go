@@ -185,6 +185,9 @@ type Node struct {
 	netWake chan struct{}
 	// retryWake: to the retry loop (outbox.go, retryScheduled), cap 1.
 	retryWake chan struct{}
+	// expiryWake, purgeWake: to the expiry and purge loops (expiry.go),
+	// cap 1.
+	expiryWake, purgeWake chan struct{}
 
 	// hostWork: from the host-event loop to the actor that does the store
 	// reads and writes they call for (hostevents.go).
@@ -240,7 +243,7 @@ func newNode(cfg Config, store *db.Store) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.logger().With("self", id.String()), store: store, self: self, priv: priv, id: id,
 		ctx: ctx, cancel: cancel, hostQueue: make(chan hostEvent, hostQueueSize),
 		hostWork: hostWork{wake: make(chan struct{}, 1)}, netWake: make(chan struct{}, 1),
-		retryWake: make(chan struct{}, 1)}
+		retryWake: make(chan struct{}, 1), expiryWake: make(chan struct{}, 1), purgeWake: make(chan struct{}, 1)}
 	n.relays.wake = make(chan struct{}, 1)
 	n.relays.finderUp = make(chan struct{})
 	n.relays.away = map[peer.ID]chan struct{}{}
@@ -342,6 +345,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.redialLoop)
 	n.spawn(n.watchLoop)
 	n.spawn(n.punchLoop)
+	n.spawn(n.expiryLoop)
+	n.spawn(n.purgeLoop)
 	n.startMailboxes()
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil

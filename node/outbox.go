@@ -558,6 +558,7 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	d.released = d.released || release || rekeyed
 	if events {
 		d.n.notifyEvents()
+		d.n.kickExpiry() // a delivery starts a disappearing message's timer
 	}
 	if renew {
 		// The peer cannot read our session any more: forget it, so that

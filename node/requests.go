@@ -107,7 +107,7 @@ func (c *conv) strangerGate(tx *db.Tx, o *recvOp, st *batchState) (bool, error) 
 			return true, nil
 		}
 	}
-	if len(o.env) > e2e.PrekeyOverhead+wire.ContentHeader+maxRequestText {
+	if len(o.env) > e2e.PrekeyOverhead+wire.ContentHeader+wire.MaxMessageExtra+maxRequestText {
 		o.reject(wire.ReasonTooLarge, "a stranger's first message is too long")
 		return true, nil
 	}

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pmsg/p2pmsg/db"
 	"github.com/p2pmsg/p2pmsg/dht"
+	"github.com/p2pmsg/p2pmsg/e2e"
 )
 
 // Send encrypts text for peer `to` and returns the message's id once the
@@ -25,19 +24,22 @@ import (
 // delivery worker looks for the bundle again with the delivery backoff,
 // and encrypts what waits, in order, once it has one.
 func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, error) {
+	return n.SendDraft(ctx, to, Draft{Text: text})
+}
+
+// SendDraft is Send of a message that may quote another (a reply). The
+// disappearing timer is the conversation's as the message is stored.
+func (n *Node) SendDraft(ctx context.Context, to peer.ID, d Draft) (MessageID, error) {
 	if err := n.running(); err != nil {
 		return MessageID{}, err
 	}
-	switch {
-	case to == n.id:
+	if to == n.id {
 		return MessageID{}, fmt.Errorf("%w: you cannot send to yourself", ErrInvalid)
-	case strings.TrimSpace(text) == "":
-		return MessageID{}, fmt.Errorf("%w: the message is empty", ErrInvalid)
-	case len(text) > MaxTextSize:
-		return MessageID{}, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(text), MaxTextSize)
-	case !utf8.ValidString(text):
-		return MessageID{}, fmt.Errorf("%w: the message text is not valid UTF-8", ErrInvalid)
 	}
+	if err := checkText(d.Text); err != nil {
+		return MessageID{}, err
+	}
+	text := d.Text
 	c, err := n.conv(to)
 	if err != nil {
 		return MessageID{}, err
@@ -46,6 +48,7 @@ func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, er
 	// conversation never waits for the network and a first message is
 	// submitted once.
 	o := newSendOp(text, nil)
+	o.replyTo = e2e.MessageID(d.ReplyTo)
 	need, waiting, err := c.needsBundle()
 	if err != nil {
 		return MessageID{}, err
@@ -68,6 +71,7 @@ func (n *Node) Send(ctx context.Context, to peer.ID, text string) (MessageID, er
 		// op. One more round, with a bundle (or waiting for one) this
 		// time, so that it cannot end here again.
 		o = newSendOp(text, nil)
+		o.replyTo = e2e.MessageID(d.ReplyTo)
 		n.fetchOrWait(ctx, to, o)
 		c.submit(o)
 		o.wait()

@@ -34,6 +34,7 @@ type fileConfig struct {
 	LookupTimeout     duration `toml:"lookup_timeout"`
 	ConnLow           int      `toml:"conn_low"`
 	ConnHigh          int      `toml:"conn_high"`
+	ReadReceipts      *bool    `toml:"read_receipts"`
 }
 
 // duration reads "90s", "12h" in TOML.
@@ -77,6 +78,9 @@ func (e *env) nodeConfig(fc fileConfig) (node.Config, error) {
 	}
 	if fc.PortMap != nil && !*fc.PortMap {
 		cfg.NoPortMap = true
+	}
+	if fc.ReadReceipts != nil && !*fc.ReadReceipts {
+		cfg.NoReadReceipts = true
 	}
 	var err error
 	if cfg.Relays, err = peerAddrs("relay", fc.Relays); err != nil {

@@ -55,12 +55,24 @@ Commands:
                                  the LAN DHT (private and loopback networks) is always served, but
                                  with client
       --reachability auto|public|private   override AutoNAT (auto: private at once when no address is public)
-  send PEER TEXT [--wait] [--timeout D]
-                               send TEXT to PEER (peer ID or contact name); --wait: until
-                               delivered, or mailboxed (kept at one of PEER's mailboxes)
+  send PEER [TEXT... | -] [--reply-to ID] [--wait [--timeout D]]
+                               send TEXT to PEER (peer ID or contact name); without TEXT, or
+                               with -, the text is read from stdin; --wait: until delivered, or
+                               mailboxed (kept at one of PEER's mailboxes)
   history PEER [--limit N] [--before ID | --after ID | --oldest]
                                a page of the conversation (default: the latest 50), oldest first
   message ID                   one message
+  edit PEER ID [TEXT... | -]   replace the text of a message of yours, for both of you
+  delete PEER ID               delete a message of yours for everyone (a tombstone stays)
+  react PEER ID EMOJI | react PEER ID --remove
+                               react to a message (one reaction each), or take it back
+  read PEER [--until ID]       mark the conversation read (PEER is told, unless read_receipts = false)
+  disappearing PEER DURATION|off
+                               delete new messages from both sides DURATION (30s, 1h, 7d, 4w)
+                               after they are read
+  search WORD... [--peer PEER] [--limit N]
+                               messages that hold every word, newest first
+  profile [--name NAME]        your display name, which your contacts see
   receive [--follow] [--since ID] [--kind KIND]...
                                the event stream, from after event ID
   contacts list
@@ -123,23 +135,30 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // commands maps a verb to its implementation.
 var commands = map[string]func(e *env, args []string) error{
-	"init":      cmdInit,
-	"id":        cmdID,
-	"daemon":    cmdDaemon,
-	"send":      cmdSend,
-	"history":   cmdHistory,
-	"receive":   cmdReceive,
-	"contacts":  cmdContacts,
-	"verify":    cmdVerify,
-	"trust":     cmdTrust,
-	"status":    cmdStatus,
-	"mailbox":   cmdMailbox,
-	"mailboxes": cmdMailboxes,
-	"chat":      cmdChat,
-	"resend":    cmdResend,
-	"message":   cmdMessage,
-	"demo":      cmdDemo,
-	"version":   cmdVersion,
+	"init":         cmdInit,
+	"id":           cmdID,
+	"daemon":       cmdDaemon,
+	"send":         cmdSend,
+	"history":      cmdHistory,
+	"receive":      cmdReceive,
+	"contacts":     cmdContacts,
+	"verify":       cmdVerify,
+	"trust":        cmdTrust,
+	"status":       cmdStatus,
+	"mailbox":      cmdMailbox,
+	"mailboxes":    cmdMailboxes,
+	"chat":         cmdChat,
+	"resend":       cmdResend,
+	"message":      cmdMessage,
+	"demo":         cmdDemo,
+	"version":      cmdVersion,
+	"edit":         cmdEdit,
+	"delete":       cmdDelete,
+	"react":        cmdReact,
+	"read":         cmdRead,
+	"disappearing": cmdDisappearing,
+	"profile":      cmdProfile,
+	"search":       cmdSearch,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -254,23 +273,30 @@ func (e *env) help(fs *flag.FlagSet, usage string) {
 
 // examples are the verbs' examples, for their --help.
 var examples = map[string]string{
-	"init":      "p2pmsg init",
-	"id":        "p2pmsg id --json",
-	"daemon":    "p2pmsg daemon --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
-	"send":      "p2pmsg send bob 'on my way' --wait",
-	"resend":    "p2pmsg resend 3f2a...",
-	"history":   "p2pmsg history bob --limit 20",
-	"message":   "p2pmsg message 3f2a... --json",
-	"receive":   "p2pmsg receive --follow --kind message",
-	"contacts":  "p2pmsg contacts add 12D3KooW... --name bob",
-	"verify":    "p2pmsg verify bob",
-	"trust":     "p2pmsg trust bob --verified",
-	"status":    "p2pmsg status",
-	"mailbox":   "p2pmsg mailbox invite --valid 24h",
-	"mailboxes": "p2pmsg mailboxes add p2pmsg-mbox:...@/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
-	"chat":      "p2pmsg chat bob",
-	"demo":      "p2pmsg demo",
-	"version":   "p2pmsg version",
+	"init":         "p2pmsg init",
+	"id":           "p2pmsg id --json",
+	"daemon":       "p2pmsg daemon --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
+	"send":         "p2pmsg send bob 'on my way' --wait",
+	"resend":       "p2pmsg resend 3f2a...",
+	"history":      "p2pmsg history bob --limit 20",
+	"message":      "p2pmsg message 3f2a... --json",
+	"receive":      "p2pmsg receive --follow --kind message",
+	"contacts":     "p2pmsg contacts add 12D3KooW... --name bob",
+	"verify":       "p2pmsg verify bob",
+	"trust":        "p2pmsg trust bob --verified",
+	"status":       "p2pmsg status",
+	"mailbox":      "p2pmsg mailbox invite --valid 24h",
+	"mailboxes":    "p2pmsg mailboxes add p2pmsg-mbox:...@/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",
+	"chat":         "p2pmsg chat bob",
+	"demo":         "p2pmsg demo",
+	"version":      "p2pmsg version",
+	"edit":         "p2pmsg edit bob 3f2a... 'on my way, 10 min late'",
+	"delete":       "p2pmsg delete bob 3f2a...",
+	"react":        "p2pmsg react bob 3f2a... 👍",
+	"read":         "p2pmsg read bob",
+	"disappearing": "p2pmsg disappearing bob 7d",
+	"profile":      "p2pmsg profile --name 'Alice Liddell'",
+	"search":       "p2pmsg search dinner --peer bob",
 }
 
 // parse parses flags anywhere among the arguments, as git-style tools

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +73,8 @@ func TestScripts(t *testing.T) {
 			"sendeach":      sendEach,
 			"waitmessages":  waitMessages,
 			"waitoutbox":    waitOutbox,
+			"eventually":    eventually,
+			"nofile":        noFile,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0] + "s")
 				ts.Check(err)
@@ -357,4 +361,57 @@ func waitOutbox(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s: %d in the outbox after 20 s: %v", args[0], st.Outbox, err)
+}
+
+// eventually REGEX ARGS... runs p2pmsg ARGS until its stdout matches
+// REGEX (with !, until it does not), at most 20 s; the last run's
+// stdout is the script's.
+func eventually(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: [!] eventually REGEX ARGS...")
+	}
+	re, err := regexp.Compile(args[0])
+	ts.Check(err)
+	var last string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := ts.Exec("p2pmsg", args[1:]...); err != nil {
+			last = err.Error() + ": " + ts.ReadFile("stderr")
+			continue
+		}
+		last = ts.ReadFile("stdout")
+		if re.MatchString(last) != neg {
+			return
+		}
+	}
+	ts.Fatalf("after 20 s, p2pmsg %s: %q does not hold (neg %v) of:\n%s", strings.Join(args[1:], " "), args[0], neg, last)
+}
+
+// nofile DIR TEXT waits (at most 20 s) until no file under DIR holds
+// TEXT: the raw bytes of the database, its WAL and the rest.
+func noFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: nofile DIR TEXT")
+	}
+	var holding []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		holding = nil
+		err := filepath.WalkDir(ts.MkAbs(args[0]), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Type()&os.ModeSocket != 0 {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(b, []byte(args[1])) {
+				holding = append(holding, filepath.Base(path))
+			}
+			return nil
+		})
+		ts.Check(err)
+		if len(holding) == 0 {
+			return
+		}
+	}
+	ts.Fatalf("after 20 s, %s still holds %q in %v", args[0], args[1], holding)
 }

@@ -71,32 +71,6 @@ func cmdID(e *env, args []string) error {
 	})
 }
 
-func cmdSend(e *env, args []string) error {
-	fs := e.flags("send")
-	wait := fs.Bool("wait", false, "return when delivered, or kept for the recipient at one of its mailboxes (mailboxed)")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
-	pos, err := e.parse(fs, args, 2, "p2pmsg send PEER TEXT [--wait] [--timeout 30s]")
-	if err != nil {
-		return err
-	}
-	return e.do(false, func(ctx context.Context, c *api.Client) error {
-		r, err := c.Send(ctx, api.SendParams{Peer: pos[0], Text: pos[1], Wait: *wait, Timeout: timeout.String()})
-		if err != nil {
-			if e.json && api.ResultOf(err, &r) {
-				e.output(r, nil) // a timeout or a failure still names the message
-			}
-			return err
-		}
-		return e.output(r, func() {
-			if r.Error != "" {
-				fmt.Fprintf(e.stdout, "Message %s to %s: %s (%s).\n", r.ID, pos[0], r.State, r.Error)
-				return
-			}
-			fmt.Fprintf(e.stdout, "Message %s to %s: %s.\n", r.ID, pos[0], r.State)
-		})
-	})
-}
-
 func cmdResend(e *env, args []string) error {
 	fs := e.flags("resend")
 	pos, err := e.parse(fs, args, -1, "p2pmsg resend MESSAGE_ID")
@@ -139,23 +113,6 @@ func cmdHistory(e *env, args []string) error {
 			}
 		})
 	})
-}
-
-func printMessage(e *env, m api.Message) {
-	who := "me"
-	if m.Direction == string(node.Incoming) {
-		who = "them"
-		if m.Request {
-			who = "them (contact request)"
-		}
-	}
-	state := m.State
-	if m.Error != "" {
-		state += ": " + m.Error
-	}
-	block := fmt.Sprintf("%s  %-4s  %s  [%s]  %s", m.Stored.Local().Format("2006-01-02 15:04:05"), who,
-		multiline(m.Text), printable(state, true), m.ID)
-	fmt.Fprintln(e.stdout, fitWidth(block, e.width()))
 }
 
 func cmdMessage(e *env, args []string) error {

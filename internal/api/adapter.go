@@ -133,7 +133,7 @@ func jsonKind(t reflect.Type) string {
 }
 
 var allKinds = []node.EventKind{node.EventMessage, node.EventState, node.EventContactRequest, node.EventKeyChange, node.EventConnectivity, node.EventRequestDropped,
-	node.EventMailbox}
+	node.EventMailbox, node.EventEdit, node.EventDelete, node.EventReaction, node.EventProfile, node.EventTimer}
 
 func knownKind(k string) bool { return slices.Contains(allKinds, node.EventKind(k)) }
 

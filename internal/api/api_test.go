@@ -24,7 +24,7 @@ func TestParamsAreStrict(t *testing.T) {
 		{`{"peer":"bob","text":"hi"}`, new(SendParams), ""},
 		{``, new(SendParams), ""},
 		{`null`, new(SendParams), ""},
-		{`{"peer":"bob","txt":"hi"}`, new(SendParams), `send: unknown field "txt" (it takes peer, text, wait, timeout)`},
+		{`{"peer":"bob","txt":"hi"}`, new(SendParams), `send: unknown field "txt" (it takes peer, text, wait, timeout, reply_to)`},
 		{`{"peer":"bob","limit":"ten"}`, new(HistoryParams), `"limit" must be a number, not string`},
 		{`{"peer":5}`, new(PeerParams), `"peer" must be a string, not number`},
 		{`["bob","hi"]`, new(SendParams), "params must be an object"},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -68,7 +69,8 @@ func nonNil[T any](s []T) []T {
 
 func contactOf(c node.Contact) Contact {
 	return Contact{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Verified: c.Verified,
-		Blocked: c.Blocked, KeyChanged: c.KeyChanged, Path: string(c.Path)}
+		Blocked: c.Blocked, KeyChanged: c.KeyChanged, Path: string(c.Path), ProfileName: c.ProfileName,
+		DisplayName: c.DisplayName(), Timer: int64(c.Timer / time.Second)}
 }
 
 func (s *Server) contacts(context.Context, None) ([]Contact, error) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/p2pmsg/p2pmsg/node"
 )
@@ -24,6 +25,14 @@ func eventOf(e node.Event) Event {
 	}
 	if !e.MessageID.IsZero() {
 		ev.MessageID = e.MessageID.String()
+	}
+	ev.Emoji = e.Emoji
+	if e.Reactor != "" {
+		ev.Reactor = e.Reactor.String()
+	}
+	if e.Kind == node.EventTimer {
+		secs := int64(e.Timer / time.Second)
+		ev.Timer = &secs
 	}
 	if e.Kind == node.EventConnectivity {
 		up := e.Path != node.PathOffline

@@ -73,6 +73,14 @@ func (s *Server) register() {
 	method(s, "mailboxes.add", daemon, s.mailboxesAdd)
 	method(s, "mailboxes.list", daemon, s.mailboxesList)
 	method(s, "mailboxes.remove", daemon, s.mailboxesRemove)
+	method(s, "edit", daemon, s.edit)
+	method(s, "delete", daemon, s.delete)
+	method(s, "react", daemon, s.react)
+	method(s, "read", daemon, s.read)
+	method(s, "disappearing", daemon, s.disappearing)
+	method(s, "profile", store, s.profile)
+	method(s, "profile.set", daemon, s.setProfile)
+	method(s, "search", store, s.search)
 }
 
 // Fingerprint is the short form of a peer ID that people read out: the
@@ -107,7 +115,13 @@ func (s *Server) send(ctx context.Context, p SendParams) (SendResult, error) {
 	if err != nil {
 		return SendResult{}, err
 	}
-	id, err := s.n.Send(ctx, to, p.Text)
+	d := node.Draft{Text: p.Text}
+	if p.ReplyTo != "" {
+		if d.ReplyTo, err = node.ParseMessageID(p.ReplyTo); err != nil {
+			return SendResult{}, withCode(CodeInvalid, err)
+		}
+	}
+	id, err := s.n.SendDraft(ctx, to, d)
 	if errors.Is(err, node.ErrBlocked) {
 		return SendResult{}, fmt.Errorf("%w: unblock it first (p2pmsg contacts unblock %s)", err, to)
 	}
@@ -223,9 +237,24 @@ func (s *Server) cursor(p peer.ID, id string) (node.Cursor, error) {
 }
 
 func messageOf(m node.Message, c node.Contact) Message {
-	return Message{ID: m.ID.String(), Peer: m.Peer.String(), Name: c.Name, Direction: string(m.Direction), Text: m.Text,
+	out := Message{ID: m.ID.String(), Peer: m.Peer.String(), Name: c.DisplayName(), Direction: string(m.Direction), Text: m.Text,
 		State: string(m.State), Error: m.Error, Sent: m.Sent, Stored: m.Stored,
-		Request: m.Direction == node.Incoming && c.State == node.ContactRequest}
+		Request: m.Direction == node.Incoming && c.State == node.ContactRequest,
+		Edited:  m.Edited, Deleted: m.Deleted, Timer: int64(m.Timer / time.Second), Expires: m.Expires}
+	if !m.ReplyTo.IsZero() {
+		out.ReplyTo = m.ReplyTo.String()
+	}
+	for _, r := range m.Reactions {
+		x := Reaction{Emoji: r.Emoji}
+		if r.Reactor != "" {
+			x.Peer = r.Reactor.String()
+			if r.Reactor == c.PeerID {
+				x.Name = c.DisplayName()
+			}
+		}
+		out.Reactions = append(out.Reactions, x)
+	}
+	return out
 }
 
 func (s *Server) message(_ context.Context, p MessageParams) (Message, error) {

@@ -20,8 +20,9 @@ type Identity struct {
 type SendParams struct {
 	Peer    string `json:"peer"` // a peer ID or a contact's name
 	Text    string `json:"text"`
-	Wait    bool   `json:"wait,omitempty"`    // answer once delivered or failed
-	Timeout string `json:"timeout,omitempty"` // how long Wait waits, a Go duration; default 30s
+	Wait    bool   `json:"wait,omitempty"`     // answer once delivered or failed
+	Timeout string `json:"timeout,omitempty"`  // how long Wait waits, a Go duration; default 30s
+	ReplyTo string `json:"reply_to,omitempty"` // the id of the message it quotes
 }
 
 func (p SendParams) check() error {
@@ -30,6 +31,9 @@ func (p SendParams) check() error {
 	}
 	if strings.TrimSpace(p.Text) == "" {
 		return invalid("the message is empty: give the text to send")
+	}
+	if p.Timeout != "" && !p.Wait {
+		return invalid("timeout is how long wait waits: give wait too")
 	}
 	return nil
 }
@@ -90,6 +94,21 @@ type Message struct {
 	Sent      time.Time `json:"sent"`   // the sender's clock
 	Stored    time.Time `json:"stored"` // when this node stored it: the conversation's order
 	Request   bool      `json:"contact_request,omitempty"`
+	Edited    time.Time `json:"edited,omitzero"`    // the sender's clock at its latest edit
+	Deleted   bool      `json:"deleted,omitempty"`  // deleted for everyone: no text is left
+	ReplyTo   string    `json:"reply_to,omitempty"` // the id of the message it quotes
+	// Timer is its disappearing timer in seconds; Expires, when it goes
+	// (set once the timer runs: from delivery for ours, reading for theirs).
+	Timer     int64      `json:"timer,omitempty"`
+	Expires   time.Time  `json:"expires,omitzero"`
+	Reactions []Reaction `json:"reactions,omitempty"`
+}
+
+// Reaction is one person's reaction to a message.
+type Reaction struct {
+	Peer  string `json:"peer,omitempty"` // who reacted; empty: this node's user
+	Name  string `json:"name,omitempty"` // their name, when it is the contact's
+	Emoji string `json:"emoji"`
 }
 
 // PeerParams name a peer: a peer ID or a contact's name.
@@ -126,6 +145,11 @@ type Contact struct {
 	Blocked    bool   `json:"blocked"`
 	KeyChanged bool   `json:"key_changed"` // refused until "trust"
 	Path       string `json:"path"`        // direct, hole-punched, relayed, offline
+	// ProfileName is the name the peer gave itself; DisplayName is what
+	// to show: Name, else ProfileName.
+	ProfileName string `json:"profile_name,omitempty"`
+	DisplayName string `json:"display_name,omitempty"`
+	Timer       int64  `json:"timer,omitempty"` // the disappearing timer, seconds
 }
 
 // Removed is the answer of "contacts.remove".
@@ -207,6 +231,9 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"`
 	Path      string    `json:"path,omitempty"`      // connectivity
 	Connected *bool     `json:"connected,omitempty"` // connectivity: the path is not offline
+	Emoji     string    `json:"emoji,omitempty"`     // reaction (none: taken back)
+	Reactor   string    `json:"reactor,omitempty"`   // reaction: who; empty: this node's user
+	Timer     *int64    `json:"timer,omitempty"`     // timer: seconds, 0 for off
 }
 
 // Status is the answer of "status".

@@ -193,15 +193,18 @@ func ReadAck(r io.Reader) (Ack, error) {
 // The plaintext inside an envelope: a kind byte, the sender's clock (unix
 // milliseconds) and what the kind carries. Text (kind 1) carries UTF-8;
 // control (kind 2) one byte naming what it signals, and is never shown
-// as a message (control.go: the signals that carry more than the byte).
-// Versions before control content show a control message
-// as Unreadable: the cost of adding it without a new protocol.
+// as a message (control.go and content.go: the signals that carry more
+// than the byte); kind 3 is a message with a reply, a timer or a
+// display name (content.go). Versions before control content show a
+// control message as Unreadable: the cost of adding it without a new
+// protocol.
 const (
 	ContentText    = 1
 	ContentControl = 2
 	ContentHeader  = 1 + 8
-	// MaxTextSize is the longest message text, in bytes.
-	MaxTextSize = e2e.MaxPlaintextSize - ContentHeader
+	// MaxTextSize is the longest message text, in bytes: what fits one
+	// envelope with the most that kind 3 adds to it.
+	MaxTextSize = e2e.MaxPlaintextSize - ContentHeader - MaxMessageExtra
 )
 
 // Control is what a control content signals.
@@ -215,9 +218,16 @@ const (
 
 // Content is a decoded plaintext.
 type Content struct {
+	Kind    byte    // ContentText, ContentControl or ContentMessage; 0 when unreadable
 	Sent    int64   // the sender's clock, unix milliseconds
 	Text    string  // text content; Unreadable for content this version cannot read
 	Control Control // control content: what it signals (zero for text)
+
+	// Kind 3 only (content.go).
+	ReplyTo    e2e.MessageID
+	Timer      uint32
+	Profile    string
+	HasProfile bool
 }
 
 // EncodeContent is the plaintext of a text message.
@@ -252,12 +262,17 @@ func DecodeContent(b []byte) (Content, bool) {
 	sent := int64(binary.BigEndian.Uint64(b[1:9]))
 	switch {
 	case b[0] == ContentText:
-		return Content{Sent: sent, Text: strings.ToValidUTF8(string(b[ContentHeader:]), "\uFFFD")}, true
+		return Content{Kind: ContentText, Sent: sent, Text: validText(b[ContentHeader:])}, true
 	case b[0] == ContentControl && len(b) > ContentHeader && b[ContentHeader] != 0:
 		// What follows the signal is for the kinds that carry more
 		// (receipts, a profile): a version that knows none of it
 		// ignores it, as it does the signal itself.
-		return Content{Sent: sent, Control: Control(b[ContentHeader])}, true
+		return Content{Kind: ContentControl, Sent: sent, Control: Control(b[ContentHeader])}, true
+	case b[0] == ContentMessage:
+		return decodeMessage(sent, b[ContentHeader:])
 	}
 	return Content{Text: Unreadable}, false
 }
+
+// validText is a text as stored: invalid UTF-8 replaced.
+func validText(b []byte) string { return strings.ToValidUTF8(string(b), "\uFFFD") }
