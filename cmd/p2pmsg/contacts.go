@@ -12,7 +12,7 @@ import (
 	"github.com/p2pmsg/p2pmsg/internal/api"
 )
 
-const contactsUsage = "p2pmsg contacts list | requests [clear [--yes]] | add PEER [--name NAME] | rename PEER NAME | remove PEER [--yes] | accept PEER | block PEER | unblock PEER"
+const contactsUsage = "p2pmsg contacts list | requests [clear [--yes]] | add PEER|INVITATION [--name NAME] | rename PEER NAME | remove PEER [--yes] | accept PEER | block PEER | unblock PEER"
 
 func cmdContacts(e *env, args []string) error {
 	fs := e.flags("contacts")
@@ -73,7 +73,7 @@ func cmdContacts(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return e.output(ct, func() { fmt.Fprintf(e.stdout, said+"\n", name(ct.PeerID, ct.Name)) })
+		return e.output(ct, func() { fmt.Fprintf(e.stdout, said+"\n", name(ct.PeerID, ct.DisplayName)) })
 	})
 }
 
@@ -86,10 +86,17 @@ func printContacts(e *env, cs []api.Contact) {
 		if c.Blocked {
 			flags = append(flags, "blocked")
 		}
+		if c.Timer > 0 {
+			flags = append(flags, "disappearing "+timerText(c.Timer))
+		}
 		if c.KeyChanged {
 			flags = append(flags, "KEY CHANGED: compare safety numbers, then p2pmsg trust")
 		}
-		fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, printable(c.Name, true), c.Path, strings.Join(flags, ", "))
+		shown := printable(c.DisplayName, true)
+		if c.Name == "" && c.ProfileName != "" {
+			shown = "~" + shown // the name it gave itself, not one of yours
+		}
+		fmt.Fprintf(e.stdout, "%s  %-12s  %-12s  %s\n", c.PeerID, shown, c.Path, strings.Join(flags, ", "))
 	}
 }
 

@@ -76,7 +76,9 @@ Commands:
   receive [--follow] [--since ID] [--kind KIND]...
                                the event stream, from after event ID
   contacts list
-  contacts add PEER [--name NAME]   add or accept (without --name the name is kept)
+  invite                       one line (and a QR code) that a friend adds you with
+  contacts add PEER|INVITATION [--name NAME]
+                               add or accept (without --name the name is kept)
   contacts rename PEER NAME
   contacts remove PEER [--yes]      delete the contact with its history (asks first)
   contacts accept PEER | block PEER | unblock PEER
@@ -159,6 +161,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"disappearing": cmdDisappearing,
 	"profile":      cmdProfile,
 	"search":       cmdSearch,
+	"invite":       cmdInvite,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -297,6 +300,7 @@ var examples = map[string]string{
 	"disappearing": "p2pmsg disappearing bob 7d",
 	"profile":      "p2pmsg profile --name 'Alice Liddell'",
 	"search":       "p2pmsg search dinner --peer bob",
+	"invite":       "p2pmsg invite",
 }
 
 // parse parses flags anywhere among the arguments, as git-style tools

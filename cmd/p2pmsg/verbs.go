@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/skip2/go-qrcode"
-
 	"github.com/p2pmsg/p2pmsg/internal/api"
 	"github.com/p2pmsg/p2pmsg/node"
 )
@@ -220,10 +218,10 @@ func cmdVerify(e *env, args []string) error {
 			return err
 		}
 		return e.output(r, func() {
-			// The QR code holds the digits, for a phone to read off the
-			// other screen.
-			if q, err := qrcode.New("p2pmsg-safety-number:"+strings.ReplaceAll(r.SafetyNumber, " ", ""), qrcode.Medium); err == nil {
-				fmt.Fprint(e.stdout, q.ToSmallString(false))
+			// The QR code holds the digits, for the other side to scan
+			// off this screen; into a pipe it would be noise.
+			if e.width() > 0 {
+				printQR(e, "p2pmsg-safety-number:"+strings.ReplaceAll(r.SafetyNumber, " ", ""))
 			}
 			fmt.Fprintf(e.stdout, "Safety number with %s:\n\n%s\n\nCompare it with the one their p2pmsg shows (p2pmsg verify YOUR_ID), in person or on a call;\nif they match, no one sits between you: then run p2pmsg trust %s --verified.\n",
 				name(r.PeerID, r.Name), r.SafetyNumber, pos[0])

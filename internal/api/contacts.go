@@ -98,12 +98,52 @@ func (s *Server) contactAfter(p peer.ID, err error) (Contact, error) {
 	return contactOf(c), err
 }
 
-func (s *Server) addContact(_ context.Context, p ContactParams) (Contact, error) {
+func (s *Server) addContact(ctx context.Context, p ContactParams) (Contact, error) {
+	if node.IsInvitation(p.Peer) {
+		inv, err := node.ParseInvitation(p.Peer)
+		if err != nil {
+			return Contact{}, err
+		}
+		// A first message goes at once when the connection is up; the
+		// DHT finds the peer later when it is not.
+		cctx, cancel := context.WithTimeout(ctx, inviteConnect)
+		defer cancel()
+		return s.contactAfter(inv.Peer, s.n.AddInvitation(cctx, inv, p.Name))
+	}
 	to, err := s.n.Resolve(p.Peer)
 	if err != nil {
 		return Contact{}, err
 	}
 	return s.contactAfter(to, s.n.AddContact(to, p.Name))
+}
+
+// inviteConnect bounds the connection that adding from an invitation
+// tries.
+const inviteConnect = 5 * time.Second
+
+// Invitation is the answer of "invite": the string a friend gives
+// "contacts.add" (or scans) to add this node.
+type Invitation struct {
+	Invitation string   `json:"invitation"`
+	PeerID     string   `json:"peer_id"`
+	Addrs      []string `json:"addrs"`
+	Name       string   `json:"name,omitempty"`
+}
+
+func (s *Server) invite(context.Context, None) (Invitation, error) {
+	inv, err := s.n.Invitation()
+	if err != nil {
+		return Invitation{}, err
+	}
+	out := Invitation{Invitation: inv.String(), PeerID: inv.Peer.String(), Addrs: []string{}, Name: inv.Name}
+	for _, a := range inv.Addrs {
+		out.Addrs = append(out.Addrs, a.String())
+	}
+	return out, nil
+}
+
+func (c *Client) Invite(ctx context.Context) (Invitation, error) {
+	return call[Invitation](ctx, c, "invite", nil)
 }
 
 func (s *Server) rename(_ context.Context, p ContactParams) (Contact, error) {

@@ -86,7 +86,7 @@ func CodeOf(err error) int {
 		return CodeNotFound
 	case errors.Is(err, node.ErrInvalid), errors.Is(err, node.ErrNameTaken), errors.Is(err, node.ErrTooLong),
 		errors.Is(err, node.ErrInvalidConfig), errors.Is(err, node.ErrNotMailbox), errors.Is(err, node.ErrTooManyMailboxes),
-		errors.Is(err, node.ErrNotYours), errors.Is(err, node.ErrBlocked):
+		errors.Is(err, node.ErrNotYours), errors.Is(err, node.ErrBlocked), errors.Is(err, node.ErrBadInvitation):
 		return CodeInvalid
 	case errors.Is(err, node.ErrOwnerExists):
 		return CodeExists

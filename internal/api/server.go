@@ -81,6 +81,7 @@ func (s *Server) register() {
 	method(s, "profile", store, s.profile)
 	method(s, "profile.set", daemon, s.setProfile)
 	method(s, "search", store, s.search)
+	method(s, "invite", daemon, s.invite)
 }
 
 // Fingerprint is the short form of a peer ID that people read out: the

@@ -120,7 +120,7 @@ func (p PeerParams) check() error { return needPeer(p.Peer) }
 
 // ContactParams are the params of "contacts.add" and "contacts.rename".
 // For add, an empty name keeps the contact's name; for rename, it
-// removes it.
+// removes it. Add takes an invitation ("invite") as Peer too.
 type ContactParams struct {
 	Peer string `json:"peer"`
 	Name string `json:"name,omitempty"`
