@@ -330,3 +330,29 @@ func (t *Tx) Unqueue(peer string, id [16]byte) error {
 	_, err := t.exec("DELETE FROM outbox WHERE message_id = ? AND peer_id = ?", id[:], peer)
 	return t.s.classify("unqueue", err)
 }
+
+// ForgetSessions prepares a restored store (node.Restore): its sessions
+// and one-time prekeys go (the peers' ratchets moved on since the backup,
+// and the keys may have been used), queued control messages go, and
+// queued messages wait for a new session, to be encrypted again.
+func (t *Tx) ForgetSessions(now time.Time) error {
+	for _, q := range []string{
+		"DELETE FROM sessions",
+		"DELETE FROM prekeys WHERE kind IN ('one-time', 'pq-one-time')",
+		"DELETE FROM outbox WHERE control = 1",
+		"UPDATE messages SET state = 'queued', mailboxed = NULL WHERE state IN ('queued', 'sent') AND id IN (SELECT message_id FROM outbox)",
+	} {
+		if _, err := t.exec(q); err != nil {
+			return t.s.classify("forget sessions", err)
+		}
+	}
+	_, err := t.exec("UPDATE outbox SET envelope = x'', mailboxed = NULL, next_attempt = ?", millis(now))
+	return t.s.classify("forget sessions", err)
+}
+
+// MessageCount is the number of messages stored.
+func (r *ReadTx) MessageCount() (int, error) {
+	var n int
+	err := r.q.QueryRow("SELECT count(*) FROM messages").Scan(&n)
+	return n, r.s.classify("count messages", err)
+}

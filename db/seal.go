@@ -234,9 +234,13 @@ type sealingRow struct {
 	storeKey []byte // wrapped; v2 only
 }
 
-func (s *Store) readSealing() (*sealingRow, error) {
+func (s *Store) readSealing() (*sealingRow, error) { return s.readSealingFrom(s.wdb) }
+
+// readSealingFrom reads the sealing row through db: the writer's
+// connection before the writer starts, a reader's after.
+func (s *Store) readSealingFrom(db *sql.DB) (*sealingRow, error) {
 	var r sealingRow
-	err := s.wdb.QueryRow("SELECT version, salt, time, memory, threads, check_value, store_key FROM sealing WHERE id = 1").
+	err := db.QueryRow("SELECT version, salt, time, memory, threads, check_value, store_key FROM sealing WHERE id = 1").
 		Scan(&r.version, &r.salt, &r.kdf.Time, &r.kdf.MemoryKiB, &r.kdf.Threads, &r.check, &r.storeKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil

@@ -34,12 +34,17 @@ var (
 	ErrNameTaken       = errors.New("node: another contact has that name")
 	ErrInvalidConfig   = errors.New("node: invalid configuration")
 	ErrNoIdentity      = errors.New("node: no identity in the data directory")
+	ErrExists          = errors.New("node: the data directory holds an identity already")
 
 	// The store's: another process holds the data directory, and the
 	// passphrase that seals the keys is missing or wrong.
 	ErrLocked             = db.ErrLocked
 	ErrPassphraseRequired = db.ErrPassphraseRequired
 	ErrWrongPassphrase    = db.ErrWrongPassphrase
+	// A backup's: damaged or no backup at all, and a passphrase that
+	// does not open it.
+	ErrBadBackup             = db.ErrBadBackup
+	ErrWrongBackupPassphrase = db.ErrWrongBackupPassphrase
 )
 
 // Node is one user's p2pmsg node: its store, its libp2p host, its DHT and
@@ -346,6 +351,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.watchLoop)
 	n.spawn(n.punchLoop)
 	n.spawn(n.expiryLoop)
+	n.spawn(n.rehandshakeLoop)
 	n.spawn(n.purgeLoop)
 	n.startMailboxes()
 	n.log.Info("node started", "addrs", h.Addrs())

@@ -33,6 +33,9 @@ type Status struct {
 	Requests int
 	// Outbox: envelopes waiting for an acknowledgement or a receipt.
 	Outbox int
+	// NewSessionsPending: contacts a restored store has yet to start a
+	// new session with (restore.go).
+	NewSessionsPending int
 	// Mailboxes: the mailboxes that keep our messages while we are
 	// offline (mailboxes.go).
 	Mailboxes []MailboxStatus
@@ -80,7 +83,10 @@ func (n *Node) Status() (Status, error) {
 		if st.Requests, err = r.RequestCount(); err != nil {
 			return err
 		}
-		st.Outbox, err = r.OutboxCount()
+		if st.Outbox, err = r.OutboxCount(); err != nil {
+			return err
+		}
+		st.NewSessionsPending, err = pendingRehandshakes(r)
 		return err
 	})
 	if st.Mailboxes, err = n.Mailboxes(); err != nil {

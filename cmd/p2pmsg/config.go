@@ -119,6 +119,19 @@ func peerAddrs(what string, addrs []string) ([]peer.AddrInfo, error) {
 // ("\n" or "\r\n"); from the daemon's own pipe (reexecWithoutPassphrase),
 // the bytes as they are.
 func (e *env) passphrase() ([]byte, error) {
+	if !e.passRead {
+		p, err := e.readPassphrase()
+		if err != nil {
+			return nil, err
+		}
+		e.pass, e.passRead = p, true
+	}
+	return bytes.Clone(e.pass), nil
+}
+
+// readPassphrase reads the passphrase from where the flags or the
+// environment say, once (a descriptor can be read once).
+func (e *env) readPassphrase() ([]byte, error) {
 	var f *os.File
 	raw := false
 	switch {

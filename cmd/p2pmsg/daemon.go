@@ -201,10 +201,18 @@ func openNode(e *env, cfg node.Config) (*node.Node, error) {
 	defer func() { clear(cfg.Passphrase) }() // the store derived its key
 	n, err := newNodeWhenFree(e, cfg)
 	if errors.Is(err, node.ErrPassphraseRequired) && cfg.Passphrase == nil {
-		if cfg.Passphrase, err = promptPassphrase(e); err != nil {
-			return nil, err
+		// Asked on the terminal: a typo gets another try or two.
+		for try := 1; ; try++ {
+			if cfg.Passphrase, err = promptPassphrase(e); err != nil {
+				return nil, err
+			}
+			n, err = newNodeWhenFree(e, cfg)
+			if !errors.Is(err, node.ErrWrongPassphrase) || try == maxPrompts {
+				break
+			}
+			clear(cfg.Passphrase)
+			fmt.Fprintln(e.stderr, "Wrong passphrase; try again.")
 		}
-		n, err = newNodeWhenFree(e, cfg)
 	}
 	switch {
 	case err == nil:

@@ -97,6 +97,11 @@ Commands:
                                an invitation code, or its address if it admitted your peer ID
   mailboxes list | remove PEER_ID
                                your mailboxes: reachable, waiting, one-time keys left; stop using one
+  backup FILE                  an encrypted copy of the store, also while the daemon runs (under the
+                               store's passphrase, or one you choose when it has none)
+  restore FILE [--data DIR]    restore a backup into a new directory; new sessions start by themselves
+  passphrase [--new-passphrase-file FILE | --remove]
+                               set, change or remove the passphrase that seals the store
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
   version                      this p2pmsg's version (also --version)
@@ -162,6 +167,9 @@ var commands = map[string]func(e *env, args []string) error{
 	"profile":      cmdProfile,
 	"search":       cmdSearch,
 	"invite":       cmdInvite,
+	"backup":       cmdBackup,
+	"restore":      cmdRestore,
+	"passphrase":   cmdPassphrase,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -219,6 +227,8 @@ type env struct {
 	passFD         int    // --passphrase-fd; -1: none
 	passPipe       int    // --passphrase-pipe (the daemon's re-exec: raw bytes); -1: none
 	columns        int    // the terminal's width for plain output (0: not a terminal); see width
+	pass           []byte // the passphrase, once passRead (nil: none given)
+	passRead       bool
 }
 
 // width is the terminal's width, asked once (a test sets columns).
@@ -301,6 +311,9 @@ var examples = map[string]string{
 	"profile":      "p2pmsg profile --name 'Alice Liddell'",
 	"search":       "p2pmsg search dinner --peer bob",
 	"invite":       "p2pmsg invite",
+	"backup":       "p2pmsg backup ~/p2pmsg-2026-12-03.backup",
+	"restore":      "p2pmsg restore ~/p2pmsg-2026-12-03.backup --data ~/.local/share/p2pmsg-restored",
+	"passphrase":   "p2pmsg passphrase",
 }
 
 // parse parses flags anywhere among the arguments, as git-style tools

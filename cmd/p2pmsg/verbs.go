@@ -286,6 +286,9 @@ func printStatus(e *env, st api.Status) {
 	if st.Requests > 0 {
 		fmt.Fprintf(e.stdout, "contact requests: %d pending (p2pmsg contacts requests)\n", st.Requests)
 	}
+	if st.NewSessionsPending > 0 {
+		fmt.Fprintf(e.stdout, "restored:       new sessions still to start with %d contacts (it retries every minute)\n", st.NewSessionsPending)
+	}
 	if st.Outbox > 0 {
 		fmt.Fprintf(e.stdout, "outbox:         %d waiting for an acknowledgement or a receipt\n", st.Outbox)
 	}

@@ -42,7 +42,7 @@ func (s *Server) status(context.Context, None) (Status, error) {
 		RelayAddrs: nonNil(st.RelayAddrs), HolePunching: st.HolePunching, Contacts: []ContactPath{},
 		ConnectedPeers: st.ConnectedPeers, RoutingTable: st.RoutingTable, Published: st.Published,
 		Replicas: st.Replicas, NextRepublish: st.NextRepublish, SecretsUnsealed: st.SecretsUnsealed,
-		ClockSkews: []ClockSkew{}, Requests: st.Requests, Outbox: st.Outbox, Mailboxes: []OwnMailbox{}, Problems: []Problem{},
+		ClockSkews: []ClockSkew{}, Requests: st.Requests, Outbox: st.Outbox, NewSessionsPending: st.NewSessionsPending, Mailboxes: []OwnMailbox{}, Problems: []Problem{},
 		DHT: DHTStatus{Mode: string(st.DHT.Mode), LANServer: st.DHT.LANServer, WANServer: st.DHT.WANServer,
 			LANPeers: st.DHT.LANPeers, WANPeers: st.DHT.WANPeers}}
 	for _, p := range st.Problems {

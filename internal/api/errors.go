@@ -86,15 +86,15 @@ func CodeOf(err error) int {
 		return CodeNotFound
 	case errors.Is(err, node.ErrInvalid), errors.Is(err, node.ErrNameTaken), errors.Is(err, node.ErrTooLong),
 		errors.Is(err, node.ErrInvalidConfig), errors.Is(err, node.ErrNotMailbox), errors.Is(err, node.ErrTooManyMailboxes),
-		errors.Is(err, node.ErrNotYours), errors.Is(err, node.ErrBlocked), errors.Is(err, node.ErrBadInvitation):
+		errors.Is(err, node.ErrNotYours), errors.Is(err, node.ErrBlocked), errors.Is(err, node.ErrBadInvitation), errors.Is(err, node.ErrBadBackup):
 		return CodeInvalid
-	case errors.Is(err, node.ErrOwnerExists):
+	case errors.Is(err, node.ErrOwnerExists), errors.Is(err, node.ErrExists):
 		return CodeExists
 	case errors.Is(err, context.DeadlineExceeded):
 		return CodeTimeout
 	case errors.Is(err, node.ErrLocked):
 		return CodeLocked
-	case errors.Is(err, node.ErrPassphraseRequired), errors.Is(err, node.ErrWrongPassphrase):
+	case errors.Is(err, node.ErrPassphraseRequired), errors.Is(err, node.ErrWrongPassphrase), errors.Is(err, node.ErrWrongBackupPassphrase):
 		return CodePassphrase
 	}
 	return CodeFailed

@@ -82,6 +82,8 @@ func (s *Server) register() {
 	method(s, "profile.set", daemon, s.setProfile)
 	method(s, "search", store, s.search)
 	method(s, "invite", daemon, s.invite)
+	method(s, "backup", store, s.backup)
+	method(s, "passphrase", store, s.passphrase)
 }
 
 // Fingerprint is the short form of a peer ID that people read out: the
@@ -92,7 +94,7 @@ func Fingerprint(p peer.ID) string {
 }
 
 func (s *Server) id(context.Context, None) (Identity, error) {
-	r := Identity{PeerID: s.n.ID().String(), Fingerprint: Fingerprint(s.n.ID()), Addrs: []string{}}
+	r := Identity{PeerID: s.n.ID().String(), Fingerprint: Fingerprint(s.n.ID()), Addrs: []string{}, Sealed: s.n.SecretsSealed()}
 	for _, a := range s.n.Addrs() {
 		r.Addrs = append(r.Addrs, a.String())
 	}

@@ -14,6 +14,7 @@ type Identity struct {
 	PeerID      string   `json:"peer_id"`
 	Addrs       []string `json:"addrs"` // empty without a daemon
 	Fingerprint string   `json:"fingerprint"`
+	Sealed      bool     `json:"sealed"` // the store is sealed by a passphrase
 }
 
 // SendParams are the params of "send".
@@ -253,6 +254,9 @@ type Status struct {
 	ClockSkews      []ClockSkew   `json:"clock_skews"`      // peers whose clocks differ from ours by more than a minute
 	Requests        int           `json:"pending_requests"` // contact requests waiting for the user
 	Outbox          int           `json:"outbox"`           // envelopes waiting for an acknowledgement or a receipt
+	// NewSessionsPending: contacts that a restored store has yet to
+	// start a new session with (it does so by itself).
+	NewSessionsPending int `json:"new_sessions_pending"`
 	Mailboxes       []OwnMailbox  `json:"mailboxes"`        // those that keep our messages while we are offline
 	DHT             DHTStatus     `json:"dht"`
 	// Problems: what keeps others from finding or reaching the node, one

@@ -1,0 +1,157 @@
+package db
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// fill stores n messages from peer "a" (a contact).
+func fill(t *testing.T, s *Store, n int) {
+	t.Helper()
+	update(t, s, func(tx *Tx) error {
+		if err := tx.PutContact(Contact{PeerID: "a", Name: "ann", State: ContactAccepted}, t0); err != nil {
+			return err
+		}
+		for i := range n {
+			if _, err := receive(tx, "a", i, []byte("session"), t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// A backup, taken while the store is open and written to, restores into
+// a new directory the history as it was; the file reads as nothing
+// without the passphrase: no message, no contact name.
+func TestBackupRestore(t *testing.T) {
+	for _, pass := range []string{"", "store passphrase"} {
+		t.Run(fmt.Sprintf("sealed=%v", pass != ""), func(t *testing.T) {
+			s := open(t, t.TempDir(), pass)
+			fill(t, s, 300) // more than one 64 KiB piece
+			backup := filepath.Join(t.TempDir(), "b.p2pmsg-backup")
+			bpass := []byte("backup passphrase")
+			if pass != "" {
+				if err := s.Backup(backup, []byte("not it"), fastKDF); !errors.Is(err, ErrWrongPassphrase) {
+					t.Fatalf("a sealed store's backup under another passphrase: %v", err)
+				}
+				bpass = []byte(pass)
+			}
+			if err := s.Backup(backup, nil, fastKDF); err == nil {
+				t.Fatal("a backup without a passphrase")
+			}
+			if err := s.Backup(backup, bpass, fastKDF); err != nil {
+				t.Fatal(err)
+			}
+			fill(t, s, 301) // after the backup: not in it
+			raw, err := os.ReadFile(backup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{"message 1", "ann", "SQLite format"} {
+				if bytes.Contains(raw, []byte(secret)) {
+					t.Fatalf("the backup holds %q in clear", secret)
+				}
+			}
+			if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(s.Path()), ".backup-*")); len(leftovers) > 0 {
+				t.Fatalf("the snapshot was left behind: %v", leftovers)
+			}
+
+			dir := filepath.Join(t.TempDir(), "restored")
+			if err := Restore(backup, dir, []byte("wrong")); !errors.Is(err, ErrWrongBackupPassphrase) {
+				t.Fatalf("wrong passphrase: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatal("a failed restore left a store")
+			}
+			if err := Restore(backup, dir, bpass); err != nil {
+				t.Fatal(err)
+			}
+			if err := Restore(backup, dir, bpass); err == nil {
+				t.Fatal("restored over a store")
+			}
+			r := open(t, dir, pass)
+			view(t, r, func(rt *ReadTx) error {
+				h, err := rt.History("a", Cursor{}, 1000)
+				if err != nil {
+					return err
+				}
+				if len(h) != 300 || h[299].Body != "message 299" {
+					t.Fatalf("restored history: %d messages", len(h))
+				}
+				c, err := rt.Contact("a")
+				if err != nil || c.Name != "ann" {
+					t.Fatalf("restored contact: %+v, %v", c, err)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// A backup that was cut, changed or extended does not restore, and
+// leaves nothing behind.
+func TestBackupTampered(t *testing.T) {
+	s := open(t, t.TempDir(), "")
+	fill(t, s, 300)
+	backup := filepath.Join(t.TempDir(), "b")
+	pass := []byte("pw")
+	if err := s.Backup(backup, pass, fastKDF); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(backup)
+	if len(good) < backupHeader+2*backupChunk {
+		t.Fatalf("the test wants several pieces: %d bytes", len(good))
+	}
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
+	full := backupChunk + 16
+	for name, b := range map[string][]byte{
+		"cut in a piece":       good[:len(good)-5],
+		"last piece dropped":   good[:backupHeader+full],
+		"a byte changed":       flip(backupHeader + full + 100),
+		"the salt changed":     flip(backupHeader - 20),
+		"pieces swapped":       append(append(append([]byte{}, good[:backupHeader]...), good[backupHeader+full:backupHeader+2*full]...), good[backupHeader:backupHeader+full]...),
+		"bytes appended":       append(bytes.Clone(good), 0),
+		"another version":      flip(len(backupMagic)),
+		"header only":          good[:backupHeader],
+		"not a backup at all":  []byte("SQLite format 3\x00"),
+		"huge Argon2id memory": append(append(bytes.Clone(good[:13]), 0xff, 0xff, 0xff, 0xff), good[17:]...),
+	} {
+		path := filepath.Join(t.TempDir(), "bad")
+		os.WriteFile(path, b, 0o600)
+		dir := filepath.Join(t.TempDir(), "restored")
+		err := Restore(path, dir, pass)
+		if err == nil {
+			t.Errorf("%s: restored", name)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("%s: left %d files", name, len(entries))
+		}
+	}
+}
+
+// FuzzOpenBackup: any bytes after a header either open whole or give an
+// error, never a panic.
+func FuzzOpenBackup(f *testing.F) {
+	key := &[32]byte{1}
+	h := make([]byte, backupHeader)
+	copy(h, backupMagic)
+	var sealed bytes.Buffer
+	sealChunks(&sealed, bytes.NewReader(bytes.Repeat([]byte("x"), 100)), key, h)
+	f.Add(h, sealed.Bytes())
+	f.Add([]byte(backupMagic+"\x01\x00\x00\x00\x01\x00\x00\x00\x40\x01"), []byte{})
+	f.Fuzz(func(t *testing.T, header, body []byte) {
+		parseBackupHeader(header)
+		if len(header) < backupHeader {
+			return
+		}
+		var out bytes.Buffer
+		if err := openChunks(&out, bytes.NewReader(body), key, header[:backupHeader], false); err == nil && !bytes.Equal(header[:backupHeader], h) {
+			t.Fatalf("opened under another header")
+		}
+	})
+}
