@@ -256,9 +256,9 @@ type Status struct {
 	Outbox          int           `json:"outbox"`           // envelopes waiting for an acknowledgement or a receipt
 	// NewSessionsPending: contacts that a restored store has yet to
 	// start a new session with (it does so by itself).
-	NewSessionsPending int `json:"new_sessions_pending"`
-	Mailboxes       []OwnMailbox  `json:"mailboxes"`        // those that keep our messages while we are offline
-	DHT             DHTStatus     `json:"dht"`
+	NewSessionsPending int          `json:"new_sessions_pending"`
+	Mailboxes          []OwnMailbox `json:"mailboxes"` // those that keep our messages while we are offline
+	DHT                DHTStatus    `json:"dht"`
 	// Problems: what keeps others from finding or reaching the node, one
 	// sentence each with what to do; [] when all is well.
 	Problems []Problem `json:"problems"`
