@@ -115,6 +115,8 @@ type batchState struct {
 	// and the peer's (clock.go); skewSeen says whether there was one.
 	skew     time.Duration
 	skewSeen bool
+	// received: the messages stored, logged after commit.
+	received []e2e.MessageID
 	// expiry: a disappearing timer started; purge: text was deleted, to
 	// be scrubbed from the index's free pages and the WAL (expiry.go).
 	expiry, purge bool
@@ -295,6 +297,9 @@ func (c *conv) process(batch []op) {
 	}
 	if st.notify {
 		c.n.notifyEvents()
+	}
+	for _, id := range st.received {
+		c.n.log.Info("message received", "peer", c.key, "id", id)
 	}
 	if st.kick {
 		c.n.kick(c.peer)

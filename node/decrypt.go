@@ -135,6 +135,9 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		return err
 	}
 	o.status = wire.Stored
+	if inserted {
+		st.received = append(st.received, id)
+	}
 	if inserted && o.viaMailbox {
 		st.receipts = append(st.receipts, id)
 	}

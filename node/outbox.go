@@ -433,8 +433,14 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	d.unsent = keep
 	var retry []wire.Ack
 	events, renew, release, hold, rekeyed := false, false, false, false, false
+	type settledMsg struct {
+		id            e2e.MessageID
+		state, reason string
+	}
+	var settled []settledMsg // logged once committed
 	err := d.n.store.Update(func(tx *db.Tx) error {
 		events, renew, release, hold, rekeyed = false, false, false, false, false
+		settled = settled[:0]
 		d.stale = d.stale[:0]
 		for _, id := range stale {
 			ok, err := tx.SetMessageState(d.key, id, db.Sent, "")
@@ -510,6 +516,7 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 			}
 			if ok {
 				events = true
+				settled = append(settled, settledMsg{a.ID, string(state), reason})
 				if err := appendEvent(tx, EventState, payload{Peer: d.key, MessageID: msgIDString(a.ID), State: string(state), Reason: reason}, now); err != nil {
 					return err
 				}
@@ -542,6 +549,13 @@ func (d *delivery) commitAcks(batch []wire.Ack) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, m := range settled {
+		if m.reason == "" {
+			d.n.log.Info("message "+m.state, "peer", d.key, "id", m.id)
+		} else {
+			d.n.log.Info("message "+m.state, "peer", d.key, "id", m.id, "reason", m.reason)
+		}
 	}
 	for _, id := range d.stale {
 		if f, ok := d.inflight[id]; ok {

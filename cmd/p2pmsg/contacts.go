@@ -169,19 +169,51 @@ func removeContact(ctx context.Context, e *env, c *api.Client, peer string, yes 
 
 func cmdTrust(e *env, args []string) error {
 	fs := e.flags("trust")
-	verified := fs.Bool("verified", false, "record that you compared safety numbers (sessions kept)")
-	pos, err := e.parse(fs, args, 1, "p2pmsg trust PEER [--verified]")
+	verified := fs.Bool("verified", false, "record that you compared safety numbers: give the number you compared (sessions kept)")
+	const usage = "p2pmsg trust PEER [--verified SAFETY_NUMBER]"
+	pos, err := e.parse(fs, args, -1, usage)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 0 || len(pos) > 1 && !*verified {
+		return fail(exitUsage, "usage: %s", usage)
+	}
 	return e.do(false, func(ctx context.Context, c *api.Client) error {
 		if *verified {
+			// The number the user read out is checked against ours: a
+			// contact is marked verified only for the number compared.
+			compared := strings.Join(pos[1:], "")
+			if compared == "" {
+				b, err := ask(e, "The safety number you compared (the digits; spaces do not matter): ", "it after --verified")
+				if err != nil {
+					return err
+				}
+				compared = string(b)
+			}
+			sn, err := c.Verify(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			digits := func(s string) string {
+				return strings.Map(func(r rune) rune {
+					if r >= '0' && r <= '9' {
+						return r
+					}
+					if r == ' ' {
+						return -1
+					}
+					return 'x'
+				}, s)
+			}
+			if digits(compared) != digits(sn.SafetyNumber) {
+				return fail(exitError, "that is not your safety number with %s: NOT marked verified (see p2pmsg verify %s)", pos[0], pos[0])
+			}
 			ct, err := c.SetVerified(ctx, pos[0], true)
 			if err != nil {
 				return err
 			}
 			return e.output(ct, func() {
-				fmt.Fprintf(e.stdout, "Marked %s as verified: you compared safety numbers.\n", name(ct.PeerID, ct.Name))
+				fmt.Fprintf(e.stdout, "Marked %s as verified: the safety number you compared is yours.\n", name(ct.PeerID, ct.Name))
 			})
 		}
 		r, err := c.Trust(ctx, pos[0])

@@ -36,7 +36,8 @@ func cmdDaemon(e *env, args []string) error {
 	mbox := fs.Bool("mailbox", false, "keep messages for the owners you admit while they are offline, and serve the DHT (for a node with a public address)")
 	dhtMode := fs.String("dht-mode", "", "auto, server or client: the internet DHT's mode (the LAN DHT is served but with client)")
 	reach := fs.String("reachability", "", "auto, public or private: override AutoNAT")
-	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--mailbox] [--no-mdns] [--no-port-map]"); err != nil {
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default: the config's log_level, else info)")
+	if _, err := e.parse(fs, args, 0, "p2pmsg daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--relay-via MULTIADDR]... [--relay] [--mailbox] [--no-mdns] [--no-port-map] [--log-level LEVEL]"); err != nil {
 		return err
 	}
 	if p := os.Getenv("P2PMSG_PASSPHRASE"); p != "" && e.passFD < 0 && e.passFile == "" && e.passPipe < 0 {
@@ -60,6 +61,9 @@ func cmdDaemon(e *env, args []string) error {
 	if *dhtMode != "" {
 		fc.DHTMode = *dhtMode
 	}
+	if *logLevel != "" {
+		fc.LogLevel = *logLevel
+	}
 	fc.Relay = fc.Relay || *relay
 	fc.Mailbox = fc.Mailbox || *mbox
 	if *reach != "" {
@@ -77,7 +81,7 @@ func cmdDaemon(e *env, args []string) error {
 	level := slog.LevelInfo
 	if fc.LogLevel != "" {
 		if err := level.UnmarshalText([]byte(fc.LogLevel)); err != nil {
-			return fail(exitUsage, "log_level %q: want debug, info, warn or error", fc.LogLevel)
+			return fail(exitUsage, "log level %q: want debug, info, warn or error", fc.LogLevel)
 		}
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,6 +56,7 @@ Commands:
                                  the LAN DHT (private and loopback networks) is always served, but
                                  with client
       --reachability auto|public|private   override AutoNAT (auto: private at once when no address is public)
+      --log-level debug|info|warn|error    what the daemon logs on stderr (never keys or texts)
   send PEER [TEXT... | -] [--reply-to ID] [--wait [--timeout D]]
                                send TEXT to PEER (peer ID or contact name); without TEXT, or
                                with -, the text is read from stdin; --wait: until delivered, or
@@ -83,8 +85,10 @@ Commands:
   contacts remove PEER [--yes]      delete the contact with its history (asks first)
   contacts accept PEER | block PEER | unblock PEER
   verify PEER                  safety number to compare with PEER
-  trust PEER [--verified]      accept PEER's new identity key after a key change;
-                               --verified: record that you compared safety numbers
+  trust PEER [--verified NUMBER]
+                               accept PEER's new identity key after a key change;
+                               --verified: record that you compared safety numbers (NUMBER:
+                               the one you compared, checked against yours)
   resend MESSAGE_ID            send a failed message again, as a new message
   status                       the running node's state
   mailbox allow PEER_ID [--quota N] [--quota-bytes N] [--ttl-max D]
@@ -105,6 +109,7 @@ Commands:
   chat [PEER]                  the chat screen: contacts, conversation, delivery states
   demo                         a small network on this machine, two users chatting
   version                      this p2pmsg's version (also --version)
+  completion bash|zsh|fish     a shell completion script: source <(p2pmsg completion bash)
 
 Each command's --help shows its flags and an example.
 
@@ -197,8 +202,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	code := exitCodeOf(err)
+	if e.json {
+		// A script that asked for JSON reads its errors as JSON too: one
+		// object on one line, with the exit code.
+		b, _ := json.Marshal(struct {
+			Command string `json:"command"`
+			Error   string `json:"error"`
+			Code    int    `json:"code"`
+		}{name, err.Error(), code})
+		fmt.Fprintln(stderr, string(b))
+		return code
+	}
 	fmt.Fprintf(stderr, "p2pmsg %s: %v\n", name, err)
-	return exitCodeOf(err)
+	return code
 }
 
 // splitCommand finds the verb: the first argument that is neither a
@@ -296,7 +313,7 @@ var examples = map[string]string{
 	"receive":      "p2pmsg receive --follow --kind message",
 	"contacts":     "p2pmsg contacts add 12D3KooW... --name bob",
 	"verify":       "p2pmsg verify bob",
-	"trust":        "p2pmsg trust bob --verified",
+	"trust":        "p2pmsg trust bob --verified '12345 67890 ...'",
 	"status":       "p2pmsg status",
 	"mailbox":      "p2pmsg mailbox invite --valid 24h",
 	"mailboxes":    "p2pmsg mailboxes add p2pmsg-mbox:...@/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",

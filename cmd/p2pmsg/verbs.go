@@ -223,7 +223,7 @@ func cmdVerify(e *env, args []string) error {
 			if e.width() > 0 {
 				printQR(e, "p2pmsg-safety-number:"+strings.ReplaceAll(r.SafetyNumber, " ", ""))
 			}
-			fmt.Fprintf(e.stdout, "Safety number with %s:\n\n%s\n\nCompare it with the one their p2pmsg shows (p2pmsg verify YOUR_ID), in person or on a call;\nif they match, no one sits between you: then run p2pmsg trust %s --verified.\n",
+			fmt.Fprintf(e.stdout, "Safety number with %s:\n\n%s\n\nCompare it with the one their p2pmsg shows (p2pmsg verify YOUR_ID), in person or on a call;\nif they match, no one sits between you: then run p2pmsg trust %s --verified 'THE NUMBER'.\n",
 				name(r.PeerID, r.Name), r.SafetyNumber, pos[0])
 		})
 	})
