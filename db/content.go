@@ -356,3 +356,25 @@ func (r *ReadTx) MessageCount() (int, error) {
 	err := r.q.QueryRow("SELECT count(*) FROM messages").Scan(&n)
 	return n, r.s.classify("count messages", err)
 }
+
+// LastActivity returns, for each contact with messages, the time of its
+// conversation's latest one (one index seek per contact).
+func (r *ReadTx) LastActivity() (map[string]time.Time, error) {
+	rows, err := r.q.Query("SELECT peer_id, (SELECT max(time) FROM messages m WHERE m.peer_id = c.peer_id) FROM contacts c")
+	if err != nil {
+		return nil, r.s.classify("last activity", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var peer string
+		var at sql.NullInt64
+		if err := rows.Scan(&peer, &at); err != nil {
+			return nil, r.s.classify("last activity", err)
+		}
+		if at.Valid {
+			out[peer] = fromMillis(at.Int64)
+		}
+	}
+	return out, r.s.classify("last activity", rows.Err())
+}

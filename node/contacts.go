@@ -35,9 +35,14 @@ type Contact struct {
 	// over it (DisplayName).
 	ProfileName string
 	Timer       time.Duration // the conversation's disappearing timer; zero: off
-	Path        Path          // how it is reached now
-	Created     time.Time
-	Updated     time.Time
+	// Unread: received messages not yet read; LastActivity: the time of
+	// the conversation's latest message (zero: none). Set by Contacts and
+	// Requests.
+	Unread       int
+	LastActivity time.Time
+	Path         Path // how it is reached now
+	Created      time.Time
+	Updated      time.Time
 }
 
 func (n *Node) contactOf(c db.Contact) (Contact, error) {
@@ -69,8 +74,16 @@ func (n *Node) Contacts() ([]Contact, error) {
 // that names no peer.
 func (n *Node) listContacts(read func(*db.ReadTx) ([]db.Contact, error)) ([]Contact, error) {
 	var cs []db.Contact
+	var unread map[string]int
+	var last map[string]time.Time
 	if err := n.store.View(func(r *db.ReadTx) (err error) {
-		cs, err = read(r)
+		if cs, err = read(r); err != nil {
+			return err
+		}
+		if unread, err = r.UnreadCounts(); err != nil {
+			return err
+		}
+		last, err = r.LastActivity()
 		return err
 	}); err != nil {
 		return nil, err
@@ -82,6 +95,7 @@ func (n *Node) listContacts(read func(*db.ReadTx) ([]db.Contact, error)) ([]Cont
 			n.log.Warn("contact skipped", "err", err)
 			continue
 		}
+		ct.Unread, ct.LastActivity = unread[c.PeerID], last[c.PeerID]
 		out = append(out, ct)
 	}
 	return out, nil

@@ -89,6 +89,10 @@ type Message struct {
 // Cursor is the message's position, to page on from.
 func (m Message) Cursor() Cursor { return Cursor{m.cursor} }
 
+// Seq orders messages stored at the same millisecond: the conversation
+// is in (Stored, Seq) order.
+func (m Message) Seq() int64 { return m.cursor.Seq }
+
 // Cursor is a position in a conversation; the zero Cursor is either end.
 type Cursor struct{ c db.Cursor }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/x/vt"
 	"github.com/creack/pty"
 
 	"github.com/p2pmsg/p2pmsg/internal/api"
@@ -34,9 +36,15 @@ func startDaemon(t *testing.T, dir string, extra ...string) api.Identity {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() {
 		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
+		<-exited
+	}
+	daemons.Store(dir, stop)
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("daemon %s:\n%s", dir, logs.String())
 		}
@@ -46,6 +54,20 @@ func startDaemon(t *testing.T, dir string, extra ...string) api.Identity {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// daemons holds how to stop the daemon of each data directory.
+var daemons sync.Map
+
+// stopDaemon stops the daemon that startDaemon started in dir, and waits
+// for it to exit.
+func stopDaemon(t *testing.T, dir string) {
+	t.Helper()
+	stop, ok := daemons.Load(dir)
+	if !ok {
+		t.Fatalf("no daemon was started in %s", dir)
+	}
+	stop.(func())()
 }
 
 // screen collects what a program wrote to its terminal, without the
@@ -109,7 +131,7 @@ func TestChatScreen(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- chat.Wait() }()
 
-	scr.waitFor(t, "Enter send")
+	scr.waitFor(t, "enter send")
 	io.WriteString(tty, "hello from the chat screen")
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(tty, "\r")
@@ -164,5 +186,167 @@ func TestNoTerminalQueries(t *testing.T) {
 	}
 	if !bytes.Contains(out.Bytes(), []byte("Exit codes:")) {
 		t.Fatalf("help output: %q", out.String())
+	}
+}
+
+// vterm is a terminal for the chat screen: a pseudo-terminal whose output
+// a terminal emulator draws, so that a test reads the screen as a user
+// sees it (the renderer writes only what changed).
+type vterm struct {
+	t    *testing.T
+	tty  *os.File
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	emu  *vt.Emulator
+	done chan error
+}
+
+func startChat(t *testing.T, cols, rows int, args ...string) *vterm {
+	t.Helper()
+	cmd := cli(append(args, "chat")...)
+	cmd.Env = append(cmd.Env, "TERM=xterm-256color")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &vterm{t: t, tty: tty, cmd: cmd, emu: vt.NewEmulator(cols, rows), done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := tty.Read(buf)
+			if n > 0 {
+				tm.mu.Lock()
+				tm.emu.Write(buf[:n])
+				tm.mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go io.Copy(tty, tm.emu) // the terminal's answers to the program's queries
+	go func() { tm.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		tty.Close()
+	})
+	return tm
+}
+
+func (tm *vterm) screen() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.emu.String()
+}
+
+// waitFor waits until the screen shows s (at most 20 s).
+func (tm *vterm) waitFor(s string) {
+	tm.t.Helper()
+	tm.waitUntil("shows "+s, func(scr string) bool { return strings.Contains(scr, s) })
+}
+
+func (tm *vterm) waitUntil(what string, ok func(string) bool) {
+	tm.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !ok(tm.screen()); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tm.t.Fatalf("the chat screen never %s; it shows:\n%s", what, tm.screen())
+		}
+	}
+}
+
+func (tm *vterm) keys(s string) {
+	io.WriteString(tm.tty, s)
+	time.Sleep(30 * time.Millisecond) // one key press at a time, as typed
+}
+
+// The chat screen for daily use, in a terminal: a contact request
+// accepted by a key; scrolling back through 1,000 messages to the first;
+// a reaction that reaches the other side; and the daemon restarted under
+// the screen, which says so, keeps the draft, and sends it once the
+// daemon is back.
+func TestChatScreenDaily(t *testing.T) {
+	dir := t.TempDir()
+	a := startDaemon(t, dir+"/a")
+	b := startDaemon(t, dir+"/b", "--bootstrap", a.Addrs[0])
+	ctx := context.Background()
+	cb, err := api.Dial(dir + "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	if _, err := cb.SetProfile(ctx, "Bea"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Send(ctx, api.SendParams{Peer: a.PeerID, Text: "hello, it is Bea", Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	tm := startChat(t, 100, 30, "--data", dir+"/a")
+	tm.waitFor("Bea")
+	tm.waitFor("contact request: alt+a accepts")
+	tm.keys("\x1ba") // alt+a
+	tm.waitUntil("shows Bea accepted", func(s string) bool { return !strings.Contains(s, "contact request") })
+
+	// 1,000 messages from Bea, now a contact.
+	for i := range 1000 {
+		if _, err := cb.Send(ctx, api.SendParams{Peer: a.PeerID, Text: fmt.Sprintf("note %04d from Bea", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tm.waitFor("note 0999 from Bea")
+	if strings.Contains(tm.screen(), "hello, it is Bea") {
+		t.Fatal("the first message shows before scrolling back")
+	}
+	for i := 0; i < 200 && !strings.Contains(tm.screen(), "hello, it is Bea"); i++ {
+		tm.keys("\x1b[5~") // pgup
+	}
+	tm.waitFor("hello, it is Bea")
+	tm.keys("\x1b[F") // end
+	tm.waitFor("note 0999 from Bea")
+
+	// A reaction to the latest message.
+	tm.keys("\t")
+	tm.keys("+")
+	tm.waitFor("react: 1 👍")
+	tm.keys("1")
+	waitFor(t, 20*time.Second, "reaction at Bea", func() bool {
+		h, err := cb.History(ctx, api.HistoryParams{Peer: a.PeerID, Limit: 1})
+		return err == nil && len(h) == 1 && len(h[0].Reactions) == 1 && h[0].Reactions[0].Emoji == "👍"
+	})
+	tm.keys("\t") // tab again: back to the composer (esc would do, but a
+	// lone ESC and the next key typed at once read as alt+that key)
+	tm.waitFor("enter send")
+
+	// The daemon goes away under the screen, and comes back.
+	for _, r := range "a draft that survives" {
+		tm.keys(string(r))
+	}
+	stopDaemon(t, dir+"/a")
+	tm.waitFor("daemon away")
+	tm.keys("\r") // fails: kept
+	tm.waitFor("a draft that survives")
+	startDaemon(t, dir+"/a", "--bootstrap", b.Addrs[0]) // on a new port: it finds B
+	tm.waitFor("daemon connected")
+	tm.waitFor("a draft that survives")
+	tm.keys("\r")
+	tm.waitUntil("sent the draft", func(s string) bool { return !strings.Contains(s, "› a draft that survives") })
+	defer func() {
+		if t.Failed() {
+			if ca, err := api.Dial(dir + "/a"); err == nil {
+				h, _ := ca.History(ctx, api.HistoryParams{Peer: b.PeerID, Limit: 3})
+				st, _ := ca.Status(ctx)
+				t.Logf("A's latest: %+v\nstatus: %+v\nscreen:\n%s", h, st, tm.screen())
+			}
+		}
+	}()
+	waitFor(t, 20*time.Second, "draft at Bea", func() bool {
+		h, err := cb.History(ctx, api.HistoryParams{Peer: a.PeerID, Limit: 1})
+		return err == nil && len(h) == 1 && h[0].Text == "a draft that survives"
+	})
+	tm.keys("\x03") // ctrl+c
+	select {
+	case <-tm.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("chat did not quit on ctrl+c")
 	}
 }

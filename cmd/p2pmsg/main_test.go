@@ -135,7 +135,8 @@ func waitState(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("message %s: %s (%s), not %s after 30 s: %v", args[1], m.State, m.Error, args[2], err)
 }
 
-// waitAPI waits until the daemon of dir answers "id" with an address.
+// waitAPI waits until the daemon of dir answers "id" with an address,
+// and its node runs.
 func waitAPI(dir string, timeout time.Duration) (api.Identity, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -143,6 +144,11 @@ func waitAPI(dir string, timeout time.Duration) (api.Identity, error) {
 		if err == nil {
 			var r api.Identity
 			r, err = c.ID(context.Background())
+			if err == nil && len(r.Addrs) > 0 {
+				// Listening is not started: the verbs that write
+				// need the node running, which status tells.
+				_, err = c.Status(context.Background())
+			}
 			c.Close()
 			if err == nil && len(r.Addrs) > 0 {
 				return r, nil

@@ -70,7 +70,7 @@ func nonNil[T any](s []T) []T {
 func contactOf(c node.Contact) Contact {
 	return Contact{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Verified: c.Verified,
 		Blocked: c.Blocked, KeyChanged: c.KeyChanged, Path: string(c.Path), ProfileName: c.ProfileName,
-		DisplayName: c.DisplayName(), Timer: int64(c.Timer / time.Second)}
+		DisplayName: c.DisplayName(), Timer: int64(c.Timer / time.Second), Unread: c.Unread, LastActivity: c.LastActivity}
 }
 
 func (s *Server) contacts(context.Context, None) ([]Contact, error) {

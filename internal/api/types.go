@@ -94,6 +94,7 @@ type Message struct {
 	Error     string    `json:"error,omitempty"`
 	Sent      time.Time `json:"sent"`   // the sender's clock
 	Stored    time.Time `json:"stored"` // when this node stored it: the conversation's order
+	Seq       int64     `json:"seq"`    // orders messages of the same Stored millisecond
 	Request   bool      `json:"contact_request,omitempty"`
 	Edited    time.Time `json:"edited,omitzero"`    // the sender's clock at its latest edit
 	Deleted   bool      `json:"deleted,omitempty"`  // deleted for everyone: no text is left
@@ -151,6 +152,10 @@ type Contact struct {
 	ProfileName string `json:"profile_name,omitempty"`
 	DisplayName string `json:"display_name,omitempty"`
 	Timer       int64  `json:"timer,omitempty"` // the disappearing timer, seconds
+	// Unread: received messages not yet read; LastActivity: the time of
+	// the latest message of the conversation.
+	Unread       int       `json:"unread,omitempty"`
+	LastActivity time.Time `json:"last_activity,omitzero"`
 }
 
 // Removed is the answer of "contacts.remove".

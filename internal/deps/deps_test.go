@@ -74,8 +74,13 @@ var rules = []rule{
 		why:   "the daemon's API is served by the node: db, dht and e2e stay behind it",
 	},
 	{
+		pkgs:  "internal/chat",
+		allow: "std, internal/api, UI",
+		why:   "the chat screen talks to the daemon through the API's types and a client it is given, never the node",
+	},
+	{
 		pkgs:  "cmd/p2pmsg",
-		allow: "std, internal/api, node, LIBP2P_TYPES, UI",
+		allow: "std, internal/api, internal/chat, node, LIBP2P_TYPES, UI",
 		why:   "the command reaches the node only through node and internal/api, never db or dht",
 	},
 	{
@@ -109,7 +114,7 @@ var groups = map[string]string{
 	// The libp2p types that name a peer and an address, to parse and print them.
 	"LIBP2P_TYPES": "github.com/libp2p/go-libp2p/core/peer, github.com/multiformats/go-multiaddr",
 	// The terminal UI and configuration libraries of the command.
-	"UI": "charm.land/..., github.com/BurntSushi/toml/..., github.com/skip2/go-qrcode/..., golang.org/x/term/...",
+	"UI": "charm.land/..., github.com/charmbracelet/x/ansi, github.com/BurntSushi/toml/..., github.com/skip2/go-qrcode/..., golang.org/x/term/...",
 }
 
 type rule struct {
