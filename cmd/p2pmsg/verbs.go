@@ -65,6 +65,9 @@ func cmdID(e *env, args []string) error {
 			for _, a := range r.Addrs {
 				fmt.Fprintf(e.stdout, "address: %s\n", a)
 			}
+			if len(r.Addrs) > 0 {
+				fmt.Fprintln(e.stdout, "To be added by a friend, give them the line that `p2pmsg invite` prints.")
+			}
 		})
 	})
 }
