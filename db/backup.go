@@ -53,14 +53,15 @@ var ErrWrongBackupPassphrase = errors.New("db: the passphrase does not open this
 func (s *Store) CheckPassphrase(pass []byte) error {
 	s.sealMu.RLock()
 	defer s.sealMu.RUnlock()
-	return s.checkPassphrase(pass)
-}
-
-func (s *Store) checkPassphrase(pass []byte) error {
 	row, err := s.readSealingFrom(s.reader)
 	if err != nil {
 		return err
 	}
+	return s.checkPassphrase(row, pass)
+}
+
+// checkPassphrase checks pass against a sealing row (nil: unsealed).
+func (s *Store) checkPassphrase(row *sealingRow, pass []byte) error {
 	if row == nil {
 		if len(pass) > 0 {
 			return fmt.Errorf("%w: the store is not sealed by any passphrase", ErrWrongPassphrase)
@@ -83,26 +84,24 @@ func (s *Store) checkPassphrase(pass []byte) error {
 	return nil
 }
 
+// backupPrefix names the snapshots a backup takes in the data
+// directory; Open deletes those a crash left.
+const backupPrefix = ".backup-"
+
 // Backup writes an encrypted copy of the store to path (replacing it only
 // once the copy is whole), under pass: the store's own passphrase when it
-// is sealed (checked), else one chosen for the backup. The daemon goes on
-// meanwhile.
+// is sealed (checked against the copy's sealing), else one chosen for the
+// backup. The daemon goes on meanwhile: the copy is one read transaction
+// beside the writer, and takes no lock of the store's.
 func (s *Store) Backup(path string, pass []byte, kdf KDFParams) error {
 	if len(pass) == 0 {
 		return errors.New("db: a backup is encrypted under a passphrase: give one")
 	}
-	// The check and the snapshot under one sealing: a passphrase change
-	// between them would encrypt the copy under a passphrase it does
-	// not open with.
-	s.sealMu.RLock()
-	defer s.sealMu.RUnlock()
-	if s.sealer.Load() != nil {
-		if err := s.checkPassphrase(pass); err != nil {
-			return err
-		}
-	}
 	dir := filepath.Dir(s.path)
-	tmp, err := os.CreateTemp(dir, ".backup-*.db")
+	if abs, err := filepath.Abs(path); err != nil || filepath.Dir(abs) == dir {
+		return fmt.Errorf("db: backup: write it outside the data directory %s", dir)
+	}
+	tmp, err := os.CreateTemp(dir, backupPrefix+"*.db")
 	if err != nil {
 		return fmt.Errorf("db: backup: %w", err)
 	}
@@ -121,6 +120,22 @@ func (s *Store) Backup(path string, pass []byte, kdf KDFParams) error {
 	conn.Close()
 	if err != nil {
 		return s.classify("backup: snapshot", err)
+	}
+	// The copy's own sealing says which passphrase opens it: a change
+	// of passphrase just before the copy is what counts.
+	copied, err := sql.Open("sqlite3", sqliteURI(snapshot)+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("db: backup: %w", err)
+	}
+	row, err := s.readSealingFrom(copied)
+	copied.Close()
+	if err != nil {
+		return err
+	}
+	if row != nil {
+		if err := s.checkPassphrase(row, pass); err != nil {
+			return err
+		}
 	}
 	in, err := os.Open(snapshot)
 	if err != nil {
@@ -309,6 +324,7 @@ func Restore(backup, dir string, pass []byte) error {
 	}
 	defer clear(key[:])
 	partial := target + ".partial"
+	os.Remove(partial) // what a restore that was killed left: no store yet
 	out, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("db: restore: %w", err)

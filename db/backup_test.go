@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +14,7 @@ import (
 func fill(t *testing.T, s *Store, n int) {
 	t.Helper()
 	update(t, s, func(tx *Tx) error {
-		if err := tx.PutContact(Contact{PeerID: "a", Name: "ann", State: ContactAccepted}, t0); err != nil {
+		if err := tx.PutContact(Contact{PeerID: "a", Name: "Annabelle Quixotic-Zwerg", State: ContactAccepted}, t0); err != nil {
 			return err
 		}
 		for i := range n {
@@ -52,7 +53,8 @@ func TestBackupRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, secret := range []string{"message 1", "ann", "SQLite format"} {
+			// Long markers: a short one would turn up in random bytes.
+			for _, secret := range []string{"message 123", "Annabelle Quixotic-Zwerg", "SQLite format 3"} {
 				if bytes.Contains(raw, []byte(secret)) {
 					t.Fatalf("the backup holds %q in clear", secret)
 				}
@@ -84,7 +86,7 @@ func TestBackupRestore(t *testing.T) {
 					t.Fatalf("restored history: %d messages", len(h))
 				}
 				c, err := rt.Contact("a")
-				if err != nil || c.Name != "ann" {
+				if err != nil || c.Name != "Annabelle Quixotic-Zwerg" {
 					t.Fatalf("restored contact: %+v, %v", c, err)
 				}
 				return nil
@@ -97,39 +99,74 @@ func TestBackupRestore(t *testing.T) {
 // leaves nothing behind.
 func TestBackupTampered(t *testing.T) {
 	s := open(t, t.TempDir(), "")
-	fill(t, s, 300)
+	fill(t, s, 1000)
 	backup := filepath.Join(t.TempDir(), "b")
 	pass := []byte("pw")
 	if err := s.Backup(backup, pass, fastKDF); err != nil {
 		t.Fatal(err)
 	}
 	good, _ := os.ReadFile(backup)
-	if len(good) < backupHeader+2*backupChunk {
-		t.Fatalf("the test wants several pieces: %d bytes", len(good))
-	}
 	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
 	full := backupChunk + 16
-	for name, b := range map[string][]byte{
-		"cut in a piece":       good[:len(good)-5],
-		"last piece dropped":   good[:backupHeader+full],
-		"a byte changed":       flip(backupHeader + full + 100),
-		"the salt changed":     flip(backupHeader - 20),
-		"pieces swapped":       append(append(append([]byte{}, good[:backupHeader]...), good[backupHeader+full:backupHeader+2*full]...), good[backupHeader:backupHeader+full]...),
-		"bytes appended":       append(bytes.Clone(good), 0),
-		"another version":      flip(len(backupMagic)),
-		"header only":          good[:backupHeader],
-		"not a backup at all":  []byte("SQLite format 3\x00"),
-		"huge Argon2id memory": append(append(bytes.Clone(good[:13]), 0xff, 0xff, 0xff, 0xff), good[17:]...),
+	piece := func(i int) []byte { return good[backupHeader+i*full : backupHeader+(i+1)*full] }
+	swapped := append(append(append(append([]byte{}, good[:backupHeader]...), piece(0)...), piece(2)...), piece(1)...)
+	swapped = append(swapped, good[backupHeader+3*full:]...)
+	if len(good) < backupHeader+3*full+16 {
+		t.Fatalf("the test wants at least four pieces: %d bytes", len(good))
+	}
+	for name, c := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"cut in a piece":         {good[:len(good)-5], ErrBadBackup},
+		"last piece dropped":     {good[:backupHeader+3*full], ErrBadBackup},
+		"a byte changed":         {flip(backupHeader + full + 100), ErrBadBackup},
+		"pieces 1 and 2 swapped": {swapped, ErrBadBackup},
+		"bytes appended":         {append(bytes.Clone(good), 0), ErrBadBackup},
+		"another version":        {flip(len(backupMagic)), ErrBadBackup},
+		"header only":            {good[:backupHeader], ErrBadBackup},
+		"not a backup at all":    {[]byte("SQLite format 3\x00"), ErrBadBackup},
+		"huge Argon2id memory":   {append(append(bytes.Clone(good[:13]), 0xff, 0xff, 0xff, 0xff), good[17:]...), ErrBadBackup},
+		// The salt or the first piece changed: indistinguishable from a
+		// wrong passphrase, and said so.
+		"the salt changed": {flip(backupHeader - 20), ErrWrongBackupPassphrase},
 	} {
 		path := filepath.Join(t.TempDir(), "bad")
-		os.WriteFile(path, b, 0o600)
+		os.WriteFile(path, c.b, 0o600)
 		dir := filepath.Join(t.TempDir(), "restored")
-		err := Restore(path, dir, pass)
-		if err == nil {
-			t.Errorf("%s: restored", name)
+		if err := Restore(path, dir, pass); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
 			t.Errorf("%s: left %d files", name, len(entries))
+		}
+	}
+}
+
+// Plaintexts of every shape round-trip, a whole number of pieces
+// included (its last piece is empty).
+func TestBackupChunks(t *testing.T) {
+	key := &[32]byte{7}
+	h := make([]byte, backupHeader)
+	copy(h, backupMagic)
+	for _, n := range []int{0, 1, backupChunk - 1, backupChunk, backupChunk + 1, 2 * backupChunk, 3*backupChunk + 5} {
+		pt := bytes.Repeat([]byte{byte(n)}, n)
+		var sealed, opened bytes.Buffer
+		if err := sealChunks(&sealed, bytes.NewReader(pt), key, h); err != nil {
+			t.Fatal(err)
+		}
+		if want := (n/backupChunk + 1) * 16; sealed.Len() != n+want {
+			t.Fatalf("%d bytes sealed to %d, want %d", n, sealed.Len(), n+want)
+		}
+		if err := openChunks(&opened, bytes.NewReader(sealed.Bytes()), key, h, false); err != nil || !bytes.Equal(opened.Bytes(), pt) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if n%backupChunk == 0 && n > 0 {
+			// Without its empty last piece it is cut short.
+			cut := sealed.Bytes()[:sealed.Len()-16]
+			if err := openChunks(io.Discard, bytes.NewReader(cut), key, h, false); !errors.Is(err, ErrBadBackup) {
+				t.Fatalf("%d bytes without the empty last piece: %v", n, err)
+			}
 		}
 	}
 }

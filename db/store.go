@@ -157,6 +157,13 @@ func (s *Store) open(opts Options) error {
 	if err := s.checkFile(); err != nil {
 		return err
 	}
+	// A backup's snapshot that a crash left is a whole copy of the
+	// history, disappeared messages included: it goes.
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.path), backupPrefix+"*")); len(left) > 0 {
+		for _, f := range left {
+			os.Remove(f)
+		}
+	}
 	version, err := s.identify()
 	if err != nil {
 		return err

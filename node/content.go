@@ -105,7 +105,11 @@ func checkText(text string) error {
 type changeOp struct {
 	done
 	change changeFunc
-	err    error
+	// local: the change tells the peer nothing (marking read, whose
+	// receipts change checks itself), so it applies to a blocked
+	// contact or a request too.
+	local bool
+	err   error
 }
 
 // changeFunc makes a change in the batch's transaction and returns the
@@ -120,8 +124,13 @@ func (o *changeOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) erro
 		o.err = fmt.Errorf("%w: %s is not a contact", ErrNotFound, c.key)
 		return nil
 	}
-	if st.contact.Blocked {
+	if !o.local && st.contact.Blocked {
 		o.err = fmt.Errorf("%w: %s", ErrBlocked, c.key)
+		return nil
+	}
+	if !o.local && st.contact.State != db.ContactAccepted {
+		// What we do tells a stranger that we read its request.
+		o.err = fmt.Errorf("%w: %s is a contact request: accept it first (or write to it)", ErrInvalid, c.key)
 		return nil
 	}
 	encode, refused, err := o.change(c, tx, st, now)
@@ -146,11 +155,14 @@ func (o *changeOp) apply(c *conv, tx *db.Tx, st *batchState, now time.Time) erro
 }
 
 // change runs f in p's conversation.
-func (n *Node) change(p peer.ID, f changeFunc) error {
+func (n *Node) change(p peer.ID, f changeFunc) error { return n.runChange(p, f, false) }
+
+// runChange runs a change (local: one that tells the peer nothing).
+func (n *Node) runChange(p peer.ID, f changeFunc, local bool) error {
 	if err := n.running(); err != nil {
 		return err
 	}
-	o := &changeOp{done: newDone(), change: f}
+	o := &changeOp{done: newDone(), change: f, local: local}
 	if err := n.runOp(p, o); err != nil {
 		return err
 	}
@@ -243,13 +255,21 @@ func (n *Node) Delete(p peer.ID, id MessageID) error {
 	})
 }
 
-// checkEmoji: a reaction is one short run of symbols (an emoji with its
-// modifiers and joiners), not text.
+// checkEmoji: a reaction is one emoji (with its modifiers, joiners and
+// keycap or presentation marks), not text: at most 32 bytes and 10 code
+// points, no spaces or controls, and at least one symbol, keycap or
+// emoji presentation selector among them ("5" and "ok" are text; "5️⃣"
+// and "ℹ️" are not).
 func checkEmoji(e string) error {
-	if e == "" || len(e) > wire.MaxEmoji || !utf8.ValidString(e) || utf8.RuneCountInString(e) > 10 ||
-		strings.ContainsFunc(e, func(r rune) bool {
-			return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.IsLetter(r) || unicode.IsDigit(r)
-		}) {
+	symbol := false
+	for _, r := range e {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			symbol = false
+			break
+		}
+		symbol = symbol || unicode.Is(unicode.So, r) || r == '\u20e3' || r == '\ufe0f' // keycap, emoji presentation
+	}
+	if !symbol || len(e) > wire.MaxEmoji || !utf8.ValidString(e) || utf8.RuneCountInString(e) > 10 {
 		return fmt.Errorf("%w: a reaction is one emoji, not %q", ErrInvalid, e)
 	}
 	return nil
@@ -378,7 +398,7 @@ func (n *Node) SetProfile(ctx context.Context, name string) error {
 // returns how many messages became read.
 func (n *Node) MarkRead(p peer.ID, m Message) (int, error) {
 	var read int
-	err := n.change(p, func(c *conv, tx *db.Tx, st *batchState, now time.Time) (func(int64) ([]byte, error), error, error) {
+	err := n.runChange(p, func(c *conv, tx *db.Tx, st *batchState, now time.Time) (func(int64) ([]byte, error), error, error) {
 		ids, err := tx.MarkReadIDs(c.key, m.cursor, now)
 		if err != nil || len(ids) == 0 {
 			return nil, nil, err
@@ -391,7 +411,7 @@ func (n *Node) MarkRead(p peer.ID, m Message) (int, error) {
 			}
 		}
 		s := c.rec.current()
-		if n.cfg.NoReadReceipts || st.contact.State != db.ContactAccepted || s == nil {
+		if n.cfg.NoReadReceipts || st.contact.State != db.ContactAccepted || st.contact.Blocked || s == nil {
 			return nil, nil, nil
 		}
 		for len(ids) > 0 {
@@ -410,7 +430,7 @@ func (n *Node) MarkRead(p peer.ID, m Message) (int, error) {
 			}
 		}
 		return nil, nil, nil
-	})
+	}, true)
 	return read, err
 }
 

@@ -129,13 +129,18 @@ func TestContentKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMessage(t, b, first, func(m Message) bool { return len(m.Reactions) == 1 && m.Reactions[0].Reactor == "" })
-	for _, bad := range []string{"hello", "👍 👍", strings.Repeat("👍", 9)} {
+	for _, ok := range []string{"1️⃣", "ℹ️", "👩‍👩‍👧‍👦", "🇫🇷"} { // keycaps, letter-like symbols, joined, flags
+		if err := a.React(b.ID(), first, ok); err != nil {
+			t.Errorf("reaction %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"hello", "5", "👍 👍", strings.Repeat("👍", 9)} {
 		if err := a.React(b.ID(), first, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("reaction %q: %v", bad, err)
 		}
 	}
 
-	// A reply to a message of another conversation is refused.
+	// A reply to a message unknown here is refused.
 	if _, err := a.SendDraft(ctx, b.ID(), Draft{Text: "x", ReplyTo: MessageID{9}}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a reply to nothing: %v", err)
 	}
@@ -330,5 +335,53 @@ func TestUnknownKindsArePlaceholders(t *testing.T) {
 	h := history(t, b, sp)
 	if len(h) != 3 || h[1].Body != wire.Unreadable || h[2].Body != wire.Unreadable {
 		t.Fatalf("history: %+v", h)
+	}
+}
+
+// A contact changes only its own messages of its own conversation: its
+// edit or deletion of our message, or of a message of another
+// conversation, and its reaction to another conversation's message, are
+// dropped (acknowledged: sending them again changes nothing).
+func TestChangesOnlyByTheirSender(t *testing.T) {
+	checkNoLeaks(t)
+	_, b, first, answer := pair(t, nil)
+	s := newStranger(t, b)
+	now := time.Now().UnixMilli()
+	hello, _ := wire.EncodeMessage(now, wire.Message{Text: "hi, it is Sam"})
+	env := s.envelope(t, hello)
+	own := must(e2e.EnvelopeID(env))
+	if acks := s.deliver(t, b, env); acks[0].Status != wire.Stored {
+		t.Fatalf("Sam's first message: %+v", acks[0])
+	}
+	_, sp, err := libp2pKey(s.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddContact(sp, "sam"); err != nil {
+		t.Fatal(err)
+	}
+	var envs [][]byte
+	for _, pt := range [][]byte{
+		must(wire.EncodeEdit(now, wire.Edit{ID: e2e.MessageID(first), Text: "A's message, forged"})),  // another conversation's
+		must(wire.EncodeEdit(now, wire.Edit{ID: e2e.MessageID(answer), Text: "B's message, forged"})), // ours, to A
+		must(wire.EncodeDelete(now, e2e.MessageID(first))),
+		must(wire.EncodeReaction(now, wire.Reaction{ID: e2e.MessageID(first), Emoji: "💩"})),
+		must(wire.EncodeEdit(now, wire.Edit{ID: own, Text: "hi, it is Sam, edited"})), // its own: applies
+	} {
+		envs = append(envs, s.envelope(t, pt))
+	}
+	for i, ack := range s.deliver(t, b, envs...) {
+		if ack.Status != wire.Stored {
+			t.Fatalf("change %d: %+v", i, ack)
+		}
+	}
+	for _, id := range []MessageID{first, answer} {
+		m := must(b.Message(id))
+		if m.Deleted || !m.Edited.IsZero() || len(m.Reactions) != 0 || strings.Contains(m.Text, "forged") {
+			t.Fatalf("B's copy of %s changed by Sam: %+v", id, m)
+		}
+	}
+	if m := must(b.Message(MessageID(own))); m.Text != "hi, it is Sam, edited" {
+		t.Fatalf("Sam's edit of its own message: %+v", m)
 	}
 }

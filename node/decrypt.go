@@ -127,6 +127,14 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 			return err
 		}
 	}
+	if content.ReplyTo != (e2e.MessageID{}) {
+		// A reply quotes a message of this conversation, or nothing.
+		if q, err := r.Message(content.ReplyTo); errors.Is(err, db.ErrNotFound) || err == nil && q.Peer != c.key {
+			content.ReplyTo = e2e.MessageID{}
+		} else if err != nil {
+			return err
+		}
+	}
 	m := db.Message{ID: id, Peer: c.key, Direction: db.Incoming, Body: content.Text, State: db.Received,
 		Sent: time.UnixMilli(content.Sent), Received: now, ReplyTo: content.ReplyTo,
 		Timer: min(time.Duration(content.Timer)*time.Second, MaxTimer)}

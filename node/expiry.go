@@ -14,7 +14,8 @@ import (
 // everyone) still sits in the full-text index's old segments, in free
 // pages and in the WAL: the purge loop then merges the index, frees the
 // pages (secure_delete zeroes them) and checkpoints the WAL to nothing,
-// so that the database files hold no copy of it (db.Store.Reclaim).
+// so that the database files hold no copy of it (db.Store.Reclaim): a
+// second after the first deletion, and then at most every 10 s.
 
 const (
 	// expireBatch: messages deleted per transaction.
@@ -22,8 +23,12 @@ const (
 	// expiryIdle: how often the loop looks when nothing counts down (a
 	// wake missed, a clock that jumped).
 	expiryIdle = time.Hour
-	// purgeDelay gathers the deletions of a burst into one purge.
+	// purgeDelay gathers the deletions of a burst into one purge;
+	// purgeEvery spaces purges out: each rewrites the whole full-text
+	// index, and a peer (or a one-second timer) may delete as often as
+	// it likes.
 	purgeDelay = time.Second
+	purgeEvery = 10 * time.Second
 	// purgeRetry: a purge that a reader held back is tried again.
 	purgeRetry = 5 * time.Second
 )
@@ -109,15 +114,17 @@ func (n *Node) expireDue(now time.Time) (time.Duration, error) {
 }
 
 func (n *Node) purgeLoop() {
+	var last time.Time
 	for {
 		select {
 		case <-n.purgeWake:
 		case <-n.ctx.Done():
 			return
 		}
-		if !sleepCtx(n.ctx, purgeDelay) {
+		if !sleepCtx(n.ctx, max(purgeDelay, time.Until(last.Add(purgeEvery)))) {
 			return
 		}
+		last = time.Now()
 		// Deletions made while we slept are in this purge.
 		select {
 		case <-n.purgeWake:

@@ -643,6 +643,11 @@ func (d *delivery) rekeySession(tx *db.Tx, id e2e.MessageID, reason string, now 
 			if _, err := tx.GiveUp(d.key, e.MessageID, reason); err != nil {
 				return nil, err
 			}
+			if e.Lasting {
+				// An edit, a deletion, a reaction...: its content is not
+				// kept to encrypt again (docs/content.md, "Known gap").
+				d.n.log.Warn("a change to the peer was dropped with its session", "peer", d.key, "reason", reason)
+			}
 		default:
 			ok, err := tx.Rekey(d.key, e.MessageID, reason, maxRekeys, now)
 			if err != nil {

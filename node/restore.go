@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -79,9 +81,11 @@ func Restore(backup, dir string, pass []byte) (RestoreSummary, error) {
 		s, err = db.Open(dir, db.Options{Passphrase: pass})
 	}
 	if err != nil {
+		// Not left half restored: a store whose sessions are stale would
+		// be refused as an identity by the next try.
+		os.Remove(filepath.Join(dir, db.FileName))
 		return RestoreSummary{}, err
 	}
-	defer s.Close()
 	var sum RestoreSummary
 	err = s.Update(func(tx *db.Tx) error {
 		if err := tx.ForgetSessions(time.Now()); err != nil {
@@ -108,6 +112,14 @@ func Restore(backup, dir string, pass []byte) (RestoreSummary, error) {
 		}
 		return tx.PutSetting(rehandshakeSetting, b)
 	})
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(filepath.Join(dir, db.FileName+suffix))
+		}
+	}
 	return sum, err
 }
 

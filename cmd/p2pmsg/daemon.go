@@ -202,7 +202,12 @@ func openNode(e *env, cfg node.Config) (*node.Node, error) {
 		}
 		cfg.Passphrase = p
 	}
-	defer func() { clear(cfg.Passphrase) }() // the store derived its key
+	defer func() {
+		// The store derived its key: no copy of the passphrase stays.
+		clear(cfg.Passphrase)
+		clear(e.pass)
+		e.pass = nil
+	}()
 	n, err := newNodeWhenFree(e, cfg)
 	if errors.Is(err, node.ErrPassphraseRequired) && cfg.Passphrase == nil {
 		// Asked on the terminal: a typo gets another try or two.

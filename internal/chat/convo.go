@@ -27,6 +27,7 @@ type convo struct {
 	replyTo  string // the id of the message the draft answers
 	editing  string // the id of the message the draft replaces
 	stash    string // the draft set aside while editing
+	target   string // the id of the message a reaction or a deletion is for
 	lastRead string // the id of the last incoming message told read
 	blocks   map[string]block
 	width    int // of the cached blocks
@@ -245,7 +246,7 @@ func (c *convo) window(height int, l layout) (lines []string, atTop bool) {
 	i := len(c.msgs) - 1
 	for ; i >= 0 && kept < height; i-- {
 		b := c.blockOf(i, l)
-		if below+len(b) <= c.offset {
+		if len(rev) == 0 && below+len(b) <= c.offset {
 			below += len(b)
 			continue
 		}
@@ -264,9 +265,14 @@ func (c *convo) window(height int, l layout) (lines []string, atTop bool) {
 	}
 	atTop = i < 0
 	if atTop && kept < height && c.offset > 0 {
-		// Scrolled past the first message: stop there (below+kept is
-		// every line loaded).
-		c.offset = max(0, below+kept-height)
+		// Scrolled past the first message: stop there. The lines
+		// loaded are below (every block skipped) when none was kept,
+		// else c.offset+kept.
+		if kept == 0 {
+			c.offset = max(0, below-height)
+		} else {
+			c.offset = max(0, c.offset+kept-height)
+		}
 		return c.window(height, l)
 	}
 	lines = make([]string, 0, height)

@@ -110,6 +110,10 @@ type Model struct {
 	contactsStale bool
 	refreshing    bool // a refresh is due
 
+	// blurred: the terminal says its window lost the focus; nothing is
+	// marked read meanwhile (no one is looking).
+	blurred bool
+
 	width, height int
 	status        string // the last thing that happened
 	warning       string // a key change, until the user acts
@@ -200,7 +204,7 @@ func (m *Model) run(what string, f func() error) tea.Cmd {
 // latest messages show and one of them is unread.
 func (m *Model) markRead() tea.Cmd {
 	c, ok := m.convs[m.selected]
-	if !ok || c.offset != 0 || !m.online {
+	if !ok || c.offset != 0 || !m.online || m.blurred {
 		return nil
 	}
 	id, unread := c.lastIncoming()
@@ -223,9 +227,15 @@ func (m *Model) contact(peer string) (api.Contact, bool) {
 }
 
 // name is what the screen calls a peer.
+// A name the peer gave itself is marked ~, as contacts list marks it:
+// a stranger may take the name of a friend.
 func (m *Model) name(peer string) string {
-	if c, ok := m.contact(peer); ok && c.DisplayName != "" {
-		return clean(c.DisplayName, true)
+	c, ok := m.contact(peer)
+	switch {
+	case ok && c.Name != "":
+		return clean(c.Name, true)
+	case ok && c.ProfileName != "":
+		return "~" + clean(c.ProfileName, true)
 	}
 	return short(peer)
 }
@@ -251,7 +261,13 @@ func (m *Model) switchTo(peer string) tea.Cmd {
 		return nil
 	}
 	if m.selected != "" {
-		m.conv(m.selected).draft = m.compose.Value()
+		cur := m.conv(m.selected)
+		if m.mode == reacting {
+			// The composer holds the reaction being typed; the draft
+			// waits in the conversation.
+			m.compose.SetValue(cur.draft)
+		}
+		cur.draft = m.compose.Value()
 	}
 	m.selected = peer
 	c := m.conv(peer)
@@ -298,6 +314,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case tea.KeyPressMsg:
 		return m, m.key(msg)
+	case tea.BlurMsg:
+		m.blurred = true
+		return m, nil
+	case tea.FocusMsg:
+		m.blurred = false
+		return m, m.markRead()
 	case contactsMsg:
 		m.contacts = msg
 		m.sortContacts()
@@ -504,14 +526,18 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 		}
 		return nil
 	case confirmDelete:
-		m.mode = picking
-		if key.Matches(k, m.keys.Yes) && c.sel >= 0 && c.sel < len(c.msgs) {
-			peer, id := c.peer, c.msgs[c.sel].ID
-			m.status = ""
-			return m.run("delete", func() error { _, err := m.c.Delete(m.ctx, peer, id); return err })
+		m.mode, m.status = picking, ""
+		if !key.Matches(k, m.keys.Yes) {
+			return nil
 		}
-		m.status = ""
-		return nil
+		// The message asked about, by id: what is picked may have moved
+		// (a message disappeared meanwhile).
+		if c.index(c.target) < 0 {
+			m.status = "that message is gone: nothing deleted"
+			return nil
+		}
+		peer, id := c.peer, c.target
+		return m.run("delete", func() error { _, err := m.c.Delete(m.ctx, peer, id); return err })
 	}
 	switch {
 	case key.Matches(k, m.keys.Quit):
@@ -565,7 +591,7 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 		return tea.Quit
 	case key.Matches(k, m.keys.Select):
 		if len(c.msgs) > 0 {
-			m.mode, c.sel = picking, len(c.msgs)-1
+			m.mode, c.sel, m.status = picking, len(c.msgs)-1, ""
 			c.reveal(c.sel, m.bodyHeight(), m.layout())
 		}
 		return nil
@@ -652,13 +678,13 @@ func (m *Model) pickKey(k tea.KeyPressMsg, c *convo) tea.Cmd {
 			m.status = "only your own messages can be deleted for everyone"
 			return nil
 		}
-		m.mode = confirmDelete
+		m.mode, c.target = confirmDelete, picked.ID
 		m.status = "Delete this message for everyone? y/n"
 	case key.Matches(k, m.keys.React):
 		if picked.Deleted {
 			return nil
 		}
-		m.mode = reacting
+		m.mode, c.target = reacting, picked.ID
 		c.draft = m.compose.Value()
 		m.compose.Reset()
 	}
@@ -674,11 +700,12 @@ func (m *Model) reactKey(k tea.KeyPressMsg, c *convo) tea.Cmd {
 		m.mode = picking
 	}
 	react := func(emoji string) tea.Cmd {
-		if c.sel < 0 || c.sel >= len(c.msgs) {
+		done()
+		if c.index(c.target) < 0 {
+			m.status = "that message is gone: no reaction sent"
 			return nil
 		}
-		peer, id := c.peer, c.msgs[c.sel].ID
-		done()
+		peer, id := c.peer, c.target
 		return m.run("react", func() error { _, err := m.c.React(m.ctx, peer, id, emoji); return err })
 	}
 	switch s := k.String(); {

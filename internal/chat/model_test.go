@@ -20,6 +20,7 @@ import (
 
 	"github.com/p2pmsg/p2pmsg/internal/api"
 	"github.com/p2pmsg/p2pmsg/internal/jsonrpc"
+	"github.com/p2pmsg/p2pmsg/node"
 )
 
 var update = flag.Bool("update", false, "write the golden files anew")
@@ -83,7 +84,7 @@ func (b *book) Message(_ context.Context, id string) (api.Message, error) {
 			}
 		}
 	}
-	return api.Message{}, fmt.Errorf("no message %s", id)
+	return api.Message{}, fmt.Errorf("%w: no message %s", node.ErrNotFound, id) // as the API answers
 }
 
 func (b *book) Send(_ context.Context, p api.SendParams) (api.SendResult, error) {
@@ -493,6 +494,72 @@ func TestScrollback(t *testing.T) {
 	press(t, m, "home")
 	if !strings.Contains(plain(m), "message number 0") {
 		t.Fatalf("home:\n%s", plain(m))
+	}
+}
+
+// A reaction being chosen, a conversation switched meanwhile: the draft
+// is still there when it comes back. An edit cancelled gives back the
+// draft it set aside.
+func TestDraftsSurviveModes(t *testing.T) {
+	b := newBook()
+	m := screen(t, b, 100, 30, bob)
+	typeText(t, m, "my precious draft")
+	press(t, m, "tab", "+", "ctrl+n", "ctrl+p")
+	if m.compose.Value() != "my precious draft" || m.mode != composing {
+		t.Fatalf("after switching while reacting: %q, mode %v", m.compose.Value(), m.mode)
+	}
+	press(t, m, "tab", "up", "up") // m08, ours
+	press(t, m, "e")
+	if m.compose.Value() == "my precious draft" {
+		t.Fatal("the edit did not load the message's text")
+	}
+	press(t, m, "esc")
+	if m.compose.Value() != "my precious draft" {
+		t.Fatalf("after cancelling an edit: %q", m.compose.Value())
+	}
+}
+
+// A deletion asked about is the one carried out: if the message went
+// meanwhile (its timer ran out), nothing is deleted, though another
+// message is now picked.
+func TestDeleteAskedIsDeleteDone(t *testing.T) {
+	b := newBook()
+	m := screen(t, b, 100, 30, bob)
+	press(t, m, "tab", "up", "up", "d") // m08, ours
+	b.mu.Lock()
+	b.msgs[bob] = slices.DeleteFunc(b.msgs[bob], func(x api.Message) bool { return x.ID == "m08" })
+	b.mu.Unlock()
+	drive(t, m, func() tea.Msg { return EventMsg{Kind: "delete", Peer: bob, MessageID: "m08", Reason: "expired"} })
+	if m.convs[bob].index("m08") >= 0 {
+		t.Fatal("the expired message is still shown")
+	}
+	press(t, m, "y")
+	if b.called("delete") {
+		t.Fatalf("a deletion went out: %v", b.calls)
+	}
+	if !strings.Contains(plain(m), "that message is gone") {
+		t.Fatalf("not said:\n%s", plain(m))
+	}
+}
+
+// Scrolled past the first message, the window stops at it, whatever the
+// offset asked, and says it is at the top.
+func TestScrollStopsAtTheTop(t *testing.T) {
+	b := newBook()
+	m := screen(t, b, 100, 30, bob)
+	c := m.convs[bob]
+	c.offset = 1 << 30
+	top, atTop := c.window(10, m.layout())
+	limit := c.offset
+	if !atTop || limit == 0 {
+		t.Fatalf("offset %d, at top %v", limit, atTop)
+	}
+	for extra := 1; extra < 25; extra++ {
+		c.offset = limit + extra
+		got, atTop := c.window(10, m.layout())
+		if !atTop || c.offset != limit || !slices.Equal(got, top) {
+			t.Fatalf("offset %d: clamped to %d (want %d), at top %v", limit+extra, c.offset, limit, atTop)
+		}
 	}
 }
 

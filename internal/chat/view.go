@@ -73,6 +73,7 @@ func (m *Model) layout() layout {
 func (m *Model) View() tea.View {
 	v := tea.NewView(m.Render())
 	v.AltScreen = true
+	v.ReportFocus = true // nothing is marked read while no one looks
 	return v
 }
 
@@ -247,7 +248,7 @@ func (m *Model) footer() string {
 	if m.warning != "" {
 		return styleWarning.Render(m.warning)
 	}
-	if m.status != "" && m.mode != picking {
+	if m.status != "" {
 		return m.status
 	}
 	k := m.keys
