@@ -87,7 +87,7 @@ func printContacts(e *env, cs []api.Contact) {
 			flags = append(flags, "blocked")
 		}
 		if c.Timer > 0 {
-			flags = append(flags, "disappearing "+timerText(c.Timer))
+			flags = append(flags, "disappearing "+api.FormatTimer(c.Timer))
 		}
 		if c.KeyChanged {
 			flags = append(flags, "KEY CHANGED: compare safety numbers, then p2pmsg trust")

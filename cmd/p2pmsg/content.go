@@ -205,22 +205,9 @@ func cmdDisappearing(e *env, args []string) error {
 				fmt.Fprintf(e.stdout, "Disappearing messages with %s: off.\n", pos[0])
 				return
 			}
-			fmt.Fprintf(e.stdout, "Disappearing messages with %s: %s after they are read.\n", pos[0], timerText(r.Timer))
+			fmt.Fprintf(e.stdout, "Disappearing messages with %s: %s after they are read.\n", pos[0], api.FormatTimer(r.Timer))
 		})
 	})
-}
-
-// timerText says a timer in the largest unit it is a whole number of.
-func timerText(secs int64) string {
-	for _, u := range []struct {
-		n    int64
-		name string
-	}{{7 * 86400, "w"}, {86400, "d"}, {3600, "h"}, {60, "m"}} {
-		if secs%u.n == 0 {
-			return fmt.Sprintf("%d%s", secs/u.n, u.name)
-		}
-	}
-	return fmt.Sprintf("%ds", secs)
 }
 
 func cmdProfile(e *env, args []string) error {
@@ -319,7 +306,7 @@ func printMessage(e *env, m api.Message) {
 		extra = append(extra, "reply to "+m.ReplyTo)
 	}
 	if m.Timer > 0 {
-		t := "disappears " + timerText(m.Timer) + " after reading"
+		t := "disappears " + api.FormatTimer(m.Timer) + " after reading"
 		if !m.Expires.IsZero() {
 			t = "disappears at " + m.Expires.Local().Format(layout)
 		}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -94,6 +95,20 @@ func ParseTimer(s string) (time.Duration, error) {
 		return 0, invalid("timer %q: want a duration such as 1h or 7d, or off", s)
 	}
 	return checkTimer(s, d)
+}
+
+// FormatTimer says a timer of secs seconds as ParseTimer reads it, in
+// the largest unit it is a whole number of: 30s, 10m, 1h, 7d, 4w.
+func FormatTimer(secs int64) string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{7 * 86400, "w"}, {86400, "d"}, {3600, "h"}, {60, "m"}} {
+		if secs%u.n == 0 {
+			return fmt.Sprintf("%d%s", secs/u.n, u.name)
+		}
+	}
+	return fmt.Sprintf("%ds", secs)
 }
 
 func checkTimer(s string, d time.Duration) (time.Duration, error) {

@@ -141,7 +141,7 @@ func (m *Model) title() string {
 			tags = append(tags, "offline")
 		}
 		if ct.Timer > 0 {
-			tags = append(tags, "⏱ disappearing "+timerText(ct.Timer))
+			tags = append(tags, "⏱ disappearing "+api.FormatTimer(ct.Timer))
 		}
 		t += " · " + strings.Join(tags, " · ")
 	} else if m.selected != "" {
@@ -152,19 +152,6 @@ func (m *Model) title() string {
 		return ansi.Truncate(t, m.width, "…")
 	}
 	return t + strings.Repeat(" ", gap+1) + conn
-}
-
-// timerText says a timer in the largest unit it is a whole number of.
-func timerText(secs int64) string {
-	for _, u := range []struct {
-		n    int64
-		name string
-	}{{7 * 86400, "w"}, {86400, "d"}, {3600, "h"}, {60, "m"}} {
-		if secs%u.n == 0 {
-			return fmt.Sprintf("%d%s", secs/u.n, u.name)
-		}
-	}
-	return fmt.Sprintf("%ds", secs)
 }
 
 // contactMark is a contact's sign in the list: ? a request, ⊘ blocked,
