@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -91,15 +90,27 @@ const backupPrefix = ".backup-"
 // Backup writes an encrypted copy of the store to path (replacing it only
 // once the copy is whole), under pass: the store's own passphrase when it
 // is sealed (checked against the copy's sealing), else one chosen for the
-// backup. The daemon goes on meanwhile: the copy is one read transaction
-// beside the writer, and takes no lock of the store's.
+// backup. The copy is taken on the writer, as one job: writes wait for it
+// (a store of 100,000 messages copies in a fraction of a second), reads
+// go on, and no checkpoint (a purge, a passphrase change) can be held
+// back by a long read beside it. Encrypting the copy waits for nothing.
 func (s *Store) Backup(path string, pass []byte, kdf KDFParams) error {
 	if len(pass) == 0 {
 		return errors.New("db: a backup is encrypted under a passphrase: give one")
 	}
-	dir := filepath.Dir(s.path)
-	if abs, err := filepath.Abs(path); err != nil || filepath.Dir(abs) == dir {
+	dir, err := realDir(filepath.Dir(s.path))
+	if err != nil {
+		return fmt.Errorf("db: backup: %w", err)
+	}
+	if target, err := realDir(filepath.Dir(path)); err != nil || target == dir {
 		return fmt.Errorf("db: backup: write it outside the data directory %s", dir)
+	}
+	// A wrong passphrase is told before the copy is made (and checked
+	// against the copy's own sealing after).
+	if s.sealer.Load() != nil {
+		if err := s.CheckPassphrase(pass); err != nil {
+			return err
+		}
 	}
 	tmp, err := os.CreateTemp(dir, backupPrefix+"*.db")
 	if err != nil {
@@ -109,16 +120,10 @@ func (s *Store) Backup(path string, pass []byte, kdf KDFParams) error {
 	tmp.Close()
 	os.Remove(snapshot) // VACUUM INTO writes a file that does not exist
 	defer os.Remove(snapshot)
-	// A connection of its own: the readers are query-only, and the
-	// writer must not wait for the copy (one read transaction, as long
-	// as the copy takes, beside the writer: WAL).
-	conn, err := sql.Open("sqlite3", sqliteURI(s.path)+"?_busy_timeout="+strconv.Itoa(busyTimeoutMS))
-	if err != nil {
-		return fmt.Errorf("db: backup: %w", err)
-	}
-	_, err = conn.Exec("VACUUM INTO ?", snapshot)
-	conn.Close()
-	if err != nil {
+	if err := s.exclusiveJob(func() error {
+		_, err := s.wdb.Exec("VACUUM INTO ?", snapshot)
+		return err
+	}); err != nil {
 		return s.classify("backup: snapshot", err)
 	}
 	// The copy's own sealing says which passphrase opens it: a change
@@ -162,6 +167,15 @@ func (s *Store) Backup(path string, pass []byte, kdf KDFParams) error {
 		return fmt.Errorf("db: backup: %w", err)
 	}
 	return nil
+}
+
+// realDir is dir, absolute, with its symbolic links resolved.
+func realDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 // backupKey is the key of a backup: Argon2id of the passphrase under the

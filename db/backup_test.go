@@ -45,6 +45,16 @@ func TestBackupRestore(t *testing.T) {
 			if err := s.Backup(backup, nil, fastKDF); err == nil {
 				t.Fatal("a backup without a passphrase")
 			}
+			// Never into the data directory, however it is named.
+			link := filepath.Join(t.TempDir(), "link")
+			if err := os.Symlink(filepath.Dir(s.Path()), link); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{filepath.Join(filepath.Dir(s.Path()), "x.backup"), filepath.Join(link, "x.backup")} {
+				if err := s.Backup(p, bpass, fastKDF); err == nil {
+					t.Fatalf("a backup written into the data directory, as %s", p)
+				}
+			}
 			if err := s.Backup(backup, bpass, fastKDF); err != nil {
 				t.Fatal(err)
 			}

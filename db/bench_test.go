@@ -264,11 +264,8 @@ func BenchmarkUpgradeV1_100k(b *testing.B) {
 	}
 }
 
-// BenchmarkPurge100k is what scrubbing deleted text costs in a clear
-// store of 100,000 messages: one message deleted for everyone, then
-// Reclaim (the full-text index merged, free pages given back, the WAL
-// checkpointed), as the node's purge loop does at most every 10 s.
-func BenchmarkPurge100k(b *testing.B) {
+// store100k is a clear store of 100,000 messages from one contact.
+func store100k(b *testing.B) *Store {
 	s := open(b, b.TempDir(), "")
 	update(b, s, func(tx *Tx) error {
 		return tx.PutContact(Contact{PeerID: "a", State: ContactAccepted}, t0)
@@ -285,6 +282,28 @@ func BenchmarkPurge100k(b *testing.B) {
 			return nil
 		})
 	}
+	return s
+}
+
+// BenchmarkBackup100k is a backup of a store of 100,000 messages (the
+// Argon2id of the test's cheap costs): the copy, which the writer waits
+// for, then its encryption.
+func BenchmarkBackup100k(b *testing.B) {
+	s := store100k(b)
+	path := filepath.Join(b.TempDir(), "b")
+	for b.Loop() {
+		if err := s.Backup(path, []byte("pw"), fastKDF); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPurge100k is what scrubbing deleted text costs in a clear
+// store of 100,000 messages: one message deleted for everyone, then
+// Reclaim (the full-text index merged, free pages given back, the WAL
+// checkpointed), as the node's purge loop does at most every 10 s.
+func BenchmarkPurge100k(b *testing.B) {
+	s := store100k(b)
 	i := 0
 	for b.Loop() {
 		update(b, s, func(tx *Tx) error {

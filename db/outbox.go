@@ -306,10 +306,13 @@ func (r *ReadTx) OutboxCount() (int, error) {
 
 // ExpireStale drops what is kept for a while only, when it is older
 // than before: control messages still queued (receipts and grants for a
-// peer not reachable since: its own outbox resends what they answered),
+// peer not reachable since: its own outbox resends what they answered;
+// not the user's changes, which stay queued as messages do),
 // and the ids of deleted messages (Gone).
 func (t *Tx) ExpireStale(before time.Time) error {
-	if _, err := t.exec("DELETE FROM outbox WHERE control = 1 AND created < ?", millis(before)); err != nil {
+	// Changes the user made (lasting) stay, like messages: their sender
+	// keeps nothing else of them.
+	if _, err := t.exec("DELETE FROM outbox WHERE control = 1 AND lasting = 0 AND created < ?", millis(before)); err != nil {
 		return t.s.classify("expire", err)
 	}
 	_, err := t.exec("DELETE FROM gone_messages WHERE deleted < ?", millis(before))

@@ -255,22 +255,37 @@ func (n *Node) Delete(p peer.ID, id MessageID) error {
 	})
 }
 
-// checkEmoji: a reaction is one emoji (with its modifiers, joiners and
-// keycap or presentation marks), not text: at most 32 bytes and 10 code
-// points, no spaces or controls, and at least one symbol, keycap or
-// emoji presentation selector among them ("5" and "ok" are text; "5️⃣"
-// and "ℹ️" are not).
+// checkEmoji: a reaction is one emoji, not text: at most 32 bytes and
+// 10 code points, each a symbol (So), a skin tone (Sk), a combining mark
+// (Mn, Me: the keycap), the zero-width joiner, a variation selector or a
+// tag character (subdivision flags); a digit, # or * only before a keycap
+// or an emoji presentation selector, as in 5️⃣; and at least one symbol.
+// So "ok", "5", "lol😂" and a direction override are refused.
 func checkEmoji(e string) error {
-	symbol := false
-	for _, r := range e {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			symbol = false
-			break
-		}
-		symbol = symbol || unicode.Is(unicode.So, r) || r == '\u20e3' || r == '\ufe0f' // keycap, emoji presentation
+	bad := fmt.Errorf("%w: a reaction is one emoji, not %q", ErrInvalid, e)
+	if len(e) > wire.MaxEmoji || !utf8.ValidString(e) || utf8.RuneCountInString(e) > 10 {
+		return bad
 	}
-	if !symbol || len(e) > wire.MaxEmoji || !utf8.ValidString(e) || utf8.RuneCountInString(e) > 10 {
-		return fmt.Errorf("%w: a reaction is one emoji, not %q", ErrInvalid, e)
+	rs := []rune(e)
+	symbol := false
+	for i, r := range rs {
+		next := rune(0)
+		if i+1 < len(rs) {
+			next = rs[i+1]
+		}
+		switch {
+		case unicode.Is(unicode.So, r):
+			symbol = true
+		case unicode.In(r, unicode.Sk, unicode.Mn, unicode.Me),
+			r == '\u200d', r == '\ufe0e', r == '\ufe0f', r >= 0xe0020 && r <= 0xe007f:
+		case (r >= '0' && r <= '9' || r == '#' || r == '*' || unicode.IsLetter(r)) && (next == '\ufe0f' || next == '\u20e3'):
+			symbol = true // a keycap, or a letter-like symbol shown as an emoji (ℹ️)
+		default:
+			return bad
+		}
+	}
+	if !symbol {
+		return bad
 	}
 	return nil
 }

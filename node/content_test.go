@@ -129,12 +129,12 @@ func TestContentKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMessage(t, b, first, func(m Message) bool { return len(m.Reactions) == 1 && m.Reactions[0].Reactor == "" })
-	for _, ok := range []string{"1️⃣", "ℹ️", "👩‍👩‍👧‍👦", "🇫🇷"} { // keycaps, letter-like symbols, joined, flags
+	for _, ok := range []string{"1️⃣", "ℹ️", "👩‍👩‍👧‍👦", "🇫🇷", "👍🏽", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"} { // keycaps, letter-like symbols, joined, flags, skin tones, tags
 		if err := a.React(b.ID(), first, ok); err != nil {
 			t.Errorf("reaction %q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"hello", "5", "👍 👍", strings.Repeat("👍", 9)} {
+	for _, bad := range []string{"hello", "5", "👍 👍", strings.Repeat("👍", 9), "lol😂", "ok👍", "\u202e👍", "\u200b👍", "hello\ufe0f"} {
 		if err := a.React(b.ID(), first, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("reaction %q: %v", bad, err)
 		}

@@ -128,10 +128,12 @@ func (c *conv) receive(tx *db.Tx, o *recvOp, st *batchState, now time.Time) erro
 		}
 	}
 	if content.ReplyTo != (e2e.MessageID{}) {
-		// A reply quotes a message of this conversation, or nothing.
-		if q, err := r.Message(content.ReplyTo); errors.Is(err, db.ErrNotFound) || err == nil && q.Peer != c.key {
+		// A reply quotes a message of this conversation: one of another
+		// is not quoted. One not here (yet: deliveries may overtake each
+		// other) is kept, and shown once it comes.
+		if q, err := r.Message(content.ReplyTo); err == nil && q.Peer != c.key {
 			content.ReplyTo = e2e.MessageID{}
-		} else if err != nil {
+		} else if err != nil && !errors.Is(err, db.ErrNotFound) {
 			return err
 		}
 	}

@@ -124,7 +124,6 @@ func (n *Node) purgeLoop() {
 		if !sleepCtx(n.ctx, max(purgeDelay, time.Until(last.Add(purgeEvery)))) {
 			return
 		}
-		last = time.Now()
 		// Deletions made while we slept are in this purge.
 		select {
 		case <-n.purgeWake:
@@ -132,6 +131,7 @@ func (n *Node) purgeLoop() {
 		}
 		for {
 			_, err := n.store.Reclaim()
+			last = time.Now() // the spacing counts from the end of the last one
 			if err == nil || n.ctx.Err() != nil {
 				break
 			}

@@ -41,6 +41,8 @@ var (
 	ErrLocked             = db.ErrLocked
 	ErrPassphraseRequired = db.ErrPassphraseRequired
 	ErrWrongPassphrase    = db.ErrWrongPassphrase
+	// ErrNotSealed: a passphrase was given for a store that has none.
+	ErrNotSealed = db.ErrNotSealed
 	// A backup's: damaged or no backup at all, and a passphrase that
 	// does not open it.
 	ErrBadBackup             = db.ErrBadBackup

@@ -82,8 +82,11 @@ func Restore(backup, dir string, pass []byte) (RestoreSummary, error) {
 	}
 	if err != nil {
 		// Not left half restored: a store whose sessions are stale would
-		// be refused as an identity by the next try.
-		os.Remove(filepath.Join(dir, db.FileName))
+		// be refused as an identity by the next try. (Locked: another
+		// process opened it meanwhile, and it is its.)
+		if !errors.Is(err, db.ErrLocked) {
+			removeStore(dir)
+		}
 		return RestoreSummary{}, err
 	}
 	var sum RestoreSummary
@@ -116,11 +119,16 @@ func Restore(backup, dir string, pass []byte) (RestoreSummary, error) {
 		err = cerr
 	}
 	if err != nil {
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			os.Remove(filepath.Join(dir, db.FileName+suffix))
-		}
+		removeStore(dir)
 	}
 	return sum, err
+}
+
+// removeStore deletes a store that a restore could not prepare.
+func removeStore(dir string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(dir, db.FileName+suffix))
+	}
 }
 
 // handshakeOp starts a new session with the peer and sends "accepted"

@@ -93,12 +93,12 @@ func cmdBackup(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.do(true, func(ctx context.Context, c *api.Client) error {
+	backup := func(ctx context.Context, c *api.Client) error {
 		id, err := c.ID(ctx)
 		if err != nil {
 			return err
 		}
-		pass := given
+		pass := bytes.Clone(given)
 		for try := 1; ; try++ {
 			if pass == nil {
 				if id.Sealed {
@@ -128,7 +128,15 @@ func cmdBackup(e *env, args []string) error {
 				fmt.Fprintf(e.stdout, "Backup written to %s, encrypted %s.\nRestore it with: p2pmsg restore %s --data NEW_DIRECTORY\n", path, how, path)
 			})
 		}
-	})
+	}
+	err = e.do(true, backup)
+	if errors.Is(err, node.ErrNotSealed) && given != nil {
+		// No daemon, and a store without a passphrase: the one given is
+		// the backup's, not the store's.
+		e.pass, e.passRead = nil, true
+		err = e.do(true, backup)
+	}
+	return err
 }
 
 func cmdRestore(e *env, args []string) error {

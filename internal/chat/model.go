@@ -313,6 +313,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.compose.SetWidth(max(4, m.width))
 		return m, nil
 	case tea.KeyPressMsg:
+		// Someone is typing: whatever the terminal said of its focus.
+		m.blurred = false
 		return m, m.key(msg)
 	case tea.BlurMsg:
 		m.blurred = true
