@@ -18,10 +18,6 @@ import (
 // The verbs that change a conversation beyond sending, the display
 // name, search; and how a message prints.
 
-// stdin is where text comes from when it is not on the command line
-// (a test replaces it).
-var stdin io.Reader = os.Stdin
-
 // textArg is the text of send and edit: the words given, joined by
 // spaces; or stdin when the one word is "-", or when there are none and
 // stdin is not a terminal (echo hi | p2pmsg send bob), so that private
@@ -29,8 +25,7 @@ var stdin io.Reader = os.Stdin
 func textArg(words []string, usage string) (string, error) {
 	fromStdin := len(words) == 1 && words[0] == "-"
 	if len(words) == 0 {
-		f, ok := stdin.(*os.File)
-		if ok && term.IsTerminal(int(f.Fd())) {
+		if term.IsTerminal(int(os.Stdin.Fd())) {
 			return "", fail(exitUsage, "no text: give it after the peer, or - to read it from stdin; usage: %s", usage)
 		}
 		fromStdin = true
@@ -38,7 +33,7 @@ func textArg(words []string, usage string) (string, error) {
 	if !fromStdin {
 		return strings.Join(words, " "), nil
 	}
-	b, err := io.ReadAll(io.LimitReader(stdin, node.MaxTextSize+1))
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, node.MaxTextSize+1))
 	if err != nil {
 		return "", fmt.Errorf("read the text from stdin: %w", err)
 	}
