@@ -276,6 +276,9 @@ func printMessage(e *env, m api.Message) {
 		if m.Name != "" {
 			who = printable(m.Name, true)
 		}
+		if m.NameIsTheirs {
+			who = "~" + who // the name it gave itself
+		}
 		if m.Request {
 			who += " (contact request)"
 		}
@@ -313,6 +316,9 @@ func printMessage(e *env, m api.Message) {
 			by = "them"
 			if r.Name != "" {
 				by = printable(r.Name, true)
+				if m.NameIsTheirs {
+					by = "~" + by
+				}
 			}
 		}
 		extra = append(extra, printable(r.Emoji, true)+" "+by)

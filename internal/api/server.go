@@ -240,7 +240,8 @@ func (s *Server) cursor(p peer.ID, id string) (node.Cursor, error) {
 }
 
 func messageOf(m node.Message, c node.Contact) Message {
-	out := Message{ID: m.ID.String(), Peer: m.Peer.String(), Name: c.DisplayName(), Direction: string(m.Direction), Text: m.Text,
+	out := Message{ID: m.ID.String(), Peer: m.Peer.String(), Name: c.DisplayName(), NameIsTheirs: c.Name == "" && c.ProfileName != "",
+		Direction: string(m.Direction), Text: m.Text,
 		State: string(m.State), Error: m.Error, Sent: m.Sent, Stored: m.Stored, Seq: m.Seq(),
 		Request: m.Direction == node.Incoming && c.State == node.ContactRequest,
 		Edited:  m.Edited, Deleted: m.Deleted, Timer: int64(m.Timer / time.Second), Expires: m.Expires}

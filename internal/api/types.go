@@ -85,20 +85,23 @@ func (p HistoryParams) check() error {
 
 // Message is a message as a client shows it.
 type Message struct {
-	ID        string    `json:"id"`
-	Peer      string    `json:"peer"`
-	Name      string    `json:"name,omitempty"` // the contact's name
-	Direction string    `json:"direction"`      // in, out
-	Text      string    `json:"text"`
-	State     string    `json:"state"` // queued, sent, delivered, failed; received, read
-	Error     string    `json:"error,omitempty"`
-	Sent      time.Time `json:"sent"`   // the sender's clock
-	Stored    time.Time `json:"stored"` // when this node stored it: the conversation's order
-	Seq       int64     `json:"seq"`    // orders messages of the same Stored millisecond
-	Request   bool      `json:"contact_request,omitempty"`
-	Edited    time.Time `json:"edited,omitzero"`    // the sender's clock at its latest edit
-	Deleted   bool      `json:"deleted,omitempty"`  // deleted for everyone: no text is left
-	ReplyTo   string    `json:"reply_to,omitempty"` // the id of the message it quotes
+	ID   string `json:"id"`
+	Peer string `json:"peer"`
+	Name string `json:"name,omitempty"` // the contact's name: the user's for it, else the one it gave itself
+	// NameIsTheirs: Name is the one the peer gave itself (a stranger may
+	// take a friend's); clients mark it, as p2pmsg does with ~.
+	NameIsTheirs bool      `json:"name_is_theirs,omitempty"`
+	Direction    string    `json:"direction"` // in, out
+	Text         string    `json:"text"`
+	State        string    `json:"state"` // queued, sent, delivered, failed; received, read
+	Error        string    `json:"error,omitempty"`
+	Sent         time.Time `json:"sent"`   // the sender's clock
+	Stored       time.Time `json:"stored"` // when this node stored it: the conversation's order
+	Seq          int64     `json:"seq"`    // orders messages of the same Stored millisecond
+	Request      bool      `json:"contact_request,omitempty"`
+	Edited       time.Time `json:"edited,omitzero"`    // the sender's clock at its latest edit
+	Deleted      bool      `json:"deleted,omitempty"`  // deleted for everyone: no text is left
+	ReplyTo      string    `json:"reply_to,omitempty"` // the id of the message it quotes
 	// Timer is its disappearing timer in seconds; Expires, when it goes
 	// (set once the timer runs: from delivery for ours, reading for theirs).
 	Timer     int64      `json:"timer,omitempty"`
@@ -223,23 +226,26 @@ type EventPage struct {
 // Event is an entry of the node's event log; which fields are set depends
 // on the kind (message, state, contact-request, key-change, connectivity).
 type Event struct {
-	ID        int64     `json:"id"`
-	Kind      string    `json:"kind"`
-	Time      time.Time `json:"time"`
-	Peer      string    `json:"peer,omitempty"`
-	Name      string    `json:"name,omitempty"` // the contact's name
-	MessageID string    `json:"message_id,omitempty"`
-	Direction string    `json:"direction,omitempty"`
-	Text      string    `json:"text,omitempty"`
-	Sent      time.Time `json:"sent,omitzero"`
-	Stored    time.Time `json:"stored,omitzero"`
-	State     string    `json:"state,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Path      string    `json:"path,omitempty"`      // connectivity
-	Connected *bool     `json:"connected,omitempty"` // connectivity: the path is not offline
-	Emoji     string    `json:"emoji,omitempty"`     // reaction (none: taken back)
-	Reactor   string    `json:"reactor,omitempty"`   // reaction: who; empty: this node's user
-	Timer     *int64    `json:"timer,omitempty"`     // timer: seconds, 0 for off
+	ID   int64     `json:"id"`
+	Kind string    `json:"kind"`
+	Time time.Time `json:"time"`
+	Peer string    `json:"peer,omitempty"`
+	Name string    `json:"name,omitempty"` // the contact's name: the user's for it, else the one it gave itself
+	// NameIsTheirs: Name is the one the peer gave itself (a stranger may
+	// take a friend's); clients mark it, as p2pmsg does with ~.
+	NameIsTheirs bool      `json:"name_is_theirs,omitempty"`
+	MessageID    string    `json:"message_id,omitempty"`
+	Direction    string    `json:"direction,omitempty"`
+	Text         string    `json:"text,omitempty"`
+	Sent         time.Time `json:"sent,omitzero"`
+	Stored       time.Time `json:"stored,omitzero"`
+	State        string    `json:"state,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	Path         string    `json:"path,omitempty"`      // connectivity
+	Connected    *bool     `json:"connected,omitempty"` // connectivity: the path is not offline
+	Emoji        string    `json:"emoji,omitempty"`     // reaction (none: taken back)
+	Reactor      string    `json:"reactor,omitempty"`   // reaction: who; empty: this node's user
+	Timer        *int64    `json:"timer,omitempty"`     // timer: seconds, 0 for off
 }
 
 // Status is the answer of "status".
