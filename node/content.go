@@ -175,24 +175,31 @@ func noSession(p string) error {
 	return fmt.Errorf("%w: no session with %s yet (send a message first)", ErrInvalid, p)
 }
 
-// ownMessage finds one of our messages of the conversation, for an edit
-// or a deletion, and reports whether it still waits for a session (its
-// change is then local alone: it goes out as changed).
-func ownMessage(c *conv, tx *db.Tx, id MessageID) (db.Message, bool, error) {
+// ownMessage checks that id is one of our messages of the conversation,
+// not deleted, that an edit or a deletion may change, and reports
+// whether it still waits for a session (the change is then local alone:
+// it goes out as changed); else there must be a session to tell the peer
+// under. refused says why not; err is the store's.
+func ownMessage(c *conv, tx *db.Tx, id MessageID) (waiting bool, refused, err error) {
 	r := tx.Read()
 	m, err := r.Own(c.key, id)
 	switch {
 	case errors.Is(err, db.ErrNotFound):
-		return m, false, fmt.Errorf("%w: no message %s in the conversation with %s", ErrNotFound, id, c.key)
+		return false, fmt.Errorf("%w: no message %s in the conversation with %s", ErrNotFound, id, c.key), nil
 	case errors.Is(err, db.ErrNotYours):
-		return m, false, fmt.Errorf("%w: message %s is %s's", ErrNotYours, id, c.key)
+		return false, fmt.Errorf("%w: message %s is %s's", ErrNotYours, id, c.key), nil
 	case err != nil:
-		return m, false, err
+		return false, nil, err
 	case !m.Deleted.IsZero():
-		return m, false, fmt.Errorf("%w: message %s was deleted", ErrInvalid, id)
+		return false, fmt.Errorf("%w: message %s was deleted", ErrInvalid, id), nil
 	}
-	waiting, err := r.WaitsForSession(id)
-	return m, waiting, err
+	if waiting, err = r.WaitsForSession(id); err != nil {
+		return false, nil, err
+	}
+	if !waiting && c.rec.current() == nil {
+		return false, noSession(c.key), nil
+	}
+	return waiting, nil, nil
 }
 
 // Edit replaces the text of one of our messages, here and at the peer,
@@ -202,12 +209,9 @@ func (n *Node) Edit(p peer.ID, id MessageID, text string) error {
 		return err
 	}
 	return n.change(p, func(c *conv, tx *db.Tx, st *batchState, now time.Time) (func(int64) ([]byte, error), error, error) {
-		_, waiting, err := ownMessage(c, tx, id)
-		if err != nil {
-			return nil, err, nil
-		}
-		if !waiting && c.rec.current() == nil {
-			return nil, noSession(c.key), nil
+		waiting, refused, err := ownMessage(c, tx, id)
+		if refused != nil || err != nil {
+			return nil, refused, err
 		}
 		if _, err := tx.EditMessage(c.key, id, db.Outgoing, text, now); err != nil {
 			return nil, nil, err
@@ -228,12 +232,9 @@ func (n *Node) Edit(p peer.ID, id MessageID, text string) error {
 // both stores, a tombstone stays.
 func (n *Node) Delete(p peer.ID, id MessageID) error {
 	return n.change(p, func(c *conv, tx *db.Tx, st *batchState, now time.Time) (func(int64) ([]byte, error), error, error) {
-		_, waiting, err := ownMessage(c, tx, id)
-		if err != nil {
-			return nil, err, nil
-		}
-		if !waiting && c.rec.current() == nil {
-			return nil, noSession(c.key), nil
+		waiting, refused, err := ownMessage(c, tx, id)
+		if refused != nil || err != nil {
+			return nil, refused, err
 		}
 		if waiting {
 			// Never encrypted: it never goes.
